@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod election;
+mod error;
+mod events;
+mod identity;
+mod lock;
+mod random;
+mod record;
+mod runner;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::Config;
+pub use election::{Clock, Elector, JITTER_FACTOR, SystemClock, Timing};
+pub use error::{ApiError, Error, Result, StatusReason};
+pub use events::{LeaderEvent, StopReason};
+pub use identity::default_identity;
+pub use lock::{LeaseLock, Lock};
+pub use record::{LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time, parse_time_lenient};
+pub use runner::{LeaderElector, LeaderElectorBuilder, LeaderHandle};

@@ -1,0 +1,415 @@
+//! The threaded runner: [`LeaderElector::builder`] → [`LeaderHandle`], one background renew thread per
+//! elector, an `is_leader()` bounded by the leadership deadline, and events on crossbeam channels.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+use crate::config::Config;
+use crate::election::{Elector, JITTER_FACTOR, Timing};
+use crate::error::{Error, Result};
+use crate::events::{EventHub, LeaderEvent, StopReason};
+use crate::lock::{LeaseLock, Lock};
+use crate::random::Rng;
+
+/// Entry point of the threaded API: `LeaderElector::builder(config, "my-lock")…start()`.
+#[derive(Debug)]
+pub struct LeaderElector;
+
+impl LeaderElector {
+    /// Campaign for the Lease `lock_name` on the API server of `config`.
+    pub fn builder(config: Config, lock_name: impl Into<String>) -> LeaderElectorBuilder {
+        LeaderElectorBuilder {
+            target: Target::Lease {
+                config: Box::new(config),
+                name: lock_name.into(),
+                namespace: None,
+                identity: None,
+            },
+            timing: Timing::default(),
+            release_on_stop: true,
+            keep_campaigning: true,
+        }
+    }
+
+    /// Campaign on a lock you built yourself (any [`Lock`] implementation).
+    pub fn with_lock(lock: impl Lock + 'static) -> LeaderElectorBuilder {
+        LeaderElectorBuilder {
+            target: Target::Custom(Box::new(lock)),
+            timing: Timing::default(),
+            release_on_stop: true,
+            keep_campaigning: true,
+        }
+    }
+}
+
+enum Target {
+    Lease {
+        config: Box<Config>,
+        name: String,
+        namespace: Option<String>,
+        identity: Option<String>,
+    },
+    Custom(Box<dyn Lock>),
+}
+
+/// Settings of an elector; [`start`](LeaderElectorBuilder::start) validates them and starts the thread.
+pub struct LeaderElectorBuilder {
+    target: Target,
+    timing: Timing,
+    release_on_stop: bool,
+    keep_campaigning: bool,
+}
+
+impl std::fmt::Debug for LeaderElectorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("LeaderElectorBuilder");
+        match &self.target {
+            Target::Lease { config, name, namespace, identity } => {
+                d.field("config", config)
+                    .field("name", name)
+                    .field("namespace", namespace)
+                    .field("identity", identity);
+            }
+            Target::Custom(lock) => {
+                d.field("lock", &lock.describe());
+            }
+        }
+        d.field("timing", &self.timing)
+            .field("release_on_stop", &self.release_on_stop)
+            .field("keep_campaigning", &self.keep_campaigning)
+            .finish()
+    }
+}
+
+impl LeaderElectorBuilder {
+    /// The lock's namespace (default: the config's namespace, else `default`). Ignored with a custom lock.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        if let Target::Lease { namespace: ns, .. } = &mut self.target {
+            *ns = Some(namespace.into());
+        }
+        self
+    }
+
+    /// This candidate's identity (default `<hostname>_<random hex>`); must be unique per process.
+    /// Ignored with a custom lock, which carries its own.
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        if let Target::Lease { identity: id, .. } = &mut self.target {
+            *id = Some(identity.into());
+        }
+        self
+    }
+
+    /// How long followers wait after the last renew they saw before taking over (default 15 s; a whole
+    /// number of seconds).
+    pub fn lease_duration(mut self, d: Duration) -> Self {
+        self.timing.lease_duration = d;
+        self
+    }
+
+    /// How long the leader keeps leading without a successful renew (default 10 s).
+    pub fn renew_deadline(mut self, d: Duration) -> Self {
+        self.timing.renew_deadline = d;
+        self
+    }
+
+    /// How often the leader renews and candidates retry (default 2 s; candidates add jitter).
+    pub fn retry_period(mut self, d: Duration) -> Self {
+        self.timing.retry_period = d;
+        self
+    }
+
+    /// All three durations at once.
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Release the lock on `stop()`/drop so a follower takes over within about one retry period instead of
+    /// a lease duration (default true).
+    pub fn release_on_stop(mut self, release: bool) -> Self {
+        self.release_on_stop = release;
+        self
+    }
+
+    /// After losing leadership, campaign again (default true). When false, the thread ends after the
+    /// first loss.
+    pub fn keep_campaigning(mut self, keep: bool) -> Self {
+        self.keep_campaigning = keep;
+        self
+    }
+
+    /// Validate the settings, connect nothing yet, and start the renew thread.
+    pub fn start(self) -> Result<LeaderHandle> {
+        let lock: Box<dyn Lock> = match self.target {
+            Target::Lease { config, name, namespace, identity } => {
+                let namespace = namespace.unwrap_or_else(|| config.namespace().to_string());
+                if name.is_empty() {
+                    return Err(Error::InvalidElectionConfig("lock name must not be empty".into()));
+                }
+                if namespace.is_empty() {
+                    return Err(Error::InvalidElectionConfig("namespace must not be empty".into()));
+                }
+                let identity = identity.unwrap_or_else(crate::identity::default_identity);
+                Box::new(LeaseLock::new(&config, namespace, name, identity)?)
+            }
+            Target::Custom(lock) => lock,
+        };
+        let identity = lock.identity().to_string();
+        let elector = Elector::new(lock, self.timing)?;
+        let shared = Arc::new(Shared {
+            base: Instant::now(),
+            deadline: AtomicU64::new(NOT_LEADING),
+            announced: AtomicBool::new(false),
+            leader: Mutex::new(None),
+            events: EventHub::default(),
+        });
+        let (stop_tx, stop_rx) = bounded(1);
+        let worker = Worker {
+            elector,
+            shared: shared.clone(),
+            stop_rx,
+            release_on_stop: self.release_on_stop,
+            keep_campaigning: self.keep_campaigning,
+            rng: Rng::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("kube-elector-renew".into())
+            .spawn(move || worker.run())
+            .map_err(|e| Error::Io { context: "spawning the renew thread".into(), source: e })?;
+        Ok(LeaderHandle { shared, stop_tx, thread: Some(thread), identity })
+    }
+}
+
+const NOT_LEADING: u64 = 0;
+const STOPPED: u64 = 1;
+
+/// State shared between the handle and the renew thread: atomics and a few locks that the hot path
+/// (`is_leader`) never takes.
+#[derive(Debug)]
+struct Shared {
+    base: Instant,
+    /// Leadership deadline in nanoseconds since `base`; `NOT_LEADING` or `STOPPED` otherwise.
+    deadline: AtomicU64,
+    /// Whether `StartedLeading` was sent without its `StoppedLeading` yet.
+    announced: AtomicBool,
+    leader: Mutex<Option<String>>,
+    events: EventHub,
+}
+
+impl Shared {
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn is_leader(&self) -> bool {
+        let d = self.deadline.load(Ordering::Acquire);
+        d > STOPPED && self.nanos(Instant::now()) < d
+    }
+
+    /// Publish a new deadline unless the handle was stopped. Returns false when stopped.
+    fn set_deadline(&self, deadline: Instant) -> bool {
+        let new = self.nanos(deadline).max(STOPPED + 1);
+        self.deadline
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| (cur != STOPPED).then_some(new))
+            .is_ok()
+    }
+
+    fn clear_deadline(&self) {
+        let _ = self.deadline.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            (cur != STOPPED).then_some(NOT_LEADING)
+        });
+    }
+
+    fn set_leader(&self, holder: Option<String>) {
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = holder;
+    }
+
+    /// Send `StoppedLeading` if (and only if) `StartedLeading` is outstanding.
+    fn announce_stopped(&self, reason: StopReason) {
+        if self.announced.swap(false, Ordering::AcqRel) {
+            self.events.publish(LeaderEvent::StoppedLeading { reason });
+        }
+    }
+}
+
+struct Worker {
+    elector: Elector<Box<dyn Lock>>,
+    shared: Arc<Shared>,
+    stop_rx: Receiver<()>,
+    release_on_stop: bool,
+    keep_campaigning: bool,
+    rng: Rng,
+}
+
+impl Worker {
+    fn run(mut self) -> Result<()> {
+        let shared = self.shared.clone();
+        match catch_unwind(AssertUnwindSafe(|| self.campaign())) {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                shared.deadline.store(STOPPED, Ordering::Release);
+                log::error!("kube-elector renew thread panicked: {message}");
+                shared.announce_stopped(StopReason::Panicked(message.clone()));
+                Err(Error::RenewThreadPanicked(message))
+            }
+        }
+    }
+
+    fn campaign(&mut self) -> Result<()> {
+        let timing = self.elector.timing();
+        let describe = self.elector.lock().describe();
+        let mut leading = false;
+        let mut last_holder: Option<Option<String>> = None;
+        let mut last_error: Option<String> = None;
+        loop {
+            let result = self.elector.try_acquire_or_renew();
+            if self.shared.deadline.load(Ordering::Acquire) == STOPPED {
+                break;
+            }
+            if let Err(e) = &result {
+                log::warn!("{describe}: {e}");
+                if !matches!(e, Error::DeadlineExceeded { .. }) {
+                    last_error = Some(e.to_string());
+                }
+            }
+            if self.elector.observed_record().is_some() {
+                let holder = self.elector.observed_holder().map(str::to_string);
+                if last_holder.as_ref() != Some(&holder) {
+                    self.shared.set_leader(holder.clone());
+                    self.shared.events.publish(LeaderEvent::NewLeader { identity: holder.clone() });
+                    last_holder = Some(holder);
+                }
+            }
+            let deadline = self.elector.leader_deadline().filter(|_| self.elector.is_leader());
+            let now_leading = match deadline {
+                Some(d) => self.shared.set_deadline(d),
+                None => false,
+            };
+            if now_leading && !leading {
+                last_error = None;
+                let transitions = self
+                    .elector
+                    .observed_record()
+                    .map_or(0, |r| r.record.leader_transitions);
+                self.shared.announced.store(true, Ordering::Release);
+                self.shared.events.publish(LeaderEvent::StartedLeading { transitions });
+            }
+            if leading && !now_leading {
+                self.shared.clear_deadline();
+                let reason = match &result {
+                    Err(e) if !e.is_conflict() => StopReason::RenewDeadlineExceeded {
+                        last_error: last_error.clone().unwrap_or_else(|| e.to_string()),
+                    },
+                    _ => StopReason::LeaseLost {
+                        holder: self.elector.observed_holder().map(str::to_string),
+                    },
+                };
+                self.shared.announce_stopped(reason);
+                if !self.keep_campaigning {
+                    return Ok(());
+                }
+            }
+            leading = now_leading;
+
+            let wait = match deadline {
+                // Renew every retry period; after a failure, wake by the deadline to report the loss.
+                Some(d) if leading => timing
+                    .retry_period
+                    .min(d.saturating_duration_since(Instant::now()))
+                    .max(Duration::from_millis(1)),
+                _ => timing
+                    .retry_period
+                    .mul_f64(1.0 + JITTER_FACTOR * self.rng.next_f64()),
+            };
+            match self.stop_rx.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.shared.deadline.store(STOPPED, Ordering::Release);
+        self.shared.announce_stopped(StopReason::Stopped);
+        if self.release_on_stop {
+            match self.elector.release() {
+                Ok(true) => log::info!("{describe}: released"),
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A running elector. Dropping it stops the elector (and releases the lock if so configured).
+#[derive(Debug)]
+pub struct LeaderHandle {
+    shared: Arc<Shared>,
+    stop_tx: Sender<()>,
+    thread: Option<JoinHandle<Result<()>>>,
+    identity: String,
+}
+
+impl LeaderHandle {
+    /// Whether we lead right now. Cheap (one atomic load and one monotonic clock read) and bounded by the
+    /// leadership deadline: false from `start of the last successful renew + renew_deadline` on, even if
+    /// the renew thread is stuck in a request. Stop leader work as soon as this turns false.
+    #[inline]
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader()
+    }
+
+    /// The holder we observed last (`None` before the first observation or while the lock is free).
+    pub fn leader(&self) -> Option<String> {
+        self.shared.leader.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This candidate's identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// A new subscription: it receives every event sent from now on. Sending never blocks the renew
+    /// thread; drop the receiver to unsubscribe.
+    pub fn events(&self) -> Receiver<LeaderEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Whether the renew thread is still running (it ends after `stop()`, or after a loss when
+    /// `keep_campaigning(false)`).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stop: `is_leader()` turns false at once, `StoppedLeading` is sent if we led, the lock is released if
+    /// configured (only if the freshly fetched record still names us), and the thread is joined. Returns
+    /// the release error, if any. Blocks at most about one request timeout plus the release. Calling it
+    /// again does nothing.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.shared.deadline.store(STOPPED, Ordering::Release);
+        let _ = self.stop_tx.try_send(());
+        match thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::RenewThreadPanicked("the renew thread could not be joined".into())),
+        }
+    }
+}
+
+impl Drop for LeaderHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            log::warn!("stopping leader elector {}: {e}", self.identity);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The test server's HTTP/1.1 layer: reading requests, writing responses, and routing to the store.
+
+use std::io::{self, BufRead, Read, Write};
+
+use serde_json::{Value, json};
+
+use super::Inner;
+use super::faults::Verdict;
+use super::store::{Reply, Resource, status, status_for_code};
+
+/// One parsed request.
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Request {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn bearer_token(&self) -> Option<&str> {
+        let v = self.header("authorization")?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+}
+
+const MAX_HEADER_LINES: usize = 100;
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+fn invalid(m: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, m.to_string())
+}
+
+fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = r.by_ref().take(16 * 1024).read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let line = String::from_utf8(line).map_err(|_| invalid("header is not UTF-8"))?;
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+/// Read one request; `Ok(None)` when the client closed the connection between requests.
+pub(crate) fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
+    let Some(line) = read_line(r)? else { return Ok(None) };
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(invalid("bad request line"));
+    };
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let mut headers = Vec::new();
+    loop {
+        let Some(h) = read_line(r)? else { return Err(invalid("eof in headers")) };
+        if h.is_empty() {
+            break;
+        }
+        if headers.len() >= MAX_HEADER_LINES {
+            return Err(invalid("too many headers"));
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut req = Request {
+        method: method.to_ascii_uppercase(),
+        path: path.to_string(),
+        headers,
+        body: Vec::new(),
+    };
+    if req.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let size_line = read_line(r)?.ok_or_else(|| invalid("eof in chunk size"))?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| invalid("bad chunk size"))?;
+            if size == 0 {
+                while read_line(r)?.is_some_and(|l| !l.is_empty()) {}
+                break;
+            }
+            if req.body.len() + size > MAX_BODY {
+                return Err(invalid("body too large"));
+            }
+            let start = req.body.len();
+            req.body.resize(start + size, 0);
+            r.read_exact(&mut req.body[start..])?;
+            read_line(r)?;
+        }
+    } else if let Some(len) = req.header("content-length") {
+        let len: usize = len.parse().map_err(|_| invalid("bad content-length"))?;
+        if len > MAX_BODY {
+            return Err(invalid("body too large"));
+        }
+        req.body.resize(len, 0);
+        r.read_exact(&mut req.body)?;
+    }
+    Ok(Some(req))
+}
+
+fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+pub(crate) fn write_response<W: Write>(
+    w: &mut W,
+    code: u16,
+    body: &[u8],
+    retry_after: Option<u64>,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nContent-Length: {}\r\n",
+        reason_phrase(code),
+        body.len()
+    );
+    if let Some(s) = retry_after {
+        head.push_str(&format!("Retry-After: {s}\r\n"));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+/// What the connection loop should do after a request.
+pub(crate) enum Outcome {
+    Respond { code: u16, body: Vec<u8>, retry_after: Option<u64> },
+    Close,
+}
+
+/// Handle one request: counters, faults, authentication, then the API.
+pub(crate) fn handle(inner: &Inner, req: &Request) -> Outcome {
+    let token = req.bearer_token();
+    inner.count(&req.method, token);
+    match inner.faults.judge(token, &req.method, &inner.down_or_stopped) {
+        Verdict::Proceed => {}
+        Verdict::Drop => return Outcome::Close,
+        Verdict::Answer { code, body, retry_after } => {
+            let body = body.map_or_else(|| to_bytes(&status_for_code(code)), String::into_bytes);
+            return Outcome::Respond { code, body, retry_after };
+        }
+    }
+    if inner.is_down() {
+        return Outcome::Close;
+    }
+    if !inner.authorized(token) {
+        let body = status(401, "Unauthorized", "Unauthorized", None);
+        return Outcome::Respond { code: 401, body: to_bytes(&body), retry_after: None };
+    }
+    let reply = route(inner, req);
+    Outcome::Respond { code: reply.code, body: to_bytes(&reply.body), retry_after: None }
+}
+
+fn to_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value always serializes")
+}
+
+fn route(inner: &Inner, req: &Request) -> Reply {
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    if req.method == "GET" && segments == ["version"] {
+        return Reply {
+            code: 200,
+            body: json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2-kube-elector-test",
+                         "goVersion": "n/a", "compiler": "rust", "platform": "linux/amd64"}),
+        };
+    }
+    // /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}] or /api/v1/namespaces/{ns}/{plural}[/{name}]
+    let (gv, rest) = match segments.as_slice() {
+        ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+        ["api", v, rest @ ..] => (v.to_string(), rest),
+        _ => return not_found_path(),
+    };
+    let (ns, plural, name) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        _ => return not_found_path(),
+    };
+    let Some(resource) = Resource::from_path(&gv, plural) else {
+        return not_found_path();
+    };
+    let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+    match (req.method.as_str(), name) {
+        ("GET", Some(name)) => store.read(resource, ns, name),
+        ("GET", None) => store.list(resource, ns),
+        ("POST", None) => store.create(resource, ns, &req.body),
+        ("PUT", Some(name)) => store.replace(resource, ns, name, &req.body),
+        ("DELETE", Some(name)) => store.delete(resource, ns, name),
+        (method, _) => Reply {
+            code: 405,
+            body: status(405, "MethodNotAllowed", &format!("the server does not allow this method on the requested resource ({method})"), None),
+        },
+    }
+}
+
+fn not_found_path() -> Reply {
+    Reply { code: 404, body: status(404, "NotFound", "the server could not find the requested resource", None) }
+}

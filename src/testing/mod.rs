@@ -1,0 +1,439 @@
+//! An embedded Kubernetes API server for tests, examples and benchmarks (feature `testing`).
+//!
+//! A real HTTP/1.1 server on 127.0.0.1 with an ephemeral port, plain or TLS (with a generated CA), with
+//! bearer-token authentication and the Lease endpoints with the real API server's semantics:
+//! `resourceVersion` checks (409 Conflict), 409 AlreadyExists, 404 NotFound, 422 Invalid with causes,
+//! strict MicroTime parsing. Faults can be injected per client (by bearer token), and per-verb request
+//! counters let a test assert exactly which requests a step made.
+//!
+//! ```
+//! use kube_elector::testing::ApiServer;
+//! let server = ApiServer::builder().tls(true).token("t1").start().unwrap();
+//! assert!(server.url().starts_with("https://127.0.0.1:"));
+//! assert!(server.ca_pem().unwrap().contains("BEGIN CERTIFICATE"));
+//! assert!(server.kubeconfig().contains("certificate-authority-data"));
+//! ```
+
+mod faults;
+mod http;
+mod store;
+mod tls;
+
+pub use faults::{Fault, FaultAction, FaultId};
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::config::Config;
+use faults::Faults;
+use store::{Resource, Store};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Settings for an [`ApiServer`].
+#[derive(Debug, Default, Clone)]
+pub struct ApiServerBuilder {
+    tls: bool,
+    tokens: Vec<String>,
+}
+
+impl ApiServerBuilder {
+    /// Serve HTTPS with a freshly generated CA (default: plain HTTP).
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Accept this bearer token. Once any token is set, requests without a valid one get 401.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.tokens.push(token.into());
+        self
+    }
+
+    /// Bind 127.0.0.1 on an ephemeral port and start serving.
+    pub fn start(self) -> std::io::Result<ApiServer> {
+        let tls = if self.tls { Some(tls::generate()?) } else { None };
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            store: Mutex::new(Store::default()),
+            faults: Faults::default(),
+            tokens: Mutex::new((!self.tokens.is_empty()).then(|| self.tokens.iter().cloned().collect())),
+            counters: Mutex::new(HashMap::new()),
+            down_or_stopped: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            listening: Mutex::new(false),
+            listening_cv: Condvar::new(),
+            tls_config: tls.as_ref().map(|t| t.server_config.clone()),
+            addr,
+        });
+        let accept_inner = inner.clone();
+        let accept = std::thread::Builder::new()
+            .name("test-apiserver-accept".into())
+            .spawn(move || accept_loop(accept_inner, Some(listener)))?;
+        inner.wait_listening(true);
+        let scheme = if self.tls { "https" } else { "http" };
+        Ok(ApiServer {
+            url: format!("{scheme}://{addr}"),
+            ca_pem: tls.map(|t| t.ca_pem),
+            default_token: self.tokens.first().cloned(),
+            inner,
+            accept: Some(accept),
+        })
+    }
+}
+
+/// The embedded API server. Dropping it stops it and closes every connection.
+pub struct ApiServer {
+    inner: Arc<Inner>,
+    accept: Option<JoinHandle<()>>,
+    url: String,
+    ca_pem: Option<String>,
+    default_token: Option<String>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// A plain-HTTP server without authentication.
+    pub fn start() -> std::io::Result<ApiServer> {
+        ApiServerBuilder::default().start()
+    }
+
+    /// A server to configure: TLS, tokens.
+    pub fn builder() -> ApiServerBuilder {
+        ApiServerBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The PEM of the CA that signed the server certificate (TLS servers only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A connection config for this server: its CA, and its first token on a TLS server.
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(self.url.clone());
+        if let Some(ca) = &self.ca_pem {
+            c = c.with_ca_pem(ca.as_bytes().to_vec());
+            if let Some(t) = &self.default_token {
+                c = c.with_token(t.clone());
+            }
+        }
+        c
+    }
+
+    /// A connection config for this server authenticating with `token` (TLS servers: tokens are never
+    /// sent over plain HTTP).
+    pub fn config_for(&self, token: &str) -> Config {
+        let mut c = Config::new(self.url.clone());
+        if let Some(ca) = &self.ca_pem {
+            c = c.with_ca_pem(ca.as_bytes().to_vec());
+        }
+        c.with_token(token)
+    }
+
+    /// A kubeconfig file's text pointing at this server, with its CA and first token.
+    pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_for(self.default_token.as_deref())
+    }
+
+    /// A kubeconfig file's text pointing at this server with the given token.
+    pub fn kubeconfig_for(&self, token: Option<&str>) -> String {
+        let mut out = String::from("apiVersion: v1\nkind: Config\ncurrent-context: kube-elector-test\n");
+        out.push_str(&format!(
+            "clusters:\n- name: kube-elector-test\n  cluster:\n    server: {}\n",
+            self.url
+        ));
+        if let Some(ca) = &self.ca_pem {
+            out.push_str(&format!(
+                "    certificate-authority-data: {}\n",
+                crate::config::base64_encode(ca.as_bytes())
+            ));
+        }
+        out.push_str(
+            "contexts:\n- name: kube-elector-test\n  context:\n    cluster: kube-elector-test\n    user: kube-elector-test\n    namespace: default\n",
+        );
+        out.push_str("users:\n- name: kube-elector-test\n  user:");
+        match token {
+            Some(t) => out.push_str(&format!("\n    token: {t}\n")),
+            None => out.push_str(" {}\n"),
+        }
+        out
+    }
+
+    /// Accept another bearer token from now on.
+    pub fn add_token(&self, token: impl Into<String>) {
+        lock(&self.inner.tokens).get_or_insert_with(HashSet::new).insert(token.into());
+    }
+
+    /// Reject this token from now on (as when a service-account token is revoked).
+    pub fn revoke_token(&self, token: &str) {
+        if let Some(set) = lock(&self.inner.tokens).as_mut() {
+            set.remove(token);
+        }
+    }
+
+    /// The Lease `namespace/name` as stored, if it exists.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.inner.store).get(Resource::Leases, namespace, name).cloned()
+    }
+
+    /// The `spec.holderIdentity` of a Lease (`Some("")` when released, `None` when missing).
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lease(namespace, name)
+            .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string())
+    }
+
+    /// Store a Lease object as given, bypassing validation (for malformed-record tests), with a new
+    /// resourceVersion. Returns that version.
+    pub fn put_lease_raw(&self, namespace: &str, name: &str, object: Value) -> String {
+        lock(&self.inner.store).put_raw(Resource::Leases, namespace, name, object)
+    }
+
+    /// Delete a Lease, as an administrator would. Returns whether it existed.
+    pub fn delete_lease(&self, namespace: &str, name: &str) -> bool {
+        lock(&self.inner.store).delete(Resource::Leases, namespace, name).code == 200
+    }
+
+    /// Requests received with this method (`GET`, `PUT`, ...), from every client.
+    pub fn requests(&self, verb: &str) -> u64 {
+        let verb = verb.to_ascii_uppercase();
+        lock(&self.inner.counters).iter().filter(|((v, _), _)| *v == verb).map(|(_, n)| n).sum()
+    }
+
+    /// Requests received with this method and bearer token.
+    pub fn requests_for(&self, token: &str, verb: &str) -> u64 {
+        let key = (verb.to_ascii_uppercase(), Some(token.to_string()));
+        lock(&self.inner.counters).get(&key).copied().unwrap_or(0)
+    }
+
+    /// All requests received.
+    pub fn total_requests(&self) -> u64 {
+        lock(&self.inner.counters).values().sum()
+    }
+
+    /// Zero every counter.
+    pub fn reset_counters(&self) {
+        lock(&self.inner.counters).clear();
+    }
+
+    /// Add a fault rule; it applies until removed or used up (`times`).
+    pub fn inject(&self, fault: Fault) -> FaultId {
+        self.inner.faults.add(fault)
+    }
+
+    /// Remove a fault rule; requests it holds (`hang`) go on.
+    pub fn remove_fault(&self, id: FaultId) {
+        self.inner.faults.remove(id);
+    }
+
+    /// Remove every fault rule.
+    pub fn clear_faults(&self) {
+        self.inner.faults.clear();
+    }
+
+    /// Go down: close the listener (connections are refused) and every open connection. State is kept.
+    pub fn go_down(&self) {
+        self.inner.down.store(true, Ordering::Release);
+        self.inner.down_or_stopped.store(true, Ordering::Release);
+        self.inner.faults.wake();
+        self.inner.wake_accept();
+        self.inner.close_connections();
+        self.inner.wait_listening(false);
+    }
+
+    /// Come back on the same address with the same objects.
+    pub fn come_up(&self) {
+        self.inner.down.store(false, Ordering::Release);
+        self.inner.down_or_stopped.store(false, Ordering::Release);
+        self.inner.listening_cv.notify_all();
+        self.inner.wait_listening(true);
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.inner.stopped.store(true, Ordering::Release);
+        self.inner.down_or_stopped.store(true, Ordering::Release);
+        self.inner.listening_cv.notify_all();
+        self.inner.faults.wake();
+        self.inner.wake_accept();
+        self.inner.close_connections();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    store: Mutex<Store>,
+    faults: Faults,
+    tokens: Mutex<Option<HashSet<String>>>,
+    counters: Mutex<HashMap<(String, Option<String>), u64>>,
+    /// Set while down or stopped: hung requests give up.
+    down_or_stopped: AtomicBool,
+    down: AtomicBool,
+    stopped: AtomicBool,
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
+    listening: Mutex<bool>,
+    listening_cv: Condvar,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    addr: SocketAddr,
+}
+
+impl Inner {
+    fn is_down(&self) -> bool {
+        self.down_or_stopped.load(Ordering::Acquire)
+    }
+
+    fn count(&self, verb: &str, token: Option<&str>) {
+        *lock(&self.counters).entry((verb.to_string(), token.map(str::to_string))).or_insert(0) += 1;
+    }
+
+    fn authorized(&self, token: Option<&str>) -> bool {
+        match &*lock(&self.tokens) {
+            None => true,
+            Some(set) => token.is_some_and(|t| set.contains(t)),
+        }
+    }
+
+    fn wake_accept(&self) {
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
+    }
+
+    fn close_connections(&self) {
+        for (_, s) in lock(&self.conns).drain() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn set_listening(&self, v: bool) {
+        *lock(&self.listening) = v;
+        self.listening_cv.notify_all();
+    }
+
+    fn wait_listening(&self, want: bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut g = lock(&self.listening);
+        while *g != want && Instant::now() < deadline && !self.stopped.load(Ordering::Acquire) {
+            g = self.listening_cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+fn bind_again(addr: SocketAddr) -> Option<TcpListener> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(l) => return Some(l),
+            Err(e) if Instant::now() < deadline => {
+                log::debug!("test API server: rebinding {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                log::error!("test API server: cannot rebind {addr}: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+fn accept_loop(inner: Arc<Inner>, mut first: Option<TcpListener>) {
+    loop {
+        let Some(listener) = first.take().or_else(|| bind_again(inner.addr)) else {
+            return;
+        };
+        inner.set_listening(true);
+        for stream in listener.incoming() {
+            if inner.is_down() {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let conn_inner = inner.clone();
+            let spawned = std::thread::Builder::new()
+                .name("test-apiserver-conn".into())
+                .spawn(move || serve_connection(conn_inner, stream));
+            if spawned.is_err() {
+                log::error!("test API server: cannot spawn a connection thread");
+            }
+        }
+        drop(listener);
+        inner.set_listening(false);
+        let mut g = lock(&inner.listening);
+        while inner.down.load(Ordering::Acquire) && !inner.stopped.load(Ordering::Acquire) {
+            g = inner.listening_cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        drop(g);
+        if inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+    }
+}
+
+fn serve_connection(inner: Arc<Inner>, stream: TcpStream) {
+    let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    if let Ok(clone) = stream.try_clone() {
+        lock(&inner.conns).insert(id, clone);
+    }
+    let _ = stream.set_nodelay(true);
+    match &inner.tls_config {
+        Some(cfg) => {
+            if let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) {
+                serve_io(&inner, rustls::StreamOwned::new(conn, stream));
+            }
+        }
+        None => serve_io(&inner, stream),
+    }
+    lock(&inner.conns).remove(&id);
+}
+
+fn serve_io<S: Read + Write>(inner: &Inner, stream: S) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let req = match http::read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        if inner.is_down() {
+            return;
+        }
+        match http::handle(inner, &req) {
+            http::Outcome::Close => return,
+            http::Outcome::Respond { code, body, retry_after } => {
+                if http::write_response(reader.get_mut(), code, &body, retry_after).is_err() {
+                    return;
+                }
+            }
+        }
+        if req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The test server's objects: resourceVersions, validation and `Status` bodies shaped like a real
+//! kube-apiserver's (see tests/fixtures/apiserver).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::record::parse_micro_time_strict;
+
+/// A resource kind the server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Resource {
+    Leases,
+}
+
+impl Resource {
+    pub(crate) fn from_path(group_version: &str, plural: &str) -> Option<Self> {
+        match (group_version, plural) {
+            ("coordination.k8s.io/v1", "leases") => Some(Resource::Leases),
+            _ => None,
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            Resource::Leases => "coordination.k8s.io",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Resource::Leases => "leases",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Resource::Leases => "Lease",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Resource::Leases => "coordination.k8s.io/v1",
+        }
+    }
+
+    /// `leases.coordination.k8s.io` (core resources have no group suffix).
+    fn qualified(self) -> String {
+        if self.group().is_empty() {
+            self.plural().to_string()
+        } else {
+            format!("{}.{}", self.plural(), self.group())
+        }
+    }
+
+    fn details(self, name: &str, kind: &str) -> Value {
+        let mut d = json!({"name": name, "kind": kind});
+        if !self.group().is_empty() {
+            d["group"] = json!(self.group());
+        }
+        d
+    }
+}
+
+/// An HTTP answer: code and JSON body.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) code: u16,
+    pub(crate) body: Value,
+}
+
+/// A `Status` failure body.
+pub(crate) fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Value {
+    let mut s = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    });
+    if let Some(d) = details {
+        s["details"] = d;
+    }
+    s
+}
+
+/// The reason and message a real API server gives for a bare status code.
+pub(crate) fn status_for_code(code: u16) -> Value {
+    let (reason, message) = match code {
+        400 => ("BadRequest", "bad request"),
+        401 => ("Unauthorized", "Unauthorized"),
+        403 => ("Forbidden", "forbidden"),
+        404 => ("NotFound", "the server could not find the requested resource"),
+        409 => ("Conflict", "the object has been modified; please apply your changes to the latest version and try again"),
+        422 => ("Invalid", "the object is invalid"),
+        429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
+        500 => ("InternalError", "an error on the server has prevented the request from succeeding"),
+        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+        504 => ("Timeout", "the server was unable to return a response in the time allotted"),
+        _ => ("", "injected failure"),
+    };
+    status(code, reason, message, None)
+}
+
+fn reply(code: u16, body: Value) -> Reply {
+    Reply { code, body }
+}
+
+type Key = (Resource, String, String);
+
+/// All objects, with one global resourceVersion counter as etcd has.
+#[derive(Debug)]
+pub(crate) struct Store {
+    objects: BTreeMap<Key, Value>,
+    last_rv: u64,
+    next_uid: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { objects: BTreeMap::new(), last_rv: 100, next_uid: 1 }
+    }
+}
+
+impl Store {
+    pub(crate) fn get(&self, r: Resource, ns: &str, name: &str) -> Option<&Value> {
+        self.objects.get(&(r, ns.to_string(), name.to_string()))
+    }
+
+    fn not_found(r: Resource, name: &str) -> Reply {
+        reply(
+            404,
+            status(404, "NotFound", &format!("{} {name:?} not found", r.qualified()), Some(r.details(name, r.plural()))),
+        )
+    }
+
+    pub(crate) fn read(&self, r: Resource, ns: &str, name: &str) -> Reply {
+        match self.get(r, ns, name) {
+            Some(o) => reply(200, o.clone()),
+            None => Self::not_found(r, name),
+        }
+    }
+
+    pub(crate) fn list(&self, r: Resource, ns: &str) -> Reply {
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((res, n, _), _)| *res == r && n == ns)
+            .map(|(_, v)| v.clone())
+            .collect();
+        reply(
+            200,
+            json!({
+                "kind": format!("{}List", r.kind()),
+                "apiVersion": r.api_version(),
+                "metadata": {"resourceVersion": self.last_rv.to_string()},
+                "items": items,
+            }),
+        )
+    }
+
+    pub(crate) fn delete(&mut self, r: Resource, ns: &str, name: &str) -> Reply {
+        match self.objects.remove(&(r, ns.to_string(), name.to_string())) {
+            Some(_) => {
+                self.last_rv += 1;
+                reply(
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                           "details": r.details(name, r.plural())}),
+                )
+            }
+            None => Self::not_found(r, name),
+        }
+    }
+
+    /// Store `object` as is (no validation): for tests that plant malformed records.
+    pub(crate) fn put_raw(&mut self, r: Resource, ns: &str, name: &str, mut object: Value) -> String {
+        self.last_rv += 1;
+        let rv = self.last_rv.to_string();
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), json!(rv));
+        }
+        self.objects.insert((r, ns.to_string(), name.to_string()), object);
+        rv
+    }
+
+    pub(crate) fn create(&mut self, r: Resource, ns: &str, body: &[u8]) -> Reply {
+        let mut object = match decode(r, body) {
+            Ok(o) => o,
+            Err(e) => return e,
+        };
+        let name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if name.is_empty() {
+            return reply(
+                422,
+                status(
+                    422,
+                    "Invalid",
+                    &format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", r.kind()),
+                    None,
+                ),
+            );
+        }
+        if object["metadata"].get("resourceVersion").is_some_and(|v| !v.is_null() && v != "") {
+            return reply(
+                500,
+                status(500, "InternalError", "resourceVersion should not be set on objects to be created", None),
+            );
+        }
+        if let Err(e) = validate(r, &name, &object) {
+            return e;
+        }
+        let key = (r, ns.to_string(), name.clone());
+        if self.objects.contains_key(&key) {
+            return reply(
+                409,
+                status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{} {name:?} already exists", r.qualified()),
+                    Some(r.details(&name, r.plural())),
+                ),
+            );
+        }
+        self.insert_new(r, ns, &name, &mut object);
+        reply(201, object)
+    }
+
+    fn insert_new(&mut self, r: Resource, ns: &str, name: &str, object: &mut Value) {
+        self.last_rv += 1;
+        let uid = format!("00000000-0000-4000-8000-{:012x}", self.next_uid);
+        self.next_uid += 1;
+        let meta = &mut object["metadata"];
+        meta["namespace"] = json!(ns);
+        meta["uid"] = json!(uid);
+        meta["resourceVersion"] = json!(self.last_rv.to_string());
+        meta["creationTimestamp"] = json!(crate::record::format_seconds_time(&chrono::Utc::now()));
+        self.objects.insert((r, ns.to_string(), name.to_string()), object.clone());
+    }
+
+    pub(crate) fn replace(&mut self, r: Resource, ns: &str, name: &str, body: &[u8]) -> Reply {
+        let mut object = match decode(r, body) {
+            Ok(o) => o,
+            Err(e) => return e,
+        };
+        let body_name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if body_name != name {
+            return reply(
+                400,
+                status(
+                    400,
+                    "BadRequest",
+                    &format!("the name of the object ({body_name}) does not match the name on the URL ({name})"),
+                    None,
+                ),
+            );
+        }
+        if let Err(e) = validate(r, name, &object) {
+            return e;
+        }
+        let key = (r, ns.to_string(), name.to_string());
+        let Some(current) = self.objects.get(&key) else {
+            // A real API server creates a Lease on PUT when it is missing (fixture 15).
+            self.insert_new(r, ns, name, &mut object);
+            return reply(201, object);
+        };
+        let sent_rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        if sent_rv.is_empty() {
+            let cause = "Invalid value: 0: must be specified for an update";
+            let mut details = r.details(name, r.plural());
+            details["causes"] =
+                json!([{"reason": "FieldValueInvalid", "message": cause, "field": "metadata.resourceVersion"}]);
+            return reply(
+                422,
+                status(
+                    422,
+                    "Invalid",
+                    &format!("{} {name:?} is invalid: metadata.resourceVersion: {cause}", r.qualified()),
+                    Some(details),
+                ),
+            );
+        }
+        if current["metadata"]["resourceVersion"].as_str() != Some(sent_rv.as_str()) {
+            return reply(
+                409,
+                status(
+                    409,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on {} {name:?}: the object has been modified; please apply your changes to the latest version and try again",
+                        r.qualified()
+                    ),
+                    Some(r.details(name, r.plural())),
+                ),
+            );
+        }
+        self.last_rv += 1;
+        let meta = &mut object["metadata"];
+        meta["namespace"] = json!(ns);
+        meta["uid"] = current["metadata"]["uid"].clone();
+        meta["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
+        meta["resourceVersion"] = json!(self.last_rv.to_string());
+        self.objects.insert(key, object.clone());
+        reply(200, object)
+    }
+}
+
+/// Parse a request body into an object of kind `r`, as the API server's decoder does.
+fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
+    let bad = |m: String| {
+        reply(
+            400,
+            status(400, "BadRequest", &format!("{} in version \"v1\" cannot be handled as a {}: {m}", r.kind(), r.kind()), None),
+        )
+    };
+    let mut object: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    if !object.is_object() {
+        return Err(bad("expected a JSON object".into()));
+    }
+    if let Some(kind) = object.get("kind").and_then(Value::as_str) {
+        if kind != r.kind() {
+            return Err(bad(format!("expected kind {}, got {kind}", r.kind())));
+        }
+    }
+    object["kind"] = json!(r.kind());
+    object["apiVersion"] = json!(r.api_version());
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    if let Some(m) = object["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    match r {
+        Resource::Leases => {
+            let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+            if !(spec.is_null() || spec.is_object()) {
+                return Err(bad("spec: expected an object".into()));
+            }
+            for field in ["acquireTime", "renewTime"] {
+                match spec.get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) if parse_micro_time_strict(s).is_some() => {}
+                    Some(other) => {
+                        return Err(bad(format!(
+                            "parsing time {other} as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse"
+                        )));
+                    }
+                }
+            }
+            if spec.get("holderIdentity").is_some_and(|v| !(v.is_null() || v.is_string())) {
+                return Err(bad("spec.holderIdentity: expected a string".into()));
+            }
+            for field in ["leaseDurationSeconds", "leaseTransitions"] {
+                if let Some(v) = spec.get(field) {
+                    if !(v.is_null() || v.as_i64().is_some_and(|n| i32::try_from(n).is_ok())) {
+                        return Err(bad(format!("spec.{field}: expected an int32, got {v}")));
+                    }
+                }
+            }
+        }
+    }
+    Ok(object)
+}
+
+/// Field validation with 422 Invalid and `details.causes`, as the API server does.
+fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
+    let mut causes = Vec::new();
+    match r {
+        Resource::Leases => {
+            let spec = &object["spec"];
+            if let Some(d) = spec["leaseDurationSeconds"].as_i64() {
+                if d <= 0 {
+                    causes.push(("spec.leaseDurationSeconds", format!("Invalid value: {d}: must be greater than 0")));
+                }
+            }
+            if let Some(t) = spec["leaseTransitions"].as_i64() {
+                if t < 0 {
+                    causes.push((
+                        "spec.leaseTransitions",
+                        format!("Invalid value: {t}: must be greater than or equal to 0"),
+                    ));
+                }
+            }
+            if spec["preferredHolder"].as_str().is_some_and(|p| !p.is_empty())
+                && spec["strategy"].as_str().is_none_or(str::is_empty)
+            {
+                causes.push(("spec.preferredHolder", "Forbidden: may only be specified if `strategy` is defined".into()));
+            }
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let summary: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+    let mut details = r.details(name, r.kind());
+    details["causes"] = Value::Array(
+        causes
+            .iter()
+            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+            .collect(),
+    );
+    Err(reply(
+        422,
+        status(
+            422,
+            "Invalid",
+            &format!("{}.{} {name:?} is invalid: {}", r.kind(), r.group(), summary.join(", ")),
+            Some(details),
+        ),
+    ))
+}
