@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests: a driven clock and event checks.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kube_elector::{Clock, LeaderEvent};
+
+/// A clock the test moves by hand. Clones share the same time.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<(Instant, DateTime<Utc>)>>);
+
+impl ManualClock {
+    pub fn new() -> Self {
+        ManualClock(Arc::new(Mutex::new((Instant::now(), Utc::now()))))
+    }
+    pub fn advance(&self, d: Duration) {
+        let mut g = self.0.lock().unwrap();
+        g.0 += d;
+        g.1 += chrono::Duration::from_std(d).unwrap();
+    }
+    /// Move only the wall clock (a jump by NTP or an operator): expiry must not change.
+    pub fn jump_wall(&self, d: chrono::Duration) {
+        self.0.lock().unwrap().1 += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.0.lock().unwrap().0
+    }
+    fn wall(&self) -> DateTime<Utc> {
+        self.0.lock().unwrap().1
+    }
+}
+
+/// Assert an event sequence is well formed: StoppedLeading only after StartedLeading, alternating.
+pub fn assert_well_formed(events: &[LeaderEvent]) {
+    let mut leading = false;
+    for (i, e) in events.iter().enumerate() {
+        match e {
+            LeaderEvent::StartedLeading { .. } => {
+                assert!(!leading, "StartedLeading twice without StoppedLeading at {i}: {events:?}");
+                leading = true;
+            }
+            LeaderEvent::StoppedLeading { .. } => {
+                assert!(leading, "StoppedLeading without StartedLeading at {i}: {events:?}");
+                leading = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Poll `f` every 5 ms until it is true or `timeout` passes; returns whether it became true.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}

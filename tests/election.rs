@@ -1,0 +1,320 @@
+//! The election state machine against the embedded API server, step by step with a driven clock: the
+//! scenario table of client-go's own leader-election tests, plus our stricter rules (SPEC §1).
+
+mod common;
+
+use std::time::Duration;
+
+use common::ManualClock;
+use kube_elector::testing::ApiServer;
+use kube_elector::{Config, Elector, Error, LeaseLock, Timing};
+use serde_json::json;
+
+const NS: &str = "default";
+const NAME: &str = "my-lock";
+
+fn timing() -> Timing {
+    Timing {
+        lease_duration: Duration::from_secs(10),
+        renew_deadline: Duration::from_secs(5),
+        retry_period: Duration::from_secs(1),
+    }
+}
+
+fn elector(server: &ApiServer, id: &str, clock: &ManualClock) -> Elector<LeaseLock, ManualClock> {
+    let lock = LeaseLock::new(&server.config(), NS, NAME, id).unwrap();
+    Elector::with_clock(lock, timing(), clock.clone()).unwrap()
+}
+
+fn plant(server: &ApiServer, holder: &str, duration: i64, transitions: i64) {
+    server.put_lease_raw(
+        NS,
+        NAME,
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": NAME, "namespace": NS},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
+                     "acquireTime": "2026-01-02T03:04:05.123456Z", "renewTime": "2026-01-02T03:04:05.123456Z",
+                     "leaseTransitions": transitions}
+        }),
+    );
+}
+
+fn spec(server: &ApiServer) -> serde_json::Value {
+    server.lease(NS, NAME).expect("lease exists")["spec"].clone()
+}
+
+#[test]
+fn acquires_a_missing_lock_by_creating_it() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert!(e.is_leader());
+    assert_eq!(server.requests("GET"), 1);
+    assert_eq!(server.requests("POST"), 1);
+    let s = spec(&server);
+    assert_eq!(s["holderIdentity"], "a");
+    assert_eq!(s["leaseDurationSeconds"], 10);
+    assert_eq!(s["leaseTransitions"], 0);
+    assert_eq!(s["acquireTime"], s["renewTime"]);
+    assert_eq!(s["renewTime"].as_str().unwrap().len(), "2026-01-02T03:04:05.123456Z".len());
+}
+
+#[test]
+fn acquires_an_empty_holder_lock_at_once() {
+    let server = ApiServer::start().unwrap();
+    plant(&server, "", 1, 4);
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["holderIdentity"], "a");
+    assert_eq!(spec(&server)["leaseTransitions"], 5, "a change of holder counts a transition");
+}
+
+#[test]
+fn does_not_acquire_a_held_lock_before_the_holders_duration_has_passed_locally() {
+    let server = ApiServer::start().unwrap();
+    // The holder advertises 30 s, longer than our 10 s: its duration counts, not ours.
+    plant(&server, "other", 30, 2);
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert_eq!(e.observed_holder(), Some("other"));
+    assert_eq!(server.requests("PUT"), 0, "a held lock is not written");
+    clock.advance(Duration::from_secs(29));
+    assert!(!e.try_acquire_or_renew().unwrap());
+    // A wall-clock jump changes nothing: only the monotonic clock counts.
+    clock.jump_wall(chrono::Duration::hours(5));
+    assert!(!e.try_acquire_or_renew().unwrap());
+    clock.jump_wall(chrono::Duration::hours(-10));
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert!(!e.is_leader());
+    clock.advance(Duration::from_millis(999));
+    assert!(!e.try_acquire_or_renew().unwrap(), "not before observed + holder's duration");
+    clock.advance(Duration::from_millis(2));
+    assert!(e.try_acquire_or_renew().unwrap(), "taken once expired");
+    let s = spec(&server);
+    assert_eq!(s["holderIdentity"], "a");
+    assert_eq!(s["leaseTransitions"], 3);
+    assert_eq!(s["leaseDurationSeconds"], 10);
+}
+
+#[test]
+fn every_observed_change_restarts_the_expiry_countdown() {
+    let server = ApiServer::start().unwrap();
+    plant(&server, "other", 10, 0);
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(!e.try_acquire_or_renew().unwrap());
+    clock.advance(Duration::from_secs(8));
+    plant(&server, "other", 10, 0); // the holder renews: a new resourceVersion
+    assert!(!e.try_acquire_or_renew().unwrap());
+    clock.advance(Duration::from_secs(8));
+    assert!(!e.try_acquire_or_renew().unwrap(), "16 s after first sight but only 8 s after the renew");
+    clock.advance(Duration::from_secs(3));
+    assert!(e.try_acquire_or_renew().unwrap());
+}
+
+#[test]
+fn a_renew_as_leader_is_exactly_one_put() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    let before = spec(&server);
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(1));
+        server.reset_counters();
+        assert!(e.try_acquire_or_renew().unwrap());
+        assert_eq!(server.total_requests(), 1, "a renew is one request");
+        assert_eq!(server.requests("PUT"), 1);
+    }
+    let after = spec(&server);
+    assert_eq!(after["acquireTime"], before["acquireTime"], "a renew keeps acquireTime");
+    assert_eq!(after["leaseTransitions"], before["leaseTransitions"]);
+    assert_ne!(after["renewTime"], before["renewTime"]);
+    assert_eq!(e.slow_path_renews(), 0);
+}
+
+#[test]
+fn a_conflict_on_renew_falls_back_to_the_slow_path_and_rejudges() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    // Someone touches the object (new resourceVersion) but we are still the holder: re-read, renew.
+    let mut lease = server.lease(NS, NAME).unwrap();
+    lease["metadata"]["labels"] = json!({"touched": "yes"});
+    server.put_lease_raw(NS, NAME, lease);
+    server.reset_counters();
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!((server.requests("PUT"), server.requests("GET")), (2, 1));
+    assert_eq!(e.slow_path_renews(), 1);
+    assert_eq!(server.lease(NS, NAME).unwrap()["metadata"]["labels"]["touched"], "yes", "other fields kept");
+
+    // Someone else took the lease: the 409 never means "still leader".
+    plant(&server, "thief", 10, 7);
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert!(!e.is_leader());
+    assert_eq!(e.observed_holder(), Some("thief"));
+    assert_eq!(spec(&server)["holderIdentity"], "thief");
+}
+
+#[test]
+fn leadership_ends_at_the_renew_deadline_when_renews_fail() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    let deadline = e.leader_deadline().unwrap();
+    server.inject(kube_elector::testing::Fault::status(500));
+    clock.advance(Duration::from_secs(2));
+    assert!(e.try_acquire_or_renew().is_err());
+    assert!(e.is_leader(), "a failed renew keeps leadership until the deadline");
+    assert_eq!(e.leader_deadline(), Some(deadline), "a failure does not extend the deadline");
+    clock.advance(Duration::from_secs(3));
+    assert!(!e.is_leader(), "false exactly at start of last renew + renew_deadline");
+    assert!(matches!(e.try_acquire_or_renew(), Err(_)));
+    assert!(!e.is_leader());
+    server.clear_faults();
+    // The record still names us and nobody else wrote: we may take it again.
+    assert!(e.try_acquire_or_renew().unwrap());
+}
+
+#[test]
+fn transitions_count_every_change_of_holder() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut a = elector(&server, "a", &clock);
+    let mut b = elector(&server, "b", &clock);
+    assert!(a.try_acquire_or_renew().unwrap());
+    assert!(!b.try_acquire_or_renew().unwrap());
+    assert!(a.release().unwrap());
+    assert!(b.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["leaseTransitions"], 1);
+    assert!(b.release().unwrap());
+    assert!(a.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["leaseTransitions"], 2);
+    assert_eq!(a.observed_record().unwrap().record.leader_transitions, 2);
+}
+
+#[test]
+fn release_writes_an_empty_holder_and_duration_one_only_if_still_ours() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut a = elector(&server, "a", &clock);
+    assert!(a.try_acquire_or_renew().unwrap());
+    let transitions = spec(&server)["leaseTransitions"].clone();
+    server.reset_counters();
+    assert!(a.release().unwrap());
+    assert!(!a.is_leader());
+    assert_eq!((server.requests("GET"), server.requests("PUT")), (1, 1), "release checks the fetched holder");
+    let s = spec(&server);
+    assert_eq!(s["holderIdentity"], "");
+    assert_eq!(s["leaseDurationSeconds"], 1);
+    assert_eq!(s["leaseTransitions"], transitions);
+    assert_eq!(s["acquireTime"], s["renewTime"]);
+
+    // Taken by someone else meanwhile: a release must not touch it.
+    let mut b = elector(&server, "b", &clock);
+    assert!(a.try_acquire_or_renew().unwrap());
+    plant(&server, "b", 10, 9);
+    assert!(!a.release().unwrap());
+    assert_eq!(spec(&server)["holderIdentity"], "b");
+    assert!(!b.release().unwrap(), "b never observed itself as holder: nothing to release");
+}
+
+#[test]
+fn a_lease_deleted_by_an_admin_is_recreated() {
+    let server = ApiServer::start().unwrap();
+    plant(&server, "", 1, 4);
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["leaseTransitions"], 5);
+    // While leading: the renew PUT re-creates it (a real API server creates a Lease on PUT, fixture 15).
+    // Nobody else led in between, so our term (and fencing token) is unchanged.
+    assert!(server.delete_lease(NS, NAME));
+    clock.advance(Duration::from_secs(1));
+    assert!(e.try_acquire_or_renew().unwrap(), "re-created and still leading");
+    assert_eq!(spec(&server)["holderIdentity"], "a");
+    assert_eq!(spec(&server)["leaseTransitions"], 5);
+
+    // A candidate that saw term 5 and finds the lease gone creates it with a higher term.
+    let mut b = elector(&server, "b", &clock);
+    assert!(!b.try_acquire_or_renew().unwrap());
+    assert!(server.delete_lease(NS, NAME));
+    assert!(b.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["holderIdentity"], "b");
+    assert_eq!(spec(&server)["leaseTransitions"], 6, "fencing tokens keep increasing");
+    // And the old leader's next renew conflicts with b's object: it steps down.
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert!(!e.is_leader());
+}
+
+#[test]
+fn malformed_records_are_errors_and_never_leadership() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    for bad in [
+        json!({"metadata": {"name": NAME}, "spec": {"holderIdentity": 12}}),
+        json!({"metadata": {"name": NAME}, "spec": {"leaseDurationSeconds": "soon"}}),
+        json!({"metadata": {"name": NAME}, "spec": "nope"}),
+    ] {
+        server.put_lease_raw(NS, NAME, bad);
+        let err = e.try_acquire_or_renew().unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(err.to_string().contains("my-lock"), "{err}");
+        assert!(!e.is_leader());
+    }
+    // A zero duration from a broken writer: wait our own duration, never take it at once.
+    plant(&server, "other", 0, 0);
+    assert!(!e.try_acquire_or_renew().unwrap());
+    clock.advance(Duration::from_secs(10));
+    assert!(e.try_acquire_or_renew().unwrap());
+}
+
+#[test]
+fn reads_a_lease_written_by_the_python_client() {
+    let server = ApiServer::start().unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/peers/python-client-lease-lock.json")).unwrap();
+    let mut body = body;
+    body["metadata"]["name"] = json!(NAME);
+    server.put_lease_raw(NS, NAME, body);
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert_eq!(e.observed_holder(), Some("acc-crash-1795741480-c0"));
+    clock.advance(Duration::from_secs(6));
+    assert!(e.try_acquire_or_renew().unwrap(), "the holder's 6 s count");
+}
+
+#[test]
+fn validation_errors_say_what_to_fix() {
+    let server = ApiServer::start().unwrap();
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    let cases = [
+        (Timing { lease_duration: s(0), ..timing() }, "greater than zero"),
+        (Timing { retry_period: s(0), ..timing() }, "greater than zero"),
+        (Timing { lease_duration: ms(1500), renew_deadline: ms(1000), retry_period: ms(100) }, "whole number of seconds"),
+        (Timing { lease_duration: s(5), renew_deadline: s(5), ..timing() }, "greater than renew_deadline"),
+        (Timing { renew_deadline: ms(1200), retry_period: s(1), ..timing() }, "1.2 × retry_period"),
+    ];
+    for (t, needle) in cases {
+        let lock = LeaseLock::new(&server.config(), NS, NAME, "a").unwrap();
+        let err = Elector::new(lock, t).unwrap_err();
+        assert!(matches!(err, Error::InvalidElectionConfig(_)));
+        assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+    }
+    let lock = LeaseLock::new(&server.config(), NS, NAME, "").unwrap();
+    assert!(Elector::new(lock, timing()).unwrap_err().to_string().contains("identity"));
+    let err = LeaseLock::new(&Config::new("ftp://x"), NS, NAME, "a").unwrap_err();
+    assert!(err.to_string().contains("https://"), "{err}");
+    let err = LeaseLock::new(&Config::new("http://127.0.0.1:1").with_token("t"), NS, NAME, "a").unwrap_err();
+    assert!(err.to_string().contains("plain http"), "{err}");
+    assert!(Timing::default().validate().is_ok());
+}
