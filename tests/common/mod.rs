@@ -64,3 +64,20 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The first event matching `pred` within `timeout`.
+pub fn wait_event(
+    rx: &crossbeam_channel::Receiver<LeaderEvent>,
+    timeout: Duration,
+    pred: impl Fn(&LeaderEvent) -> bool,
+) -> Option<LeaderEvent> {
+    let end = Instant::now() + timeout;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if pred(&e) => return Some(e),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
