@@ -165,6 +165,7 @@ impl LeaderElectorBuilder {
             base: Instant::now(),
             deadline: AtomicU64::new(NOT_LEADING),
             announced: AtomicBool::new(false),
+            skip_release: AtomicBool::new(false),
             leader: Mutex::new(None),
             events: EventHub::default(),
         });
@@ -197,6 +198,8 @@ struct Shared {
     deadline: AtomicU64,
     /// Whether `StartedLeading` was sent without its `StoppedLeading` yet.
     announced: AtomicBool,
+    /// Set by `abandon()`: end without releasing, as a crashed process would.
+    skip_release: AtomicBool,
     leader: Mutex<Option<String>>,
     events: EventHub,
 }
@@ -338,7 +341,7 @@ impl Worker {
         }
         self.shared.deadline.store(STOPPED, Ordering::Release);
         self.shared.announce_stopped(StopReason::Stopped);
-        if self.release_on_stop {
+        if self.release_on_stop && !self.shared.skip_release.load(Ordering::Acquire) {
             match self.elector.release() {
                 Ok(true) => log::info!("{describe}: released"),
                 Ok(false) => {}
@@ -402,6 +405,18 @@ impl LeaderHandle {
         match thread.join() {
             Ok(result) => result,
             Err(_) => Err(Error::RenewThreadPanicked("the renew thread could not be joined".into())),
+        }
+    }
+}
+
+impl LeaderHandle {
+    /// Stop without releasing the lock, as if the process had crashed: `is_leader()` turns false at once
+    /// and followers take over only after the lease expires. For failover tests and demos; services
+    /// should use [`stop`](LeaderHandle::stop).
+    pub fn abandon(&mut self) {
+        self.shared.skip_release.store(true, Ordering::Release);
+        if let Err(e) = self.stop() {
+            log::warn!("abandoning leader elector {}: {e}", self.identity);
         }
     }
 }

@@ -1,0 +1,181 @@
+//! A small leader-election CLI for real clusters and scripts: one JSON line per event on stdout, logs on
+//! stderr.
+//!
+//!     cargo run --example leader -- --kubeconfig ~/.kube/config --name my-app --id pod-1 --run-for 60s
+//!
+//! Exits 0 after `--run-for` or on SIGTERM/SIGINT after a graceful stop (releasing the lease with
+//! `--release-on-cancel`); bad flags or config: a one-line error on stderr and exit code 2.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kube_elector::{Config, LeaderElector, LeaderEvent};
+
+struct Args {
+    kubeconfig: Option<PathBuf>,
+    namespace: Option<String>,
+    name: String,
+    id: Option<String>,
+    lease_duration: Duration,
+    renew_deadline: Duration,
+    retry_period: Duration,
+    release_on_cancel: bool,
+    run_for: Option<Duration>,
+}
+
+const USAGE: &str = "usage: leader [--kubeconfig PATH] [--namespace NS] --name NAME [--id ID] [--lock leases] \
+[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--run-for D]";
+
+/// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (use e.g. 15s, 500ms, 2m)");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(digits);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+        rest = tail;
+    }
+    Ok(total)
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        kubeconfig: None,
+        namespace: None,
+        name: String::new(),
+        id: None,
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+        release_on_cancel: false,
+        run_for: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (flag, None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next()).ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--kubeconfig" => args.kubeconfig = Some(PathBuf::from(value()?)),
+            "--namespace" | "-n" => args.namespace = Some(value()?),
+            "--name" => args.name = value()?,
+            "--id" => args.id = Some(value()?),
+            "--lock" => {
+                let kind = value()?;
+                if kind != "leases" {
+                    return Err(format!("unsupported --lock {kind:?}: this version supports \"leases\""));
+                }
+            }
+            "--lease-duration" => args.lease_duration = parse_duration(&value()?)?,
+            "--renew-deadline" => args.renew_deadline = parse_duration(&value()?)?,
+            "--retry-period" => args.retry_period = parse_duration(&value()?)?,
+            "--run-for" => args.run_for = Some(parse_duration(&value()?)?),
+            "--release-on-cancel" => args.release_on_cancel = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown flag {other:?}; {USAGE}")),
+        }
+    }
+    if args.name.is_empty() {
+        return Err(format!("--name is required; {USAGE}"));
+    }
+    Ok(args)
+}
+
+fn load_config(args: &Args) -> Result<Config, String> {
+    let path = match &args.kubeconfig {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            Some(v) => std::env::split_paths(&v).next().ok_or("KUBECONFIG is empty")?,
+            None => {
+                let home = std::env::var_os("HOME").ok_or("no --kubeconfig, KUBECONFIG or HOME")?;
+                PathBuf::from(home).join(".kube").join("config")
+            }
+        },
+    };
+    Config::from_kubeconfig(&path).map_err(|e| e.to_string())
+}
+
+fn emit(id: &str, event: &str, leader: &str) {
+    let line = serde_json::json!({
+        "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "id": id,
+        "event": event,
+        "leader": leader,
+    });
+    println!("{line}");
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("leader: {message}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let args = parse_args().unwrap_or_else(|e| fail(&e));
+    let config = load_config(&args).unwrap_or_else(|e| fail(&e));
+    let mut builder = LeaderElector::builder(config, &args.name)
+        .lease_duration(args.lease_duration)
+        .renew_deadline(args.renew_deadline)
+        .retry_period(args.retry_period)
+        .release_on_stop(args.release_on_cancel);
+    if let Some(ns) = &args.namespace {
+        builder = builder.namespace(ns);
+    }
+    if let Some(id) = &args.id {
+        builder = builder.identity(id);
+    }
+    let mut handle = builder.start().unwrap_or_else(|e| fail(&e.to_string()));
+    let events = handle.events();
+    let id = handle.identity().to_string();
+
+    let cancelled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, cancelled.clone()) {
+            fail(&format!("cannot install the signal handler: {e}"));
+        }
+    }
+    let end = args.run_for.map(|d| Instant::now() + d);
+    let print = |event: LeaderEvent, handle: &kube_elector::LeaderHandle| match event {
+        LeaderEvent::StartedLeading { .. } => emit(&id, "started_leading", &id),
+        LeaderEvent::StoppedLeading { .. } => emit(&id, "stopped_leading", &handle.leader().unwrap_or_default()),
+        LeaderEvent::NewLeader { identity } => emit(&id, "new_leader", identity.as_deref().unwrap_or("")),
+        _ => {}
+    };
+    loop {
+        if cancelled.load(Ordering::Acquire) || end.is_some_and(|e| Instant::now() >= e) {
+            break;
+        }
+        if let Ok(event) = events.recv_timeout(Duration::from_millis(50)) {
+            print(event, &handle);
+        }
+    }
+    let stopped = handle.stop();
+    for event in events.try_iter() {
+        print(event, &handle);
+    }
+    if let Err(e) = stopped {
+        eprintln!("leader: stopping: {e}");
+    }
+}
