@@ -1,6 +1,8 @@
 //! REST over one ureq `Agent`: GET/POST/PUT of JSON objects with a per-request timeout and `Status`
 //! decoding. It knows nothing about leader election.
 
+mod resolver;
+
 use std::io::Read;
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ impl RestClient {
     pub(crate) fn new(config: &Config) -> Result<Self> {
         config.validate()?;
         let tls = crate::config::tls_config(config)?;
-        let agent: Agent = Agent::config_builder()
+        let config_ureq = Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls)
             // Never rely on ureq's own proxy environment handling (it differs from Go's rules).
@@ -42,8 +44,12 @@ impl RestClient {
             .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
             .accept("application/json")
             .max_idle_connections_per_host(2)
-            .build()
-            .into();
+            .build();
+        let agent = Agent::with_parts(
+            config_ureq,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            resolver::FastResolver::default(),
+        );
         Ok(RestClient {
             agent,
             base: config.server().to_string(),
