@@ -45,8 +45,15 @@ impl RawPut {
                 .collect();
             tls = tls.root_certs(ureq::tls::RootCerts::from(certs));
         }
-        let agent: Agent = Agent::config_builder().http_status_as_error(false).tls_config(tls.build()).build().into();
-        let base = format!("{}/apis/coordination.k8s.io/v1/namespaces/default/leases", server.url());
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls.build())
+            .build()
+            .into();
+        let base = format!(
+            "{}/apis/coordination.k8s.io/v1/namespaces/default/leases",
+            server.url()
+        );
         let mut raw = RawPut {
             agent,
             url: format!("{base}/{name}"),
@@ -59,7 +66,10 @@ impl RawPut {
             "spec": {"holderIdentity": "raw", "leaseDurationSeconds": 600, "leaseTransitions": 0,
                      "acquireTime": "2026-01-02T03:04:05.123456Z", "renewTime": "2026-01-02T03:04:05.123456Z"}
         });
-        let mut req = raw.agent.post(&base).header("Content-Type", "application/json");
+        let mut req = raw
+            .agent
+            .post(&base)
+            .header("Content-Type", "application/json");
         if let Some(a) = &raw.auth {
             req = req.header("Authorization", a);
         }
@@ -69,8 +79,12 @@ impl RawPut {
     }
 
     fn put(&mut self) {
-        self.object["spec"]["renewTime"] = Value::String(kube_elector::format_micro_time(&chrono::Utc::now()));
-        let mut req = self.agent.put(&self.url).header("Content-Type", "application/json");
+        self.object["spec"]["renewTime"] =
+            Value::String(kube_elector::format_micro_time(&chrono::Utc::now()));
+        let mut req = self
+            .agent
+            .put(&self.url)
+            .header("Content-Type", "application/json");
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
         }
@@ -89,13 +103,23 @@ struct Setup {
 fn setup(tls: bool) -> Setup {
     // Tokens are never sent over plain HTTP, so only the TLS server authenticates.
     let builder = ApiServer::builder().tls(tls);
-    let server = if tls { builder.token("bench") } else { builder }.start().unwrap();
-    let config = if tls { server.config_for("bench") } else { server.config() };
+    let server = if tls { builder.token("bench") } else { builder }
+        .start()
+        .unwrap();
+    let config = if tls {
+        server.config_for("bench")
+    } else {
+        server.config()
+    };
     let lock = LeaseLock::new(&config, "default", "bench-elector", "bench").unwrap();
     let mut elector = Elector::new(lock, timing()).unwrap();
     assert!(elector.try_acquire_or_renew().unwrap());
     let raw = RawPut::new(&server, tls.then_some("bench"), "bench-raw");
-    Setup { _server: server, elector, raw }
+    Setup {
+        _server: server,
+        elector,
+        raw,
+    }
 }
 
 fn bench_renew(c: &mut Criterion) {

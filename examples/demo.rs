@@ -28,10 +28,14 @@ impl Timeline {
 
 fn describe(event: &LeaderEvent) -> String {
     match event {
-        LeaderEvent::StartedLeading { transitions } => format!("★ started leading (term {transitions})"),
+        LeaderEvent::StartedLeading { transitions } => {
+            format!("★ started leading (term {transitions})")
+        }
         LeaderEvent::StoppedLeading { reason } => match reason {
             StopReason::Stopped => "✖ stopped leading (stopped by its owner)".into(),
-            StopReason::LeaseLost { holder } => format!("✖ stopped leading (lease taken by {holder:?})"),
+            StopReason::LeaseLost { holder } => {
+                format!("✖ stopped leading (lease taken by {holder:?})")
+            }
             StopReason::RenewDeadlineExceeded { last_error } => {
                 format!("✖ stopped leading (renew deadline exceeded: {last_error})")
             }
@@ -65,8 +69,13 @@ fn candidate(server: &ApiServer, id: &str, timeline: &'static Timeline) -> Leade
 fn wait_for_leader(handles: &[&LeaderHandle], within: Duration) -> Option<usize> {
     let end = Instant::now() + within;
     while Instant::now() < end {
-        let leaders: Vec<usize> = (0..handles.len()).filter(|&i| handles[i].is_leader()).collect();
-        assert!(leaders.len() <= 1, "two leaders at once: a bug, please report it");
+        let leaders: Vec<usize> = (0..handles.len())
+            .filter(|&i| handles[i].is_leader())
+            .collect();
+        assert!(
+            leaders.len() <= 1,
+            "two leaders at once: a bug, please report it"
+        );
         if let Some(&i) = leaders.first() {
             return Some(i);
         }
@@ -76,10 +85,15 @@ fn wait_for_leader(handles: &[&LeaderHandle], within: Duration) -> Option<usize>
 }
 
 fn main() {
-    let timeline: &'static Timeline =
-        Box::leak(Box::new(Timeline { start: Instant::now(), out: Mutex::new(()) }));
+    let timeline: &'static Timeline = Box::leak(Box::new(Timeline {
+        start: Instant::now(),
+        out: Mutex::new(()),
+    }));
     let server = ApiServer::start().expect("start the embedded API server");
-    timeline.say("server", &format!("embedded API server listening on {}", server.url()));
+    timeline.say(
+        "server",
+        &format!("embedded API server listening on {}", server.url()),
+    );
     timeline.say(
         "demo",
         &format!(
@@ -91,7 +105,6 @@ fn main() {
         .map(|id| (id.to_string(), candidate(&server, id, timeline)))
         .collect();
 
-
     let leader_of = |handles: &Vec<(String, LeaderHandle)>, within| {
         let hs: Vec<&LeaderHandle> = handles.iter().map(|(_, h)| h).collect();
         wait_for_leader(&hs, within)
@@ -102,15 +115,24 @@ fn main() {
         std::process::exit(1);
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let term = server.lease("default", "demo").and_then(|l| l["spec"]["leaseTransitions"].as_i64());
+    let term = server
+        .lease("default", "demo")
+        .and_then(|l| l["spec"]["leaseTransitions"].as_i64());
     timeline.say(
         "demo",
-        &format!("{} leads and renews every {RETRY:?} (leaseTransitions {})", handles[first].0, term.unwrap_or(-1)),
+        &format!(
+            "{} leads and renews every {RETRY:?} (leaseTransitions {})",
+            handles[first].0,
+            term.unwrap_or(-1)
+        ),
     );
 
     // 1. Graceful handoff: the leader stops and releases the lease.
     let (name, mut old) = handles.remove(first);
-    timeline.say("demo", &format!("── graceful handoff: {name} stops and releases the lease"));
+    timeline.say(
+        "demo",
+        &format!("── graceful handoff: {name} stops and releases the lease"),
+    );
     let t0 = Instant::now();
     old.stop().expect("release");
     let Some(second) = leader_of(&handles, LEASE + 3 * RETRY) else {
@@ -118,12 +140,22 @@ fn main() {
         std::process::exit(1);
     };
     let handoff = t0.elapsed();
-    timeline.say("demo", &format!("handoff to {} took {} ms (no lease expiry needed)", handles[second].0, handoff.as_millis()));
+    timeline.say(
+        "demo",
+        &format!(
+            "handoff to {} took {} ms (no lease expiry needed)",
+            handles[second].0,
+            handoff.as_millis()
+        ),
+    );
     std::thread::sleep(Duration::from_millis(1500));
 
     // 2. Crash: the new leader vanishes without releasing; the last one waits out the lease.
     let (name, mut crashed) = handles.remove(second);
-    timeline.say("demo", &format!("── crash: {name} vanishes without releasing the lease"));
+    timeline.say(
+        "demo",
+        &format!("── crash: {name} vanishes without releasing the lease"),
+    );
     let t1 = Instant::now();
     crashed.abandon();
     let Some(third) = leader_of(&handles, LEASE + RENEW_DEADLINE + 4 * RETRY) else {
@@ -142,7 +174,10 @@ fn main() {
     );
     std::thread::sleep(Duration::from_millis(1000));
     let (name, mut last) = handles.remove(third);
-    timeline.say("demo", &format!("── shutting down: {name} stops and releases"));
+    timeline.say(
+        "demo",
+        &format!("── shutting down: {name} stops and releases"),
+    );
     last.stop().expect("release");
     drop(old);
     drop(crashed);

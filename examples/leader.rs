@@ -37,10 +37,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         let (num, tail) = rest.split_at(digits);
         let n: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let secs = match unit {
             "ms" => n / 1000.0,
@@ -73,7 +77,12 @@ fn parse_args() -> Result<Args, String> {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
             None => (flag, None),
         };
-        let mut value = || inline.clone().or_else(|| it.next()).ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--kubeconfig" => args.kubeconfig = Some(PathBuf::from(value()?)),
             "--namespace" | "-n" => args.namespace = Some(value()?),
@@ -82,7 +91,9 @@ fn parse_args() -> Result<Args, String> {
             "--lock" => {
                 let kind = value()?;
                 if kind != "leases" {
-                    return Err(format!("unsupported --lock {kind:?}: this version supports \"leases\""));
+                    return Err(format!(
+                        "unsupported --lock {kind:?}: this version supports \"leases\""
+                    ));
                 }
             }
             "--lease-duration" => args.lease_duration = parse_duration(&value()?)?,
@@ -107,7 +118,9 @@ fn load_config(args: &Args) -> Result<Config, String> {
     let path = match &args.kubeconfig {
         Some(p) => p.clone(),
         None => match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-            Some(v) => std::env::split_paths(&v).next().ok_or("KUBECONFIG is empty")?,
+            Some(v) => std::env::split_paths(&v)
+                .next()
+                .ok_or("KUBECONFIG is empty")?,
             None => {
                 let home = std::env::var_os("HOME").ok_or("no --kubeconfig, KUBECONFIG or HOME")?;
                 PathBuf::from(home).join(".kube").join("config")
@@ -159,8 +172,12 @@ fn main() {
     let end = args.run_for.map(|d| Instant::now() + d);
     let print = |event: LeaderEvent, handle: &kube_elector::LeaderHandle| match event {
         LeaderEvent::StartedLeading { .. } => emit(&id, "started_leading", &id),
-        LeaderEvent::StoppedLeading { .. } => emit(&id, "stopped_leading", &handle.leader().unwrap_or_default()),
-        LeaderEvent::NewLeader { identity } => emit(&id, "new_leader", identity.as_deref().unwrap_or("")),
+        LeaderEvent::StoppedLeading { .. } => {
+            emit(&id, "stopped_leading", &handle.leader().unwrap_or_default())
+        }
+        LeaderEvent::NewLeader { identity } => {
+            emit(&id, "new_leader", identity.as_deref().unwrap_or(""))
+        }
         _ => {}
     };
     loop {

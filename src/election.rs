@@ -75,7 +75,10 @@ impl Timing {
             ));
         }
         if self.lease_duration.as_secs() > i32::MAX as u64 {
-            return bad(format!("lease_duration {:?} is too long", self.lease_duration));
+            return bad(format!(
+                "lease_duration {:?} is too long",
+                self.lease_duration
+            ));
         }
         if self.lease_duration <= self.renew_deadline {
             return bad(format!(
@@ -132,7 +135,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     pub fn with_clock(lock: L, timing: Timing, clock: C) -> Result<Self> {
         timing.validate()?;
         if lock.identity().is_empty() {
-            return Err(Error::InvalidElectionConfig("identity must not be empty".into()));
+            return Err(Error::InvalidElectionConfig(
+                "identity must not be empty".into(),
+            ));
         }
         Ok(Elector {
             lock,
@@ -224,7 +229,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     }
 
     fn deadline_error(&self) -> Error {
-        Error::DeadlineExceeded { lock: self.lock.describe() }
+        Error::DeadlineExceeded {
+            lock: self.lock.describe(),
+        }
     }
 
     /// One step of SPEC §1: renew if we lead (one PUT on the fast path), else try to acquire.
@@ -255,7 +262,10 @@ impl<L: Lock, C: Clock> Elector<L, C> {
                         return Ok(true);
                     }
                     Err(e) => {
-                        log::debug!("{}: fast-path renew failed, re-reading: {e}", self.lock.describe());
+                        log::debug!(
+                            "{}: fast-path renew failed, re-reading: {e}",
+                            self.lock.describe()
+                        );
                         self.slow_path_renews += 1;
                         fast_error = Some(e);
                     }
@@ -338,10 +348,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         let wall = self.clock.wall();
         // A lease deleted under us is re-created with a higher term, so fencing tokens keep increasing
         // for everyone who saw the old one.
-        let transitions = self
-            .observed
-            .as_ref()
-            .map_or(0, |o| o.versioned.record.leader_transitions.saturating_add(1));
+        let transitions = self.observed.as_ref().map_or(0, |o| {
+            o.versioned.record.leader_transitions.saturating_add(1)
+        });
         let record = LeaderElectionRecord {
             holder_identity: self.identity().to_string(),
             lease_duration_seconds: self.our_duration_seconds(),

@@ -61,12 +61,14 @@ impl Error {
 
     /// True for a 404 `NotFound` from the API server.
     pub fn is_not_found(&self) -> bool {
-        self.api().is_some_and(|e| e.reason == StatusReason::NotFound)
+        self.api()
+            .is_some_and(|e| e.reason == StatusReason::NotFound)
     }
 
     /// True for a 409 `Conflict` (a stale `resourceVersion`): someone else wrote first.
     pub fn is_conflict(&self) -> bool {
-        self.api().is_some_and(|e| e.reason == StatusReason::Conflict)
+        self.api()
+            .is_some_and(|e| e.reason == StatusReason::Conflict)
     }
 
     /// True for a 409 `AlreadyExists` (a create raced with another create).
@@ -90,14 +92,20 @@ impl fmt::Display for Error {
                 write!(f, "{context}: no answer within {after:?}")
             }
             Error::Decode { context, message } => {
-                write!(f, "{context}: the API server sent a malformed object: {message}")
+                write!(
+                    f,
+                    "{context}: the API server sent a malformed object: {message}"
+                )
             }
             Error::DeadlineExceeded { lock } => write!(
                 f,
                 "{lock}: the renew deadline passed before the lease could be renewed"
             ),
             Error::RenewThreadPanicked(m) => {
-                write!(f, "the renew thread panicked (a kube-elector bug, please report it): {m}")
+                write!(
+                    f,
+                    "the renew thread panicked (a kube-elector bug, please report it): {m}"
+                )
             }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }

@@ -80,7 +80,9 @@ mod tests {
         let hub = EventHub::default();
         let a = hub.subscribe();
         let b = hub.subscribe();
-        hub.publish(LeaderEvent::NewLeader { identity: Some("x".into()) });
+        hub.publish(LeaderEvent::NewLeader {
+            identity: Some("x".into()),
+        });
         drop(b);
         hub.publish(LeaderEvent::StartedLeading { transitions: 3 });
         assert_eq!(a.try_iter().count(), 2);

@@ -22,5 +22,8 @@ pub use error::{ApiError, Error, Result, StatusReason};
 pub use events::{LeaderEvent, StopReason};
 pub use identity::default_identity;
 pub use lock::{LeaseLock, Lock};
-pub use record::{LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time, parse_time_lenient};
+pub use record::{
+    LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time,
+    parse_time_lenient,
+};
 pub use runner::{LeaderElector, LeaderElectorBuilder, LeaderHandle};

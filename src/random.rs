@@ -12,7 +12,11 @@ pub(crate) struct Rng(u64);
 impl Rng {
     pub(crate) fn new() -> Self {
         let mut h = RandomState::new().build_hasher();
-        h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
         h.write_u64(std::process::id().into());
         Rng(h.finish() | 1)
     }

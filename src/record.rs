@@ -76,7 +76,10 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn read_string(obj: &serde_json::Map<String, Value>, field: &'static str) -> Result<String, FieldError> {
+fn read_string(
+    obj: &serde_json::Map<String, Value>,
+    field: &'static str,
+) -> Result<String, FieldError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -113,7 +116,10 @@ fn read_time(obj: &serde_json::Map<String, Value>, field: &'static str) -> Optio
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
-        format!("{}…", &s[..s.char_indices().nth(40).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(40).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -184,7 +190,8 @@ mod tests {
             r#"{"holderIdentity": "c0", "leaseDurationSeconds": "6", "acquireTime": "2026-11-27 01:05:11.105177", "renewTime": "garbage"}"#,
         )
         .unwrap();
-        let r = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaderTransitions").unwrap();
+        let r = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaderTransitions")
+            .unwrap();
         assert_eq!(r.holder_identity, "c0");
         assert_eq!(r.lease_duration_seconds, 6);
         assert!(r.acquire_time.is_some());
@@ -195,7 +202,8 @@ mod tests {
     #[test]
     fn missing_and_null_fields_read_as_empty() {
         let v: Value = serde_json::from_str(r#"{"holderIdentity": null}"#).unwrap();
-        let r = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaseTransitions").unwrap();
+        let r = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaseTransitions")
+            .unwrap();
         assert_eq!(r, LeaderElectionRecord::default());
         assert!(r.is_free());
     }
@@ -203,10 +211,12 @@ mod tests {
     #[test]
     fn wrong_types_are_errors_naming_the_field() {
         let v: Value = serde_json::from_str(r#"{"holderIdentity": 7}"#).unwrap();
-        let e = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaseTransitions").unwrap_err();
+        let e = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaseTransitions")
+            .unwrap_err();
         assert_eq!(e.field, "holderIdentity");
         let v: Value = serde_json::from_str(r#"{"leaseDurationSeconds": 1e20}"#).unwrap();
-        let e = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaseTransitions").unwrap_err();
+        let e = LeaderElectionRecord::from_json_object(v.as_object().unwrap(), "leaseTransitions")
+            .unwrap_err();
         assert_eq!(e.field, "leaseDurationSeconds");
     }
 }

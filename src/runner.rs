@@ -69,7 +69,12 @@ impl std::fmt::Debug for LeaderElectorBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("LeaderElectorBuilder");
         match &self.target {
-            Target::Lease { config, name, namespace, identity } => {
+            Target::Lease {
+                config,
+                name,
+                namespace,
+                identity,
+            } => {
                 d.field("config", config)
                     .field("name", name)
                     .field("namespace", namespace)
@@ -146,13 +151,22 @@ impl LeaderElectorBuilder {
     /// Validate the settings, connect nothing yet, and start the renew thread.
     pub fn start(self) -> Result<LeaderHandle> {
         let lock: Box<dyn Lock> = match self.target {
-            Target::Lease { config, name, namespace, identity } => {
+            Target::Lease {
+                config,
+                name,
+                namespace,
+                identity,
+            } => {
                 let namespace = namespace.unwrap_or_else(|| config.namespace().to_string());
                 if name.is_empty() {
-                    return Err(Error::InvalidElectionConfig("lock name must not be empty".into()));
+                    return Err(Error::InvalidElectionConfig(
+                        "lock name must not be empty".into(),
+                    ));
                 }
                 if namespace.is_empty() {
-                    return Err(Error::InvalidElectionConfig("namespace must not be empty".into()));
+                    return Err(Error::InvalidElectionConfig(
+                        "namespace must not be empty".into(),
+                    ));
                 }
                 let identity = identity.unwrap_or_else(crate::identity::default_identity);
                 Box::new(LeaseLock::new(&config, namespace, name, identity)?)
@@ -181,8 +195,16 @@ impl LeaderElectorBuilder {
         let thread = std::thread::Builder::new()
             .name("kube-elector-renew".into())
             .spawn(move || worker.run())
-            .map_err(|e| Error::Io { context: "spawning the renew thread".into(), source: e })?;
-        Ok(LeaderHandle { shared, stop_tx, thread: Some(thread), identity })
+            .map_err(|e| Error::Io {
+                context: "spawning the renew thread".into(),
+                source: e,
+            })?;
+        Ok(LeaderHandle {
+            shared,
+            stop_tx,
+            thread: Some(thread),
+            identity,
+        })
     }
 }
 
@@ -218,14 +240,18 @@ impl Shared {
     fn set_deadline(&self, deadline: Instant) -> bool {
         let new = self.nanos(deadline).max(STOPPED + 1);
         self.deadline
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| (cur != STOPPED).then_some(new))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur != STOPPED).then_some(new)
+            })
             .is_ok()
     }
 
     fn clear_deadline(&self) {
-        let _ = self.deadline.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-            (cur != STOPPED).then_some(NOT_LEADING)
-        });
+        let _ = self
+            .deadline
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur != STOPPED).then_some(NOT_LEADING)
+            });
     }
 
     fn set_leader(&self, holder: Option<String>) {
@@ -289,11 +315,16 @@ impl Worker {
                 let holder = self.elector.observed_holder().map(str::to_string);
                 if last_holder.as_ref() != Some(&holder) {
                     self.shared.set_leader(holder.clone());
-                    self.shared.events.publish(LeaderEvent::NewLeader { identity: holder.clone() });
+                    self.shared.events.publish(LeaderEvent::NewLeader {
+                        identity: holder.clone(),
+                    });
                     last_holder = Some(holder);
                 }
             }
-            let deadline = self.elector.leader_deadline().filter(|_| self.elector.is_leader());
+            let deadline = self
+                .elector
+                .leader_deadline()
+                .filter(|_| self.elector.is_leader());
             let now_leading = match deadline {
                 Some(d) => self.shared.set_deadline(d),
                 None => false,
@@ -305,7 +336,9 @@ impl Worker {
                     .observed_record()
                     .map_or(0, |r| r.record.leader_transitions);
                 self.shared.announced.store(true, Ordering::Release);
-                self.shared.events.publish(LeaderEvent::StartedLeading { transitions });
+                self.shared
+                    .events
+                    .publish(LeaderEvent::StartedLeading { transitions });
             }
             if leading && !now_leading {
                 self.shared.clear_deadline();
@@ -372,7 +405,11 @@ impl LeaderHandle {
 
     /// The holder we observed last (`None` before the first observation or while the lock is free).
     pub fn leader(&self) -> Option<String> {
-        self.shared.leader.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// This candidate's identity.
@@ -404,7 +441,9 @@ impl LeaderHandle {
         let _ = self.stop_tx.try_send(());
         match thread.join() {
             Ok(result) => result,
-            Err(_) => Err(Error::RenewThreadPanicked("the renew thread could not be joined".into())),
+            Err(_) => Err(Error::RenewThreadPanicked(
+                "the renew thread could not be joined".into(),
+            )),
         }
     }
 }

@@ -58,7 +58,10 @@ fn acquires_a_missing_lock_by_creating_it() {
     assert_eq!(s["leaseDurationSeconds"], 10);
     assert_eq!(s["leaseTransitions"], 0);
     assert_eq!(s["acquireTime"], s["renewTime"]);
-    assert_eq!(s["renewTime"].as_str().unwrap().len(), "2026-01-02T03:04:05.123456Z".len());
+    assert_eq!(
+        s["renewTime"].as_str().unwrap().len(),
+        "2026-01-02T03:04:05.123456Z".len()
+    );
 }
 
 #[test]
@@ -69,7 +72,11 @@ fn acquires_an_empty_holder_lock_at_once() {
     let mut e = elector(&server, "a", &clock);
     assert!(e.try_acquire_or_renew().unwrap());
     assert_eq!(spec(&server)["holderIdentity"], "a");
-    assert_eq!(spec(&server)["leaseTransitions"], 5, "a change of holder counts a transition");
+    assert_eq!(
+        spec(&server)["leaseTransitions"],
+        5,
+        "a change of holder counts a transition"
+    );
 }
 
 #[test]
@@ -91,7 +98,10 @@ fn does_not_acquire_a_held_lock_before_the_holders_duration_has_passed_locally()
     assert!(!e.try_acquire_or_renew().unwrap());
     assert!(!e.is_leader());
     clock.advance(Duration::from_millis(999));
-    assert!(!e.try_acquire_or_renew().unwrap(), "not before observed + holder's duration");
+    assert!(
+        !e.try_acquire_or_renew().unwrap(),
+        "not before observed + holder's duration"
+    );
     clock.advance(Duration::from_millis(2));
     assert!(e.try_acquire_or_renew().unwrap(), "taken once expired");
     let s = spec(&server);
@@ -111,7 +121,10 @@ fn every_observed_change_restarts_the_expiry_countdown() {
     plant(&server, "other", 10, 0); // the holder renews: a new resourceVersion
     assert!(!e.try_acquire_or_renew().unwrap());
     clock.advance(Duration::from_secs(8));
-    assert!(!e.try_acquire_or_renew().unwrap(), "16 s after first sight but only 8 s after the renew");
+    assert!(
+        !e.try_acquire_or_renew().unwrap(),
+        "16 s after first sight but only 8 s after the renew"
+    );
     clock.advance(Duration::from_secs(3));
     assert!(e.try_acquire_or_renew().unwrap());
 }
@@ -131,7 +144,10 @@ fn a_renew_as_leader_is_exactly_one_put() {
         assert_eq!(server.requests("PUT"), 1);
     }
     let after = spec(&server);
-    assert_eq!(after["acquireTime"], before["acquireTime"], "a renew keeps acquireTime");
+    assert_eq!(
+        after["acquireTime"], before["acquireTime"],
+        "a renew keeps acquireTime"
+    );
     assert_eq!(after["leaseTransitions"], before["leaseTransitions"]);
     assert_ne!(after["renewTime"], before["renewTime"]);
     assert_eq!(e.slow_path_renews(), 0);
@@ -151,7 +167,11 @@ fn a_conflict_on_renew_falls_back_to_the_slow_path_and_rejudges() {
     assert!(e.try_acquire_or_renew().unwrap());
     assert_eq!((server.requests("PUT"), server.requests("GET")), (2, 1));
     assert_eq!(e.slow_path_renews(), 1);
-    assert_eq!(server.lease(NS, NAME).unwrap()["metadata"]["labels"]["touched"], "yes", "other fields kept");
+    assert_eq!(
+        server.lease(NS, NAME).unwrap()["metadata"]["labels"]["touched"],
+        "yes",
+        "other fields kept"
+    );
 
     // Someone else took the lease: the 409 never means "still leader".
     plant(&server, "thief", 10, 7);
@@ -171,11 +191,21 @@ fn leadership_ends_at_the_renew_deadline_when_renews_fail() {
     server.inject(kube_elector::testing::Fault::status(500));
     clock.advance(Duration::from_secs(2));
     assert!(e.try_acquire_or_renew().is_err());
-    assert!(e.is_leader(), "a failed renew keeps leadership until the deadline");
-    assert_eq!(e.leader_deadline(), Some(deadline), "a failure does not extend the deadline");
+    assert!(
+        e.is_leader(),
+        "a failed renew keeps leadership until the deadline"
+    );
+    assert_eq!(
+        e.leader_deadline(),
+        Some(deadline),
+        "a failure does not extend the deadline"
+    );
     clock.advance(Duration::from_secs(3));
-    assert!(!e.is_leader(), "false exactly at start of last renew + renew_deadline");
-    assert!(matches!(e.try_acquire_or_renew(), Err(_)));
+    assert!(
+        !e.is_leader(),
+        "false exactly at start of last renew + renew_deadline"
+    );
+    assert!(e.try_acquire_or_renew().is_err());
     assert!(!e.is_leader());
     server.clear_faults();
     // The record still names us and nobody else wrote: we may take it again.
@@ -209,7 +239,11 @@ fn release_writes_an_empty_holder_and_duration_one_only_if_still_ours() {
     server.reset_counters();
     assert!(a.release().unwrap());
     assert!(!a.is_leader());
-    assert_eq!((server.requests("GET"), server.requests("PUT")), (1, 1), "release checks the fetched holder");
+    assert_eq!(
+        (server.requests("GET"), server.requests("PUT")),
+        (1, 1),
+        "release checks the fetched holder"
+    );
     let s = spec(&server);
     assert_eq!(s["holderIdentity"], "");
     assert_eq!(s["leaseDurationSeconds"], 1);
@@ -222,7 +256,10 @@ fn release_writes_an_empty_holder_and_duration_one_only_if_still_ours() {
     plant(&server, "b", 10, 9);
     assert!(!a.release().unwrap());
     assert_eq!(spec(&server)["holderIdentity"], "b");
-    assert!(!b.release().unwrap(), "b never observed itself as holder: nothing to release");
+    assert!(
+        !b.release().unwrap(),
+        "b never observed itself as holder: nothing to release"
+    );
 }
 
 #[test]
@@ -237,7 +274,10 @@ fn a_lease_deleted_by_an_admin_is_recreated() {
     // Nobody else led in between, so our term (and fencing token) is unchanged.
     assert!(server.delete_lease(NS, NAME));
     clock.advance(Duration::from_secs(1));
-    assert!(e.try_acquire_or_renew().unwrap(), "re-created and still leading");
+    assert!(
+        e.try_acquire_or_renew().unwrap(),
+        "re-created and still leading"
+    );
     assert_eq!(spec(&server)["holderIdentity"], "a");
     assert_eq!(spec(&server)["leaseTransitions"], 5);
 
@@ -247,7 +287,11 @@ fn a_lease_deleted_by_an_admin_is_recreated() {
     assert!(server.delete_lease(NS, NAME));
     assert!(b.try_acquire_or_renew().unwrap());
     assert_eq!(spec(&server)["holderIdentity"], "b");
-    assert_eq!(spec(&server)["leaseTransitions"], 6, "fencing tokens keep increasing");
+    assert_eq!(
+        spec(&server)["leaseTransitions"],
+        6,
+        "fencing tokens keep increasing"
+    );
     // And the old leader's next renew conflicts with b's object: it steps down.
     assert!(!e.try_acquire_or_renew().unwrap());
     assert!(!e.is_leader());
@@ -298,23 +342,70 @@ fn validation_errors_say_what_to_fix() {
     let s = Duration::from_secs;
     let ms = Duration::from_millis;
     let cases = [
-        (Timing { lease_duration: s(0), ..timing() }, "greater than zero"),
-        (Timing { retry_period: s(0), ..timing() }, "greater than zero"),
-        (Timing { lease_duration: ms(1500), renew_deadline: ms(1000), retry_period: ms(100) }, "whole number of seconds"),
-        (Timing { lease_duration: s(5), renew_deadline: s(5), ..timing() }, "greater than renew_deadline"),
-        (Timing { renew_deadline: ms(1200), retry_period: s(1), ..timing() }, "1.2 × retry_period"),
+        (
+            Timing {
+                lease_duration: s(0),
+                ..timing()
+            },
+            "greater than zero",
+        ),
+        (
+            Timing {
+                retry_period: s(0),
+                ..timing()
+            },
+            "greater than zero",
+        ),
+        (
+            Timing {
+                lease_duration: ms(1500),
+                renew_deadline: ms(1000),
+                retry_period: ms(100),
+            },
+            "whole number of seconds",
+        ),
+        (
+            Timing {
+                lease_duration: s(5),
+                renew_deadline: s(5),
+                ..timing()
+            },
+            "greater than renew_deadline",
+        ),
+        (
+            Timing {
+                renew_deadline: ms(1200),
+                retry_period: s(1),
+                ..timing()
+            },
+            "1.2 × retry_period",
+        ),
     ];
     for (t, needle) in cases {
         let lock = LeaseLock::new(&server.config(), NS, NAME, "a").unwrap();
         let err = Elector::new(lock, t).unwrap_err();
         assert!(matches!(err, Error::InvalidElectionConfig(_)));
-        assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+        assert!(
+            err.to_string().contains(needle),
+            "{err} should mention {needle}"
+        );
     }
     let lock = LeaseLock::new(&server.config(), NS, NAME, "").unwrap();
-    assert!(Elector::new(lock, timing()).unwrap_err().to_string().contains("identity"));
+    assert!(
+        Elector::new(lock, timing())
+            .unwrap_err()
+            .to_string()
+            .contains("identity")
+    );
     let err = LeaseLock::new(&Config::new("ftp://x"), NS, NAME, "a").unwrap_err();
     assert!(err.to_string().contains("https://"), "{err}");
-    let err = LeaseLock::new(&Config::new("http://127.0.0.1:1").with_token("t"), NS, NAME, "a").unwrap_err();
+    let err = LeaseLock::new(
+        &Config::new("http://127.0.0.1:1").with_token("t"),
+        NS,
+        NAME,
+        "a",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("plain http"), "{err}");
     assert!(Timing::default().validate().is_ok());
 }

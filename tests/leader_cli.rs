@@ -12,7 +12,8 @@ fn leader_bin() -> PathBuf {
     // target/debug/deps/leader_cli-HASH → target/debug/examples/leader
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join(format!("leader{}", std::env::consts::EXE_SUFFIX))
+    dir.join("examples")
+        .join(format!("leader{}", std::env::consts::EXE_SUFFIX))
 }
 
 fn temp_kubeconfig(server: &ApiServer, tag: &str) -> PathBuf {
@@ -23,10 +24,24 @@ fn temp_kubeconfig(server: &ApiServer, tag: &str) -> PathBuf {
     path
 }
 
-fn spawn(kubeconfig: &PathBuf, id: &str, extra: &[&str]) -> Child {
+fn spawn(kubeconfig: &std::path::Path, id: &str, extra: &[&str]) -> Child {
     Command::new(leader_bin())
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--name", "cli", "--id", id])
-        .args(["--lease-duration", "2s", "--renew-deadline", "1s", "--retry-period", "200ms"])
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--name",
+            "cli",
+            "--id",
+            id,
+        ])
+        .args([
+            "--lease-duration",
+            "2s",
+            "--renew-deadline",
+            "1s",
+            "--retry-period",
+            "200ms",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -36,7 +51,11 @@ fn spawn(kubeconfig: &PathBuf, id: &str, extra: &[&str]) -> Child {
 
 #[test]
 fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
-    let server = ApiServer::builder().tls(true).token("cli-token").start().unwrap();
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("cli-token")
+        .start()
+        .unwrap();
     let kubeconfig = temp_kubeconfig(&server, "sigterm");
     let mut child = spawn(&kubeconfig, "p1", &["--release-on-cancel"]);
     let stdout = child.stdout.take().unwrap();
@@ -53,7 +72,10 @@ fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
         lines.push(rx.recv_timeout(left).expect("started_leading within 10 s"));
     }
     assert_eq!(server.lease_holder("default", "cli").as_deref(), Some("p1"));
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
@@ -67,33 +89,74 @@ fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
     }
     let kinds: Vec<String> = lines
         .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(kinds, ["new_leader", "started_leading", "stopped_leading"], "{lines:?}");
-    assert_eq!(server.lease_holder("default", "cli").as_deref(), Some(""), "released on SIGTERM");
+    assert_eq!(
+        kinds,
+        ["new_leader", "started_leading", "stopped_leading"],
+        "{lines:?}"
+    );
+    assert_eq!(
+        server.lease_holder("default", "cli").as_deref(),
+        Some(""),
+        "released on SIGTERM"
+    );
 }
 
 #[test]
 fn the_cli_exits_0_after_run_for_and_2_on_bad_input() {
-    let server = ApiServer::builder().tls(true).token("cli-token").start().unwrap();
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("cli-token")
+        .start()
+        .unwrap();
     let kubeconfig = temp_kubeconfig(&server, "runfor");
-    let out = spawn(&kubeconfig, "p2", &["--run-for", "500ms"]).wait_with_output().unwrap();
+    let out = spawn(&kubeconfig, "p2", &["--run-for", "500ms"])
+        .wait_with_output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("started_leading"));
-    assert_eq!(server.lease_holder("default", "cli").as_deref(), Some("p2"), "no release without the flag");
+    assert_eq!(
+        server.lease_holder("default", "cli").as_deref(),
+        Some("p2"),
+        "no release without the flag"
+    );
 
     for bad in [
         vec!["--name", "x", "--bogus"],
         vec!["--name", "x", "--lease-duration", "soon"],
         vec!["--kubeconfig", "/nonexistent/kubeconfig", "--name", "x"],
         vec!["--kubeconfig", kubeconfig.to_str().unwrap()],
-        vec!["--kubeconfig", kubeconfig.to_str().unwrap(), "--name", "x", "--lease-duration", "1s"],
-        vec!["--kubeconfig", kubeconfig.to_str().unwrap(), "--name", "x", "--lock", "zookeeper"],
+        vec![
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--name",
+            "x",
+            "--lease-duration",
+            "1s",
+        ],
+        vec![
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--name",
+            "x",
+            "--lock",
+            "zookeeper",
+        ],
     ] {
         let out = Command::new(leader_bin()).args(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "one-line error for {bad:?}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one-line error for {bad:?}: {err}"
+        );
         assert!(err.starts_with("leader: "), "{err}");
     }
 }

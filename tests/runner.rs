@@ -49,14 +49,22 @@ fn a_single_elector_leads_reports_events_and_releases_on_stop() {
     assert!(!a.is_leader());
     assert!(!a.is_running());
     a.stop().unwrap(); // idempotent
-    assert_eq!(server.lease_holder(NS, "solo").as_deref(), Some(""), "released on stop");
+    assert_eq!(
+        server.lease_holder(NS, "solo").as_deref(),
+        Some(""),
+        "released on stop"
+    );
     let events = drain(&events);
     assert_eq!(
         events,
         vec![
-            LeaderEvent::NewLeader { identity: Some("a".into()) },
+            LeaderEvent::NewLeader {
+                identity: Some("a".into())
+            },
             LeaderEvent::StartedLeading { transitions: 0 },
-            LeaderEvent::StoppedLeading { reason: StopReason::Stopped },
+            LeaderEvent::StoppedLeading {
+                reason: StopReason::Stopped
+            },
         ]
     );
 }
@@ -69,18 +77,32 @@ fn stop_releases_so_a_follower_takes_over_within_about_a_retry_period() {
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let mut b = start(server.config(), "handoff", "b", 5);
     let b_events = b.events();
-    assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref() == Some("a")));
+    assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref()
+        == Some("a")));
     assert!(!b.is_leader());
     let stopped = Instant::now();
     a.stop().unwrap();
-    assert!(wait_until(Duration::from_secs(4), || b.is_leader()), "b must take over after the release");
+    assert!(
+        wait_until(Duration::from_secs(4), || b.is_leader()),
+        "b must take over after the release"
+    );
     let handoff = stopped.elapsed();
-    assert!(handoff < Duration::from_millis(2500), "handoff took {handoff:?}");
-    assert_eq!(server.lease(NS, "handoff").unwrap()["spec"]["leaseTransitions"], 1, "a release keeps the count");
+    assert!(
+        handoff < Duration::from_millis(2500),
+        "handoff took {handoff:?}"
+    );
+    assert_eq!(
+        server.lease(NS, "handoff").unwrap()["spec"]["leaseTransitions"],
+        1,
+        "a release keeps the count"
+    );
     b.stop().unwrap();
     let events = drain(&b_events);
     assert_well_formed(&events);
-    assert!(events.contains(&LeaderEvent::StartedLeading { transitions: 1 }), "{events:?}");
+    assert!(
+        events.contains(&LeaderEvent::StartedLeading { transitions: 1 }),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -93,9 +115,18 @@ fn a_follower_that_never_led_sends_no_stopped_leading() {
     assert!(wait_until(Duration::from_secs(5), || b.leader().is_some()));
     server.reset_counters();
     b.stop().unwrap();
-    assert_eq!(server.requests("PUT"), 0, "a follower has nothing to release");
+    assert_eq!(
+        server.requests("PUT"),
+        0,
+        "a follower has nothing to release"
+    );
     let events = drain(&rx);
-    assert_eq!(events, vec![LeaderEvent::NewLeader { identity: Some("a".into()) }]);
+    assert_eq!(
+        events,
+        vec![LeaderEvent::NewLeader {
+            identity: Some("a".into())
+        }]
+    );
     a.stop().unwrap();
 }
 
@@ -119,7 +150,8 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
         let rx = crashable.events();
         (crashable, rx)
     };
-    let mut slots: Vec<(LeaderHandle, Receiver<LeaderEvent>)> = (0..3).map(|_| spawn(&server)).collect();
+    let mut slots: Vec<(LeaderHandle, Receiver<LeaderEvent>)> =
+        (0..3).map(|_| spawn(&server)).collect();
     let mut all_events = Vec::new();
     let mut samples = 0u64;
     let mut cycles = 0;
@@ -127,9 +159,14 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
     let mut leader_since: Option<(usize, Instant)> = None;
     let bound = Duration::from_secs(lease) + Duration::from_secs(4); // liveness, generous
     while cycles < 8 {
-        let leaders: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].0.is_leader()).collect();
+        let leaders: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].0.is_leader())
+            .collect();
         samples += 1;
-        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?} after {cycles} cycles");
+        assert!(
+            leaders.len() <= 1,
+            "two leaders at once: {leaders:?} after {cycles} cycles"
+        );
         match (leaders.first(), leader_since) {
             (Some(&i), Some((j, since))) if i == j => {
                 if since.elapsed() > Duration::from_millis(300) {
@@ -150,7 +187,11 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
             (None, _) => {
                 leader_since = None;
                 let since = *leaderless_since.get_or_insert_with(Instant::now);
-                assert!(since.elapsed() < bound, "no leader for {:?}", since.elapsed());
+                assert!(
+                    since.elapsed() < bound,
+                    "no leader for {:?}",
+                    since.elapsed()
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -162,7 +203,11 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
     for events in &all_events {
         assert_well_formed(events);
     }
-    let started = all_events.iter().flatten().filter(|e| matches!(e, LeaderEvent::StartedLeading { .. })).count();
+    let started = all_events
+        .iter()
+        .flatten()
+        .filter(|e| matches!(e, LeaderEvent::StartedLeading { .. }))
+        .count();
     assert!(started >= 8, "every cycle had a leader: {started}");
     assert!(samples > 100);
     // The fencing token only grows.
@@ -177,7 +222,11 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
     let mut sorted = terms.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(sorted.len(), terms.len(), "each term is used once: {terms:?}");
+    assert_eq!(
+        sorted.len(),
+        terms.len(),
+        "each term is used once: {terms:?}"
+    );
 }
 
 #[test]
@@ -193,11 +242,21 @@ fn a_hung_api_server_ends_leadership_by_the_renew_deadline() {
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert!(!handle.is_leader(), "is_leader() must be false once the renew deadline has passed");
-    let lost = wait_event(&rx, Duration::from_secs(5), |e| matches!(e, LeaderEvent::StoppedLeading { .. }))
-        .expect("StoppedLeading is reported");
     assert!(
-        matches!(&lost, LeaderEvent::StoppedLeading { reason: StopReason::RenewDeadlineExceeded { .. } }),
+        !handle.is_leader(),
+        "is_leader() must be false once the renew deadline has passed"
+    );
+    let lost = wait_event(&rx, Duration::from_secs(5), |e| {
+        matches!(e, LeaderEvent::StoppedLeading { .. })
+    })
+    .expect("StoppedLeading is reported");
+    assert!(
+        matches!(
+            &lost,
+            LeaderEvent::StoppedLeading {
+                reason: StopReason::RenewDeadlineExceeded { .. }
+            }
+        ),
         "{lost:?}"
     );
     for _ in 0..100 {
@@ -209,13 +268,20 @@ fn a_hung_api_server_ends_leadership_by_the_renew_deadline() {
 
 #[test]
 fn a_partitioned_leader_steps_down_and_its_late_writes_never_touch_the_new_leaders_lease() {
-    let server = ApiServer::builder().tls(true).token("a").token("b").token("c").start().unwrap();
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("a")
+        .token("b")
+        .token("c")
+        .start()
+        .unwrap();
     let mut a = start(server.config_for("a"), "partition", "a", 2);
     let a_events = a.events();
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let mut b = start(server.config_for("b"), "partition", "b", 2);
     let mut c = start(server.config_for("c"), "partition", "c", 2);
-    assert!(wait_until(Duration::from_secs(5), || b.leader().is_some() && c.leader().is_some()));
+    assert!(wait_until(Duration::from_secs(5), || b.leader().is_some()
+        && c.leader().is_some()));
 
     let cut = server.inject(Fault::hang().for_token("a"));
     let check = |a: &LeaderHandle, b: &LeaderHandle, c: &LeaderHandle| {
@@ -226,7 +292,10 @@ fn a_partitioned_leader_steps_down_and_its_late_writes_never_touch_the_new_leade
     let end = Instant::now() + Duration::from_secs(10);
     while !(b.is_leader() || c.is_leader()) {
         check(&a, &b, &c);
-        assert!(Instant::now() < end, "a follower must take over after expiry");
+        assert!(
+            Instant::now() < end,
+            "a follower must take over after expiry"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(!a.is_leader());
@@ -241,14 +310,22 @@ fn a_partitioned_leader_steps_down_and_its_late_writes_never_touch_the_new_leade
     }
     assert_eq!(check(&a, &b, &c), 1, "exactly one leader after the heal");
     assert!(!a.is_leader());
-    assert_eq!(server.lease_holder(NS, "partition").as_deref(), Some(new_leader));
+    assert_eq!(
+        server.lease_holder(NS, "partition").as_deref(),
+        Some(new_leader)
+    );
     // a's release must check the holder it fetches, not its stale cache.
     a.stop().unwrap();
-    assert_eq!(server.lease_holder(NS, "partition").as_deref(), Some(new_leader));
+    assert_eq!(
+        server.lease_holder(NS, "partition").as_deref(),
+        Some(new_leader)
+    );
     let events: Vec<LeaderEvent> = drain(&a_events);
     assert_well_formed(&events);
     assert!(
-        events.iter().any(|e| matches!(e, LeaderEvent::StoppedLeading { .. })),
+        events
+            .iter()
+            .any(|e| matches!(e, LeaderEvent::StoppedLeading { .. })),
         "a reports its loss: {events:?}"
     );
     b.stop().unwrap();
@@ -277,7 +354,9 @@ fn without_keep_campaigning_the_thread_ends_after_a_loss() {
     assert_well_formed(&events);
     assert!(
         events.contains(&LeaderEvent::StoppedLeading {
-            reason: StopReason::LeaseLost { holder: Some("usurper".into()) }
+            reason: StopReason::LeaseLost {
+                holder: Some("usurper".into())
+            }
         }),
         "{events:?}"
     );
@@ -317,7 +396,15 @@ fn bad_settings_fail_at_start_not_in_the_thread() {
         .renew_deadline(Duration::from_secs(2))
         .start()
         .unwrap_err();
-    assert!(err.to_string().contains("greater than renew_deadline"), "{err}");
+    assert!(
+        err.to_string().contains("greater than renew_deadline"),
+        "{err}"
+    );
     assert!(LeaderElector::builder(server.config(), "").start().is_err());
-    assert!(LeaderElector::builder(server.config(), "x").namespace("").start().is_err());
+    assert!(
+        LeaderElector::builder(server.config(), "x")
+            .namespace("")
+            .start()
+            .is_err()
+    );
 }

@@ -26,7 +26,10 @@ impl std::fmt::Debug for RestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestClient")
             .field("base", &self.base)
-            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -68,23 +71,50 @@ impl RestClient {
     }
 
     /// POST a JSON body to `path`.
-    pub(crate) fn post(&self, path: &str, body: &[u8], timeout: Duration, context: &str) -> Result<Vec<u8>> {
+    pub(crate) fn post(
+        &self,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+        context: &str,
+    ) -> Result<Vec<u8>> {
         self.send("POST", path, body, timeout, context)
     }
 
     /// PUT a JSON body to `path`.
-    pub(crate) fn put(&self, path: &str, body: &[u8], timeout: Duration, context: &str) -> Result<Vec<u8>> {
+    pub(crate) fn put(
+        &self,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+        context: &str,
+    ) -> Result<Vec<u8>> {
         self.send("PUT", path, body, timeout, context)
     }
 
-    fn send(&self, verb: &str, path: &str, body: &[u8], timeout: Duration, context: &str) -> Result<Vec<u8>> {
+    fn send(
+        &self,
+        verb: &str,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+        context: &str,
+    ) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
-        let mut req = if verb == "POST" { self.agent.post(url) } else { self.agent.put(url) };
+        let mut req = if verb == "POST" {
+            self.agent.post(url)
+        } else {
+            self.agent.put(url)
+        };
         req = req.header("Content-Type", "application/json");
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
         }
-        let result = req.config().timeout_global(Some(timeout)).build().send(body);
+        let result = req
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body);
         finish(result, timeout, context)
     }
 }
@@ -95,11 +125,18 @@ fn finish(
     context: &str,
 ) -> Result<Vec<u8>> {
     let transport = |e: ureq::Error| match e {
-        ureq::Error::Timeout(_) => Error::Timeout { context: context.to_string(), after: timeout },
-        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {
-            Error::Timeout { context: context.to_string(), after: timeout }
-        }
-        other => Error::Transport { context: context.to_string(), source: other },
+        ureq::Error::Timeout(_) => Error::Timeout {
+            context: context.to_string(),
+            after: timeout,
+        },
+        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
+            context: context.to_string(),
+            after: timeout,
+        },
+        other => Error::Transport {
+            context: context.to_string(),
+            source: other,
+        },
     };
     let mut response = result.map_err(transport)?;
     let status = response.status().as_u16();
@@ -117,12 +154,23 @@ fn finish(
         .reader()
         .read_to_end(&mut body)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::TimedOut => Error::Timeout { context: context.to_string(), after: timeout },
-            _ => Error::Transport { context: context.to_string(), source: ureq::Error::Io(e) },
+            std::io::ErrorKind::TimedOut => Error::Timeout {
+                context: context.to_string(),
+                after: timeout,
+            },
+            _ => Error::Transport {
+                context: context.to_string(),
+                source: ureq::Error::Io(e),
+            },
         })?;
     if (200..300).contains(&status) {
         Ok(body)
     } else {
-        Err(Error::Api(ApiError::from_response(context.to_string(), status, &body, retry_after)))
+        Err(Error::Api(ApiError::from_response(
+            context.to_string(),
+            status,
+            &body,
+            retry_after,
+        )))
     }
 }

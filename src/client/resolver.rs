@@ -23,13 +23,25 @@ pub(crate) struct FastResolver {
 }
 
 impl Resolver for FastResolver {
-    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let Some(authority) = uri.authority() else {
             return self.inner.resolve(uri, config, timeout);
         };
-        let default_port = if uri.scheme_str() == Some("http") { 80 } else { 443 };
+        let default_port = if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        };
         let port = authority.port_u16().unwrap_or(default_port);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
             let mut out = self.empty();
             out.push(SocketAddr::new(ip, port));
@@ -42,7 +54,8 @@ impl Resolver for FastResolver {
             }
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, addrs.clone(), Instant::now()));
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((key, addrs.clone(), Instant::now()));
         Ok(addrs)
     }
 }

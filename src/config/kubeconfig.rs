@@ -71,7 +71,11 @@ fn find<'a, T>(list: &'a Option<Vec<Named<T>>>, name: &str) -> Option<&'a Named<
 
 fn resolve(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
 }
 
 pub(super) fn parse(text: &str, file: &str, dir: &Path, context: Option<&str>) -> Result<Config> {
@@ -85,10 +89,13 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path, context: Option<&str>) -
             ))
         })?,
     };
-    let ctx = find(&kc.contexts, &ctx_name)
-        .ok_or_else(|| Error::Config(format!("kubeconfig {file}: context {ctx_name:?} not found")))?;
+    let ctx = find(&kc.contexts, &ctx_name).ok_or_else(|| {
+        Error::Config(format!("kubeconfig {file}: context {ctx_name:?} not found"))
+    })?;
     let ctx = ctx.item.as_ref().ok_or_else(|| {
-        Error::Config(format!("kubeconfig {file}: context {ctx_name:?} has no body"))
+        Error::Config(format!(
+            "kubeconfig {file}: context {ctx_name:?} has no body"
+        ))
     })?;
     let cluster_name = ctx.cluster.clone().unwrap_or_default();
     let cluster = find(&kc.clusters, &cluster_name)
@@ -98,11 +105,20 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path, context: Option<&str>) -
                 "kubeconfig {file}: context {ctx_name:?} refers to cluster {cluster_name:?}, which is not defined"
             ))
         })?;
-    let server = cluster.server.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
-        Error::Config(format!("kubeconfig {file}: cluster {cluster_name:?} has no server"))
-    })?;
+    let server = cluster
+        .server
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "kubeconfig {file}: cluster {cluster_name:?} has no server"
+            ))
+        })?;
     let mut config = Config::new(server);
-    match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
+    match (
+        &cluster.certificate_authority_data,
+        &cluster.certificate_authority,
+    ) {
         (Some(_), Some(_)) => {
             return Err(Error::Config(format!(
                 "kubeconfig {file}: cluster {cluster_name:?} sets both certificate-authority and certificate-authority-data: keep one"
@@ -129,7 +145,8 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path, context: Option<&str>) -
         }
         (None, None) => {}
     }
-    config = config.with_insecure_skip_tls_verify(cluster.insecure_skip_tls_verify.unwrap_or(false));
+    config =
+        config.with_insecure_skip_tls_verify(cluster.insecure_skip_tls_verify.unwrap_or(false));
     if let Some(user_name) = ctx.user.as_deref().filter(|u| !u.is_empty()) {
         let user = find(&kc.users, user_name).and_then(|u| u.item.as_ref()).ok_or_else(|| {
             Error::Config(format!(
@@ -139,7 +156,10 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path, context: Option<&str>) -
         if let Some(tf) = user.token_file.as_deref().filter(|t| !t.is_empty()) {
             let path = resolve(dir, tf);
             let token = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-                context: format!("kubeconfig {file}: user {user_name:?}: reading tokenFile {}", path.display()),
+                context: format!(
+                    "kubeconfig {file}: user {user_name:?}: reading tokenFile {}",
+                    path.display()
+                ),
                 source: e,
             })?;
             config = config.with_token(token);
@@ -189,24 +209,39 @@ preferences: {}
 
     #[test]
     fn errors_name_the_culprit() {
-        let e = parse(GOOD, "f", Path::new("/"), Some("nope")).unwrap_err().to_string();
+        let e = parse(GOOD, "f", Path::new("/"), Some("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"nope\" not found"), "{e}");
-        let e = parse(GOOD, "f", Path::new("/"), Some("other")).unwrap_err().to_string();
+        let e = parse(GOOD, "f", Path::new("/"), Some("other"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cluster \"missing\""), "{e}");
-        let e = parse("clusters: [", "myfile", Path::new("/"), None).unwrap_err().to_string();
+        let e = parse("clusters: [", "myfile", Path::new("/"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("myfile") && e.contains("does not parse"), "{e}");
-        let bad = GOOD.replace("LS0tLS1CRUdJTg==", "***");
-        let e = parse(&bad, "f", Path::new("/"), None).unwrap_err().to_string();
+        let bad = GOOD.replace("LS0tLS1CRUdJTg==", "not-base64!");
+        let e = parse(&bad, "f", Path::new("/"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("certificate-authority-data"), "{e}");
-        let e = parse("{}", "f", Path::new("/"), None).unwrap_err().to_string();
+        let e = parse("{}", "f", Path::new("/"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no current-context"), "{e}");
     }
 
     #[test]
     fn null_lists_are_empty() {
-        let e = parse("current-context: x\nclusters: null\nusers: null\ncontexts: null\n", "f", Path::new("/"), None)
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "current-context: x\nclusters: null\nusers: null\ncontexts: null\n",
+            "f",
+            Path::new("/"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("context \"x\" not found"), "{e}");
     }
 }

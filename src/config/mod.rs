@@ -144,7 +144,10 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("server", &self.server)
-            .field("ca_pem", &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())))
+            .field(
+                "ca_pem",
+                &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),
+            )
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
             .field("namespace", &self.namespace)

@@ -53,11 +53,12 @@ impl LeaseLock {
     /// Decode a Lease body, cache it and return its record.
     fn accept(&mut self, body: &[u8]) -> Result<VersionedRecord> {
         let context = format!("Lease {}/{}", self.namespace, self.name);
-        let object: Value = serde_json::from_slice(&body).map_err(|e| Error::Decode {
+        let object: Value = serde_json::from_slice(body).map_err(|e| Error::Decode {
             context: context.clone(),
             message: format!("not JSON: {e}"),
         })?;
-        let versioned = decode_lease(&object).map_err(|message| Error::Decode { context, message })?;
+        let versioned =
+            decode_lease(&object).map_err(|message| Error::Decode { context, message })?;
         self.cached = Some(object);
         Ok(versioned)
     }
@@ -86,7 +87,10 @@ pub(crate) fn decode_lease(object: &Value) -> std::result::Result<VersionedRecor
     };
     let record = LeaderElectionRecord::from_json_object(spec, "leaseTransitions")
         .map_err(|e| format!("spec.{}: {}", e.field, e.message))?;
-    Ok(VersionedRecord { record, resource_version })
+    Ok(VersionedRecord {
+        record,
+        resource_version,
+    })
 }
 
 /// The Lease spec for a record: always the five core fields, times as MicroTime.
@@ -106,7 +110,10 @@ pub(crate) fn encode_spec(record: &LeaderElectionRecord) -> Value {
 
 impl Lock for LeaseLock {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
-        match self.client.get(&self.item_path(), timeout, &self.context("get")) {
+        match self
+            .client
+            .get(&self.item_path(), timeout, &self.context("get"))
+        {
             Ok(body) => self.accept(&body).map(Some),
             Err(e) if e.is_not_found() => {
                 self.cached = None;
@@ -116,27 +123,42 @@ impl Lock for LeaseLock {
         }
     }
 
-    fn create(&mut self, record: &LeaderElectionRecord, timeout: Duration) -> Result<VersionedRecord> {
+    fn create(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord> {
         let body = json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": self.name, "namespace": self.namespace},
             "spec": encode_spec(record),
         });
-        let path = format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases", self.namespace);
+        let path = format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+            self.namespace
+        );
         let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
-        let answer = self.client.post(&path, &bytes, timeout, &self.context("create"))?;
+        let answer = self
+            .client
+            .post(&path, &bytes, timeout, &self.context("create"))?;
         self.accept(&answer)
     }
 
-    fn update(&mut self, record: &LeaderElectionRecord, timeout: Duration) -> Result<VersionedRecord> {
+    fn update(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord> {
         let mut object = self.cached.clone().ok_or_else(|| Error::Decode {
             context: self.context("update"),
             message: "no cached object to update: get or create the lease first".into(),
         })?;
         object["spec"] = encode_spec(record);
         let bytes = serde_json::to_vec(&object).expect("a JSON value always serializes");
-        let answer = self.client.put(&self.item_path(), &bytes, timeout, &self.context("update"))?;
+        let answer =
+            self.client
+                .put(&self.item_path(), &bytes, timeout, &self.context("update"))?;
         self.accept(&answer)
     }
 
@@ -160,7 +182,10 @@ mod tests {
         assert_eq!(v.resource_version, "257");
         assert_eq!(v.record.holder_identity, "holder-a");
         assert_eq!(v.record.lease_duration_seconds, 15);
-        assert_eq!(format_micro_time(&v.record.renew_time.unwrap()), "2026-01-02T03:04:10.654321Z");
+        assert_eq!(
+            format_micro_time(&v.record.renew_time.unwrap()),
+            "2026-01-02T03:04:10.654321Z"
+        );
         // and it writes back the same five fields
         let spec = encode_spec(&v.record);
         assert_eq!(spec["acquireTime"], "2026-01-02T03:04:05.123456Z");
@@ -171,11 +196,19 @@ mod tests {
     fn missing_spec_reads_as_empty_and_bad_objects_are_errors() {
         let v = decode_lease(&json!({"metadata": {"resourceVersion": "1"}})).unwrap();
         assert!(v.record.is_free());
-        assert!(decode_lease(&json!({"spec": {}})).unwrap_err().contains("resourceVersion"));
+        assert!(
+            decode_lease(&json!({"spec": {}}))
+                .unwrap_err()
+                .contains("resourceVersion")
+        );
         assert!(decode_lease(&json!([1, 2])).is_err());
-        assert!(decode_lease(&json!({"kind": "Status", "metadata": {"resourceVersion": "1"}})).is_err());
-        let e = decode_lease(&json!({"metadata": {"resourceVersion": "1"}, "spec": {"leaseTransitions": "x"}}))
-            .unwrap_err();
+        assert!(
+            decode_lease(&json!({"kind": "Status", "metadata": {"resourceVersion": "1"}})).is_err()
+        );
+        let e = decode_lease(
+            &json!({"metadata": {"resourceVersion": "1"}, "spec": {"leaseTransitions": "x"}}),
+        )
+        .unwrap_err();
         assert!(e.contains("spec.leaseTransitions"), "{e}");
     }
 }

@@ -18,9 +18,17 @@ pub trait Lock: Send {
     /// Read the lock object. `Ok(None)` when it does not exist.
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>>;
     /// Create the lock object carrying `record` (no `resourceVersion` is sent).
-    fn create(&mut self, record: &LeaderElectionRecord, timeout: Duration) -> Result<VersionedRecord>;
+    fn create(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord>;
     /// Replace the record in the cached object, carrying its `resourceVersion`.
-    fn update(&mut self, record: &LeaderElectionRecord, timeout: Duration) -> Result<VersionedRecord>;
+    fn update(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord>;
     /// The identity this lock writes as holder.
     fn identity(&self) -> &str;
     /// A human-readable name for logs and errors, such as `leases default/my-app`.
@@ -31,10 +39,18 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
         (**self).get(timeout)
     }
-    fn create(&mut self, record: &LeaderElectionRecord, timeout: Duration) -> Result<VersionedRecord> {
+    fn create(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord> {
         (**self).create(record, timeout)
     }
-    fn update(&mut self, record: &LeaderElectionRecord, timeout: Duration) -> Result<VersionedRecord> {
+    fn update(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord> {
         (**self).update(record, timeout)
     }
     fn identity(&self) -> &str {

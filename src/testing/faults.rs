@@ -49,22 +49,36 @@ pub struct Fault {
 
 impl Fault {
     fn new(action: FaultAction) -> Self {
-        Fault { action, token: None, verb: None, remaining: None }
+        Fault {
+            action,
+            token: None,
+            verb: None,
+            remaining: None,
+        }
     }
 
     /// Answer with `code` and a `Status` body.
     pub fn status(code: u16) -> Self {
-        Self::new(FaultAction::Status { code, retry_after: None })
+        Self::new(FaultAction::Status {
+            code,
+            retry_after: None,
+        })
     }
 
     /// Answer with `code`, a `Status` body and `Retry-After: secs`.
     pub fn status_retry_after(code: u16, secs: u64) -> Self {
-        Self::new(FaultAction::Status { code, retry_after: Some(secs) })
+        Self::new(FaultAction::Status {
+            code,
+            retry_after: Some(secs),
+        })
     }
 
     /// Answer with `code` and `body` as is.
     pub fn body(code: u16, body: impl Into<String>) -> Self {
-        Self::new(FaultAction::Body { code, body: body.into() })
+        Self::new(FaultAction::Body {
+            code,
+            body: body.into(),
+        })
     }
 
     /// Delay matching requests.
@@ -113,7 +127,11 @@ pub struct FaultId(u64);
 /// What to do with a request after the faults had their say.
 pub(crate) enum Verdict {
     Proceed,
-    Answer { code: u16, body: Option<String>, retry_after: Option<u64> },
+    Answer {
+        code: u16,
+        body: Option<String>,
+        retry_after: Option<u64>,
+    },
     Drop,
 }
 
@@ -133,12 +151,20 @@ impl Faults {
     }
 
     pub(crate) fn remove(&self, id: FaultId) {
-        self.rules.lock().unwrap_or_else(|p| p.into_inner()).1.retain(|(i, _)| *i != id.0);
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .retain(|(i, _)| *i != id.0);
         self.changed.notify_all();
     }
 
     pub(crate) fn clear(&self) {
-        self.rules.lock().unwrap_or_else(|p| p.into_inner()).1.clear();
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clear();
         self.changed.notify_all();
     }
 
@@ -170,10 +196,18 @@ impl Faults {
                     FaultAction::Latency(d) => delay += *d,
                     FaultAction::Hang => hangs.push(*id),
                     FaultAction::Status { code, retry_after } => {
-                        verdict = Verdict::Answer { code: *code, body: None, retry_after: *retry_after }
+                        verdict = Verdict::Answer {
+                            code: *code,
+                            body: None,
+                            retry_after: *retry_after,
+                        }
                     }
                     FaultAction::Body { code, body } => {
-                        verdict = Verdict::Answer { code: *code, body: Some(body.clone()), retry_after: None }
+                        verdict = Verdict::Answer {
+                            code: *code,
+                            body: Some(body.clone()),
+                            retry_after: None,
+                        }
                     }
                     FaultAction::DropConnection => verdict = Verdict::Drop,
                 }

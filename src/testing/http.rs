@@ -50,7 +50,9 @@ fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<String>> {
 
 /// Read one request; `Ok(None)` when the client closed the connection between requests.
 pub(crate) fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
-    let Some(line) = read_line(r)? else { return Ok(None) };
+    let Some(line) = read_line(r)? else {
+        return Ok(None);
+    };
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
         return Err(invalid("bad request line"));
@@ -58,7 +60,9 @@ pub(crate) fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>>
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     let mut headers = Vec::new();
     loop {
-        let Some(h) = read_line(r)? else { return Err(invalid("eof in headers")) };
+        let Some(h) = read_line(r)? else {
+            return Err(invalid("eof in headers"));
+        };
         if h.is_empty() {
             break;
         }
@@ -75,7 +79,10 @@ pub(crate) fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>>
         headers,
         body: Vec::new(),
     };
-    if req.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             let size_line = read_line(r)?.ok_or_else(|| invalid("eof in chunk size"))?;
             let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
@@ -145,7 +152,11 @@ pub(crate) fn write_response<W: Write>(
 
 /// What the connection loop should do after a request.
 pub(crate) enum Outcome {
-    Respond { code: u16, body: Vec<u8>, retry_after: Option<u64> },
+    Respond {
+        code: u16,
+        body: Vec<u8>,
+        retry_after: Option<u64>,
+    },
     Close,
 }
 
@@ -153,12 +164,23 @@ pub(crate) enum Outcome {
 pub(crate) fn handle(inner: &Inner, req: &Request) -> Outcome {
     let token = req.bearer_token();
     inner.count(&req.method, token);
-    match inner.faults.judge(token, &req.method, &inner.down_or_stopped) {
+    match inner
+        .faults
+        .judge(token, &req.method, &inner.down_or_stopped)
+    {
         Verdict::Proceed => {}
         Verdict::Drop => return Outcome::Close,
-        Verdict::Answer { code, body, retry_after } => {
+        Verdict::Answer {
+            code,
+            body,
+            retry_after,
+        } => {
             let body = body.map_or_else(|| to_bytes(&status_for_code(code)), String::into_bytes);
-            return Outcome::Respond { code, body, retry_after };
+            return Outcome::Respond {
+                code,
+                body,
+                retry_after,
+            };
         }
     }
     if inner.is_down() {
@@ -166,10 +188,18 @@ pub(crate) fn handle(inner: &Inner, req: &Request) -> Outcome {
     }
     if !inner.authorized(token) {
         let body = status(401, "Unauthorized", "Unauthorized", None);
-        return Outcome::Respond { code: 401, body: to_bytes(&body), retry_after: None };
+        return Outcome::Respond {
+            code: 401,
+            body: to_bytes(&body),
+            retry_after: None,
+        };
     }
     let reply = route(inner, req);
-    Outcome::Respond { code: reply.code, body: to_bytes(&reply.body), retry_after: None }
+    Outcome::Respond {
+        code: reply.code,
+        body: to_bytes(&reply.body),
+        retry_after: None,
+    }
 }
 
 fn to_bytes(v: &Value) -> Vec<u8> {
@@ -208,11 +238,26 @@ fn route(inner: &Inner, req: &Request) -> Reply {
         ("DELETE", Some(name)) => store.delete(resource, ns, name),
         (method, _) => Reply {
             code: 405,
-            body: status(405, "MethodNotAllowed", &format!("the server does not allow this method on the requested resource ({method})"), None),
+            body: status(
+                405,
+                "MethodNotAllowed",
+                &format!(
+                    "the server does not allow this method on the requested resource ({method})"
+                ),
+                None,
+            ),
         },
     }
 }
 
 fn not_found_path() -> Reply {
-    Reply { code: 404, body: status(404, "NotFound", "the server could not find the requested resource", None) }
+    Reply {
+        code: 404,
+        body: status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        ),
+    }
 }

@@ -61,13 +61,19 @@ impl ApiServerBuilder {
 
     /// Bind 127.0.0.1 on an ephemeral port and start serving.
     pub fn start(self) -> std::io::Result<ApiServer> {
-        let tls = if self.tls { Some(tls::generate()?) } else { None };
+        let tls = if self.tls {
+            Some(tls::generate()?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             store: Mutex::new(Store::default()),
             faults: Faults::default(),
-            tokens: Mutex::new((!self.tokens.is_empty()).then(|| self.tokens.iter().cloned().collect())),
+            tokens: Mutex::new(
+                (!self.tokens.is_empty()).then(|| self.tokens.iter().cloned().collect()),
+            ),
             counters: Mutex::new(HashMap::new()),
             down_or_stopped: AtomicBool::new(false),
             down: AtomicBool::new(false),
@@ -106,7 +112,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("ApiServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,7 +173,8 @@ impl ApiServer {
 
     /// A kubeconfig file's text pointing at this server with the given token.
     pub fn kubeconfig_for(&self, token: Option<&str>) -> String {
-        let mut out = String::from("apiVersion: v1\nkind: Config\ncurrent-context: kube-elector-test\n");
+        let mut out =
+            String::from("apiVersion: v1\nkind: Config\ncurrent-context: kube-elector-test\n");
         out.push_str(&format!(
             "clusters:\n- name: kube-elector-test\n  cluster:\n    server: {}\n",
             self.url
@@ -189,7 +198,9 @@ impl ApiServer {
 
     /// Accept another bearer token from now on.
     pub fn add_token(&self, token: impl Into<String>) {
-        lock(&self.inner.tokens).get_or_insert_with(HashSet::new).insert(token.into());
+        lock(&self.inner.tokens)
+            .get_or_insert_with(HashSet::new)
+            .insert(token.into());
     }
 
     /// Reject this token from now on (as when a service-account token is revoked).
@@ -201,13 +212,19 @@ impl ApiServer {
 
     /// The Lease `namespace/name` as stored, if it exists.
     pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
-        lock(&self.inner.store).get(Resource::Leases, namespace, name).cloned()
+        lock(&self.inner.store)
+            .get(Resource::Leases, namespace, name)
+            .cloned()
     }
 
     /// The `spec.holderIdentity` of a Lease (`Some("")` when released, `None` when missing).
     pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
-        self.lease(namespace, name)
-            .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string())
+        self.lease(namespace, name).map(|l| {
+            l["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
     }
 
     /// Store a Lease object as given, bypassing validation (for malformed-record tests), with a new
@@ -218,13 +235,20 @@ impl ApiServer {
 
     /// Delete a Lease, as an administrator would. Returns whether it existed.
     pub fn delete_lease(&self, namespace: &str, name: &str) -> bool {
-        lock(&self.inner.store).delete(Resource::Leases, namespace, name).code == 200
+        lock(&self.inner.store)
+            .delete(Resource::Leases, namespace, name)
+            .code
+            == 200
     }
 
     /// Requests received with this method (`GET`, `PUT`, ...), from every client.
     pub fn requests(&self, verb: &str) -> u64 {
         let verb = verb.to_ascii_uppercase();
-        lock(&self.inner.counters).iter().filter(|((v, _), _)| *v == verb).map(|(_, n)| n).sum()
+        lock(&self.inner.counters)
+            .iter()
+            .filter(|((v, _), _)| *v == verb)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Requests received with this method and bearer token.
@@ -314,7 +338,9 @@ impl Inner {
     }
 
     fn count(&self, verb: &str, token: Option<&str>) {
-        *lock(&self.counters).entry((verb.to_string(), token.map(str::to_string))).or_insert(0) += 1;
+        *lock(&self.counters)
+            .entry((verb.to_string(), token.map(str::to_string)))
+            .or_insert(0) += 1;
     }
 
     fn authorized(&self, token: Option<&str>) -> bool {
@@ -343,7 +369,11 @@ impl Inner {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut g = lock(&self.listening);
         while *g != want && Instant::now() < deadline && !self.stopped.load(Ordering::Acquire) {
-            g = self.listening_cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+            g = self
+                .listening_cv
+                .wait_timeout(g, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
@@ -388,7 +418,11 @@ fn accept_loop(inner: Arc<Inner>, mut first: Option<TcpListener>) {
         inner.set_listening(false);
         let mut g = lock(&inner.listening);
         while inner.down.load(Ordering::Acquire) && !inner.stopped.load(Ordering::Acquire) {
-            g = inner.listening_cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+            g = inner
+                .listening_cv
+                .wait_timeout(g, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         drop(g);
         if inner.stopped.load(Ordering::Acquire) {
@@ -426,13 +460,20 @@ fn serve_io<S: Read + Write>(inner: &Inner, stream: S) {
         }
         match http::handle(inner, &req) {
             http::Outcome::Close => return,
-            http::Outcome::Respond { code, body, retry_after } => {
+            http::Outcome::Respond {
+                code,
+                body,
+                retry_after,
+            } => {
                 if http::write_response(reader.get_mut(), code, &body, retry_after).is_err() {
                     return;
                 }
             }
         }
-        if req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        if req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
             return;
         }
     }

@@ -93,13 +93,31 @@ pub(crate) fn status_for_code(code: u16) -> Value {
         400 => ("BadRequest", "bad request"),
         401 => ("Unauthorized", "Unauthorized"),
         403 => ("Forbidden", "forbidden"),
-        404 => ("NotFound", "the server could not find the requested resource"),
-        409 => ("Conflict", "the object has been modified; please apply your changes to the latest version and try again"),
+        404 => (
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        409 => (
+            "Conflict",
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ),
         422 => ("Invalid", "the object is invalid"),
-        429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
-        500 => ("InternalError", "an error on the server has prevented the request from succeeding"),
-        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
-        504 => ("Timeout", "the server was unable to return a response in the time allotted"),
+        429 => (
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        ),
+        500 => (
+            "InternalError",
+            "an error on the server has prevented the request from succeeding",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        ),
+        504 => (
+            "Timeout",
+            "the server was unable to return a response in the time allotted",
+        ),
         _ => ("", "injected failure"),
     };
     status(code, reason, message, None)
@@ -121,7 +139,11 @@ pub(crate) struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Store { objects: BTreeMap::new(), last_rv: 100, next_uid: 1 }
+        Store {
+            objects: BTreeMap::new(),
+            last_rv: 100,
+            next_uid: 1,
+        }
     }
 }
 
@@ -133,7 +155,12 @@ impl Store {
     fn not_found(r: Resource, name: &str) -> Reply {
         reply(
             404,
-            status(404, "NotFound", &format!("{} {name:?} not found", r.qualified()), Some(r.details(name, r.plural()))),
+            status(
+                404,
+                "NotFound",
+                &format!("{} {name:?} not found", r.qualified()),
+                Some(r.details(name, r.plural())),
+            ),
         )
     }
 
@@ -177,13 +204,20 @@ impl Store {
     }
 
     /// Store `object` as is (no validation): for tests that plant malformed records.
-    pub(crate) fn put_raw(&mut self, r: Resource, ns: &str, name: &str, mut object: Value) -> String {
+    pub(crate) fn put_raw(
+        &mut self,
+        r: Resource,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+    ) -> String {
         self.last_rv += 1;
         let rv = self.last_rv.to_string();
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(rv));
         }
-        self.objects.insert((r, ns.to_string(), name.to_string()), object);
+        self.objects
+            .insert((r, ns.to_string(), name.to_string()), object);
         rv
     }
 
@@ -192,22 +226,36 @@ impl Store {
             Ok(o) => o,
             Err(e) => return e,
         };
-        let name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
             return reply(
                 422,
                 status(
                     422,
                     "Invalid",
-                    &format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", r.kind()),
+                    &format!(
+                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                        r.kind()
+                    ),
                     None,
                 ),
             );
         }
-        if object["metadata"].get("resourceVersion").is_some_and(|v| !v.is_null() && v != "") {
+        if object["metadata"]
+            .get("resourceVersion")
+            .is_some_and(|v| !v.is_null() && v != "")
+        {
             return reply(
                 500,
-                status(500, "InternalError", "resourceVersion should not be set on objects to be created", None),
+                status(
+                    500,
+                    "InternalError",
+                    "resourceVersion should not be set on objects to be created",
+                    None,
+                ),
             );
         }
         if let Err(e) = validate(r, &name, &object) {
@@ -238,7 +286,8 @@ impl Store {
         meta["uid"] = json!(uid);
         meta["resourceVersion"] = json!(self.last_rv.to_string());
         meta["creationTimestamp"] = json!(crate::record::format_seconds_time(&chrono::Utc::now()));
-        self.objects.insert((r, ns.to_string(), name.to_string()), object.clone());
+        self.objects
+            .insert((r, ns.to_string(), name.to_string()), object.clone());
     }
 
     pub(crate) fn replace(&mut self, r: Resource, ns: &str, name: &str, body: &[u8]) -> Reply {
@@ -246,14 +295,19 @@ impl Store {
             Ok(o) => o,
             Err(e) => return e,
         };
-        let body_name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let body_name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if body_name != name {
             return reply(
                 400,
                 status(
                     400,
                     "BadRequest",
-                    &format!("the name of the object ({body_name}) does not match the name on the URL ({name})"),
+                    &format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    ),
                     None,
                 ),
             );
@@ -267,18 +321,23 @@ impl Store {
             self.insert_new(r, ns, name, &mut object);
             return reply(201, object);
         };
-        let sent_rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let sent_rv = object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if sent_rv.is_empty() {
             let cause = "Invalid value: 0: must be specified for an update";
             let mut details = r.details(name, r.plural());
-            details["causes"] =
-                json!([{"reason": "FieldValueInvalid", "message": cause, "field": "metadata.resourceVersion"}]);
+            details["causes"] = json!([{"reason": "FieldValueInvalid", "message": cause, "field": "metadata.resourceVersion"}]);
             return reply(
                 422,
                 status(
                     422,
                     "Invalid",
-                    &format!("{} {name:?} is invalid: metadata.resourceVersion: {cause}", r.qualified()),
+                    &format!(
+                        "{} {name:?} is invalid: metadata.resourceVersion: {cause}",
+                        r.qualified()
+                    ),
                     Some(details),
                 ),
             );
@@ -313,7 +372,16 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
     let bad = |m: String| {
         reply(
             400,
-            status(400, "BadRequest", &format!("{} in version \"v1\" cannot be handled as a {}: {m}", r.kind(), r.kind()), None),
+            status(
+                400,
+                "BadRequest",
+                &format!(
+                    "{} in version \"v1\" cannot be handled as a {}: {m}",
+                    r.kind(),
+                    r.kind()
+                ),
+                None,
+            ),
         )
     };
     let mut object: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
@@ -350,7 +418,10 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
                     }
                 }
             }
-            if spec.get("holderIdentity").is_some_and(|v| !(v.is_null() || v.is_string())) {
+            if spec
+                .get("holderIdentity")
+                .is_some_and(|v| !(v.is_null() || v.is_string()))
+            {
                 return Err(bad("spec.holderIdentity: expected a string".into()));
             }
             for field in ["leaseDurationSeconds", "leaseTransitions"] {
@@ -373,7 +444,10 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
             let spec = &object["spec"];
             if let Some(d) = spec["leaseDurationSeconds"].as_i64() {
                 if d <= 0 {
-                    causes.push(("spec.leaseDurationSeconds", format!("Invalid value: {d}: must be greater than 0")));
+                    causes.push((
+                        "spec.leaseDurationSeconds",
+                        format!("Invalid value: {d}: must be greater than 0"),
+                    ));
                 }
             }
             if let Some(t) = spec["leaseTransitions"].as_i64() {
@@ -384,10 +458,15 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
                     ));
                 }
             }
-            if spec["preferredHolder"].as_str().is_some_and(|p| !p.is_empty())
+            if spec["preferredHolder"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty())
                 && spec["strategy"].as_str().is_none_or(str::is_empty)
             {
-                causes.push(("spec.preferredHolder", "Forbidden: may only be specified if `strategy` is defined".into()));
+                causes.push((
+                    "spec.preferredHolder",
+                    "Forbidden: may only be specified if `strategy` is defined".into(),
+                ));
             }
         }
     }
@@ -407,7 +486,12 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
         status(
             422,
             "Invalid",
-            &format!("{}.{} {name:?} is invalid: {}", r.kind(), r.group(), summary.join(", ")),
+            &format!(
+                "{}.{} {name:?} is invalid: {}",
+                r.kind(),
+                r.group(),
+                summary.join(", ")
+            ),
             Some(details),
         ),
     ))

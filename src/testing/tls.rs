@@ -19,15 +19,26 @@ pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
     let ca_key = KeyPair::generate().map_err(io_err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(io_err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "kube-elector test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name
+        .push(DnType::CommonName, "kube-elector test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key).map_err(io_err)?;
 
     let key = KeyPair::generate().map_err(io_err)?;
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(io_err)?;
-    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-    params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    params.subject_alt_names.push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
     let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(io_err)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -40,5 +51,8 @@ pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
         .map_err(io_err)?;
-    Ok(TlsMaterial { ca_pem: ca_cert.pem(), server_config: Arc::new(server_config) })
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        server_config: Arc::new(server_config),
+    })
 }

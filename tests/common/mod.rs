@@ -41,11 +41,17 @@ pub fn assert_well_formed(events: &[LeaderEvent]) {
     for (i, e) in events.iter().enumerate() {
         match e {
             LeaderEvent::StartedLeading { .. } => {
-                assert!(!leading, "StartedLeading twice without StoppedLeading at {i}: {events:?}");
+                assert!(
+                    !leading,
+                    "StartedLeading twice without StoppedLeading at {i}: {events:?}"
+                );
                 leading = true;
             }
             LeaderEvent::StoppedLeading { .. } => {
-                assert!(leading, "StoppedLeading without StartedLeading at {i}: {events:?}");
+                assert!(
+                    leading,
+                    "StoppedLeading without StartedLeading at {i}: {events:?}"
+                );
                 leading = false;
             }
             _ => {}
