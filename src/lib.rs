@@ -24,6 +24,6 @@ pub use identity::default_identity;
 pub use lock::{LeaseLock, Lock};
 pub use record::{
     LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time,
-    parse_time_lenient,
+    parse_micro_time_strict, parse_time_lenient,
 };
 pub use runner::{LeaderElector, LeaderElectorBuilder, LeaderHandle};

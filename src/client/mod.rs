@@ -3,7 +3,6 @@
 
 mod resolver;
 
-use std::io::Read;
 use std::time::Duration;
 
 use ureq::Agent;
@@ -146,21 +145,25 @@ fn finish(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let mut body = Vec::new();
-    response
+    let body = response
         .body_mut()
         .with_config()
         .limit(MAX_BODY)
-        .reader()
-        .read_to_end(&mut body)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::TimedOut => Error::Timeout {
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => Error::Timeout {
                 context: context.to_string(),
                 after: timeout,
             },
-            _ => Error::Transport {
+            ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                Error::Timeout {
+                    context: context.to_string(),
+                    after: timeout,
+                }
+            }
+            other => Error::Transport {
                 context: context.to_string(),
-                source: ureq::Error::Io(e),
+                source: other,
             },
         })?;
     if (200..300).contains(&status) {

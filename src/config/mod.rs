@@ -7,7 +7,9 @@ mod base64;
 mod kubeconfig;
 mod tls;
 
-pub(crate) use self::base64::{decode as base64_decode, encode as base64_encode};
+pub(crate) use self::base64::decode as base64_decode;
+#[cfg(feature = "testing")]
+pub(crate) use self::base64::encode as base64_encode;
 pub(crate) use self::tls::tls_config;
 
 use std::fmt;

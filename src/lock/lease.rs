@@ -17,6 +17,8 @@ pub struct LeaseLock {
     namespace: String,
     name: String,
     identity: String,
+    /// `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`, built once: renews are hot.
+    item_path: String,
     /// The whole object last read or written: sent back on update, unknown fields included.
     cached: Option<Value>,
 }
@@ -30,20 +32,15 @@ impl LeaseLock {
         name: impl Into<String>,
         identity: impl Into<String>,
     ) -> Result<Self> {
+        let (namespace, name) = (namespace.into(), name.into());
         Ok(LeaseLock {
             client: RestClient::new(config)?,
-            namespace: namespace.into(),
-            name: name.into(),
+            item_path: format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"),
+            namespace,
+            name,
             identity: identity.into(),
             cached: None,
         })
-    }
-
-    fn item_path(&self) -> String {
-        format!(
-            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
-            self.namespace, self.name
-        )
     }
 
     fn context(&self, verb: &str) -> String {
@@ -112,7 +109,7 @@ impl Lock for LeaseLock {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
         match self
             .client
-            .get(&self.item_path(), timeout, &self.context("get"))
+            .get(&self.item_path, timeout, &self.context("get"))
         {
             Ok(body) => self.accept(&body).map(Some),
             Err(e) if e.is_not_found() => {
@@ -150,16 +147,23 @@ impl Lock for LeaseLock {
         record: &LeaderElectionRecord,
         timeout: Duration,
     ) -> Result<VersionedRecord> {
-        let mut object = self.cached.clone().ok_or_else(|| Error::Decode {
+        // Taken, not cloned (renews are hot), and put back if the write fails.
+        let mut object = self.cached.take().ok_or_else(|| Error::Decode {
             context: self.context("update"),
             message: "no cached object to update: get or create the lease first".into(),
         })?;
         object["spec"] = encode_spec(record);
         let bytes = serde_json::to_vec(&object).expect("a JSON value always serializes");
-        let answer =
-            self.client
-                .put(&self.item_path(), &bytes, timeout, &self.context("update"))?;
-        self.accept(&answer)
+        match self
+            .client
+            .put(&self.item_path, &bytes, timeout, &self.context("update"))
+        {
+            Ok(answer) => self.accept(&answer),
+            Err(e) => {
+                self.cached = Some(object);
+                Err(e)
+            }
+        }
     }
 
     fn identity(&self) -> &str {

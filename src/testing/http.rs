@@ -145,8 +145,10 @@ pub(crate) fn write_response<W: Write>(
         head.push_str(&format!("Retry-After: {s}\r\n"));
     }
     head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.write_all(body)?;
+    // One write: a head and body in separate segments make the client wait for a second wake-up.
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    w.write_all(&out)?;
     w.flush()
 }
 
