@@ -140,12 +140,45 @@ fn emit(id: &str, event: &str, leader: &str) {
     println!("{line}");
 }
 
+/// Log lines to stderr (`LEADER_LOG=debug` for more), keeping stdout for the JSON events.
+struct StderrLogger(log::LevelFilter);
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.0
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "{} {:<5} {}",
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                record.level(),
+                record.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn init_logging() {
+    let level = match std::env::var("LEADER_LOG").as_deref() {
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("warn") => log::LevelFilter::Warn,
+        Ok("off") => log::LevelFilter::Off,
+        _ => log::LevelFilter::Info,
+    };
+    if log::set_logger(Box::leak(Box::new(StderrLogger(level)))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
 fn fail(message: &str) -> ! {
     eprintln!("leader: {message}");
     std::process::exit(2);
 }
 
 fn main() {
+    init_logging();
     let args = parse_args().unwrap_or_else(|e| fail(&e));
     let config = load_config(&args).unwrap_or_else(|e| fail(&e));
     let mut builder = LeaderElector::builder(config, &args.name)

@@ -235,9 +235,10 @@ fn a_hung_api_server_ends_leadership_by_the_renew_deadline() {
     let handle = start(server.config_for("a"), "hung", "a", 3);
     let rx = handle.events();
     assert!(wait_until(Duration::from_secs(5), || handle.is_leader()));
-    let hung_at = Instant::now();
     server.inject(Fault::hang().for_token("a"));
-    // Every renew that succeeded started before `hung_at`, so the deadline is at most hung_at + 1 s.
+    // Every renew that can still succeed started before this instant (later ones hang), so the
+    // leadership deadline is at most hung_at + renew_deadline (1 s).
+    let hung_at = Instant::now();
     let deadline = hung_at + Duration::from_secs(1);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
