@@ -16,7 +16,7 @@ mod runner;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::Config;
+pub use config::{Config, Impersonation, InClusterOptions, KubeconfigOptions};
 pub use election::{Clock, Elector, JITTER_FACTOR, SystemClock, Timing};
 pub use error::{ApiError, Error, Result, StatusReason};
 pub use events::{LeaderEvent, StopReason};

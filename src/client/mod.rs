@@ -3,11 +3,11 @@
 
 mod resolver;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::Agent;
 
-use crate::config::Config;
+use crate::config::{Config, Credentials};
 use crate::error::{ApiError, Error, Result};
 
 /// The largest response body we read: lock objects are a few kilobytes.
@@ -18,18 +18,17 @@ const MAX_BODY: u64 = 4 * 1024 * 1024;
 pub(crate) struct RestClient {
     agent: Agent,
     base: String,
-    authorization: Option<String>,
+    credentials: Credentials,
+    /// `Impersonate-*` headers, computed once.
+    extra_headers: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for RestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestClient")
             .field("base", &self.base)
-            .field(
-                "authorization",
-                &self.authorization.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,7 +37,7 @@ impl RestClient {
     pub(crate) fn new(config: &Config) -> Result<Self> {
         config.validate()?;
         let tls = crate::config::tls_config(config)?;
-        let config_ureq = Agent::config_builder()
+        let agent_config = Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls)
             // Never rely on ureq's own proxy environment handling (it differs from Go's rules).
@@ -48,25 +47,24 @@ impl RestClient {
             .max_idle_connections_per_host(2)
             .build();
         let agent = Agent::with_parts(
-            config_ureq,
+            agent_config,
             ureq::unversioned::transport::DefaultConnector::new(),
             resolver::FastResolver::default(),
         );
         Ok(RestClient {
             agent,
             base: config.server().to_string(),
-            authorization: config.token().map(|t| format!("Bearer {t}")),
+            credentials: config.credentials().clone(),
+            extra_headers: config
+                .impersonation()
+                .map(|i| i.headers())
+                .unwrap_or_default(),
         })
     }
 
     /// GET `path`; `Ok(body)` for 2xx.
     pub(crate) fn get(&self, path: &str, timeout: Duration, context: &str) -> Result<Vec<u8>> {
-        let mut req = self.agent.get(format!("{}{}", self.base, path));
-        if let Some(a) = &self.authorization {
-            req = req.header("Authorization", a);
-        }
-        let result = req.config().timeout_global(Some(timeout)).build().call();
-        finish(result, timeout, context)
+        self.request("GET", path, None, timeout, context)
     }
 
     /// POST a JSON body to `path`.
@@ -77,7 +75,7 @@ impl RestClient {
         timeout: Duration,
         context: &str,
     ) -> Result<Vec<u8>> {
-        self.send("POST", path, body, timeout, context)
+        self.request("POST", path, Some(body), timeout, context)
     }
 
     /// PUT a JSON body to `path`.
@@ -88,32 +86,77 @@ impl RestClient {
         timeout: Duration,
         context: &str,
     ) -> Result<Vec<u8>> {
-        self.send("PUT", path, body, timeout, context)
+        self.request("PUT", path, Some(body), timeout, context)
     }
 
-    fn send(
+    /// One request; after a 401, once more with fresh credentials when they changed (a rotated token),
+    /// within the same timeout.
+    fn request(
         &self,
         verb: &str,
         path: &str,
-        body: &[u8],
+        body: Option<&[u8]>,
+        timeout: Duration,
+        context: &str,
+    ) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let first = self.attempt(verb, path, body, timeout, context);
+        match first {
+            Err(Error::Api(ref e)) if e.code == 401 && self.credentials.invalidate() => {
+                let left = timeout.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return first;
+                }
+                log::info!(
+                    "{context}: 401 Unauthorized; retrying once with the refreshed credentials"
+                );
+                self.attempt(verb, path, body, left, context)
+            }
+            other => other,
+        }
+    }
+
+    fn attempt(
+        &self,
+        verb: &str,
+        path: &str,
+        body: Option<&[u8]>,
         timeout: Duration,
         context: &str,
     ) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
-        let mut req = if verb == "POST" {
-            self.agent.post(url)
-        } else {
-            self.agent.put(url)
-        };
-        req = req.header("Content-Type", "application/json");
-        if let Some(a) = &self.authorization {
-            req = req.header("Authorization", a);
+        let authorization = self.credentials.header()?;
+        macro_rules! with_headers {
+            ($req:expr) => {{
+                let mut req = $req;
+                if let Some(a) = &authorization {
+                    req = req.header("Authorization", &**a);
+                }
+                for (k, v) in &self.extra_headers {
+                    req = req.header(k, v);
+                }
+                req
+            }};
         }
-        let result = req
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .send(body);
+        let result = match (verb, body) {
+            ("GET", _) => with_headers!(self.agent.get(url))
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call(),
+            (_, body) => {
+                let req = if verb == "POST" {
+                    self.agent.post(url)
+                } else {
+                    self.agent.put(url)
+                };
+                with_headers!(req.header("Content-Type", "application/json"))
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .send(body.unwrap_or_default())
+            }
+        };
         finish(result, timeout, context)
     }
 }

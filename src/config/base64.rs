@@ -1,10 +1,8 @@
 //! Standard base64 (RFC 4648 with padding), as kubeconfig `*-data` fields use it. Line breaks are ignored.
 
-#[cfg(any(test, feature = "testing"))]
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// Encode bytes as standard base64 with padding (the test server writes kubeconfigs with it).
-#[cfg(any(test, feature = "testing"))]
+/// Encode bytes as standard base64 with padding (basic auth, and the test server's kubeconfigs).
 pub(crate) fn encode(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

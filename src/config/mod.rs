@@ -1,25 +1,77 @@
-//! Connection config: where the API server is and how to authenticate to it.
+//! Connection config: where the API server is, how to trust it and how to authenticate to it.
 //!
-//! [`Config::new`] plus setters covers an explicit server; [`Config::from_kubeconfig`] reads the current
-//! context of a kubeconfig file (server, CA, token, namespace).
+//! - [`Config::infer`]: `KUBECONFIG` > in-cluster > `~/.kube/config`, as controller-runtime does.
+//! - [`Config::in_cluster`]: the pod's service account ([`InClusterOptions`] to point it elsewhere).
+//! - [`Config::from_kubeconfig`] and [`KubeconfigOptions`]: kubeconfig files, merged as kubectl does.
+//! - [`Config::new`] plus setters: everything explicit.
 
+mod auth;
 mod base64;
+mod in_cluster;
 mod kubeconfig;
 mod tls;
 
+pub(crate) use self::auth::Credentials;
 pub(crate) use self::base64::decode as base64_decode;
 #[cfg(feature = "testing")]
 pub(crate) use self::base64::encode as base64_encode;
 pub(crate) use self::tls::tls_config;
+pub use in_cluster::InClusterOptions;
+pub use kubeconfig::KubeconfigOptions;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+/// Acting as another user (`kubectl --as`): sent as `Impersonate-*` headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Impersonation {
+    /// `Impersonate-User`.
+    pub user: String,
+    /// `Impersonate-Group`, once per group.
+    pub groups: Vec<String>,
+    /// `Impersonate-Uid`.
+    pub uid: Option<String>,
+    /// `Impersonate-Extra-<key>`, once per value.
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl Impersonation {
+    /// The headers to send, in a stable order.
+    pub(crate) fn headers(&self) -> Vec<(String, String)> {
+        let mut h = vec![("Impersonate-User".to_string(), self.user.clone())];
+        h.extend(
+            self.groups
+                .iter()
+                .map(|g| ("Impersonate-Group".to_string(), g.clone())),
+        );
+        if let Some(uid) = &self.uid {
+            h.push(("Impersonate-Uid".to_string(), uid.clone()));
+        }
+        for (k, values) in &self.extra {
+            h.extend(
+                values
+                    .iter()
+                    .map(|v| (format!("Impersonate-Extra-{k}"), v.clone())),
+            );
+        }
+        h
+    }
+}
+
+/// A client certificate and its private key, as PEM.
+#[derive(Clone)]
+pub(crate) struct ClientIdentity {
+    pub(crate) cert_pem: Vec<u8>,
+    pub(crate) key_pem: Vec<u8>,
+}
+
 /// How to reach and authenticate to a Kubernetes API server.
 ///
-/// `Debug` never prints the token.
+/// `Debug` never prints tokens, passwords or keys.
 ///
 /// ```
 /// use kube_elector::Config;
@@ -27,29 +79,82 @@ use crate::error::{Error, Result};
 ///     .with_token("abc")
 ///     .with_namespace("kube-system");
 /// assert_eq!(config.server(), "https://10.96.0.1:443");
+/// assert_eq!(config.namespace(), "kube-system");
 /// assert!(!format!("{config:?}").contains("abc"));
 /// ```
 #[derive(Clone)]
 pub struct Config {
     server: String,
     ca_pem: Option<Vec<u8>>,
-    token: Option<String>,
     insecure_skip_tls_verify: bool,
+    client_identity: Option<ClientIdentity>,
+    credentials: Credentials,
+    impersonation: Option<Impersonation>,
     namespace: Option<String>,
 }
 
 impl Config {
     /// A config for the server at `server_url` (`https://host:port`, optionally with a path prefix), no
-    /// credentials, the system's trusted roots.
+    /// credentials, the bundled web roots.
     pub fn new(server_url: impl Into<String>) -> Self {
         let server: String = server_url.into();
         Config {
-            server: server.trim_end_matches('/').to_string(),
+            server: server.trim().trim_end_matches('/').to_string(),
             ca_pem: None,
-            token: None,
             insecure_skip_tls_verify: false,
+            client_identity: None,
+            credentials: Credentials::None,
+            impersonation: None,
             namespace: None,
         }
+    }
+
+    /// Find the config as controller-runtime does: the files in `KUBECONFIG` when it is set, else the
+    /// in-cluster service account when running in a pod, else `~/.kube/config`. The error lists what was
+    /// tried. (kubectl looks at `~/.kube/config` before in-cluster; that matters only where both exist.)
+    pub fn infer() -> Result<Self> {
+        let mut tried = Vec::new();
+        if let Some(paths) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            return KubeconfigOptions::new()
+                .paths(std::env::split_paths(&paths))
+                .load();
+        }
+        tried.push("KUBECONFIG (not set)".to_string());
+        match Config::in_cluster() {
+            Ok(c) => return Ok(c),
+            Err(e) => tried.push(format!("in-cluster ({e})")),
+        }
+        match kubeconfig::home_config() {
+            Some(path) if path.exists() => return Config::from_kubeconfig(&path),
+            Some(path) => tried.push(format!("{} (missing)", path.display())),
+            None => tried.push("~/.kube/config (HOME is not set)".into()),
+        }
+        Err(Error::Config(format!(
+            "no Kubernetes config found; tried: {}",
+            tried.join("; ")
+        )))
+    }
+
+    /// The pod's service account: `KUBERNETES_SERVICE_HOST`/`_PORT`, and the token, CA and namespace in
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/`. The token file is re-read about every minute and
+    /// after a 401, as bound tokens rotate.
+    pub fn in_cluster() -> Result<Self> {
+        in_cluster::load(&InClusterOptions::from_env())
+    }
+
+    /// The in-cluster config from explicit places (tests, sidecars with the files elsewhere).
+    pub fn in_cluster_with(options: &InClusterOptions) -> Result<Self> {
+        in_cluster::load(options)
+    }
+
+    /// The current context of one kubeconfig file (which must exist).
+    pub fn from_kubeconfig(path: impl AsRef<Path>) -> Result<Self> {
+        KubeconfigOptions::new().path(path.as_ref()).load()
+    }
+
+    /// Parse kubeconfig text; relative file paths resolve against `base_dir`.
+    pub fn from_kubeconfig_str(text: &str, base_dir: &Path, context: Option<&str>) -> Result<Self> {
+        kubeconfig::from_text(text, base_dir, context)
     }
 
     /// Trust only the certificates in this PEM bundle to identify the server.
@@ -59,13 +164,47 @@ impl Config {
     }
 
     /// Authenticate with this bearer token.
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into().trim().to_string());
+    pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
+        self.credentials = Credentials::token(token.as_ref());
+        self
+    }
+
+    /// Authenticate with the bearer token in this file, re-read about every minute and after a 401 (the
+    /// last good token is kept when a read fails). The file must be readable now.
+    pub fn with_token_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        let file = auth::TokenFile::open(path.as_ref())?;
+        self.credentials = Credentials::TokenFile(Arc::new(file));
+        Ok(self)
+    }
+
+    /// Authenticate with HTTP basic auth.
+    pub fn with_basic_auth(mut self, username: impl AsRef<str>, password: impl AsRef<str>) -> Self {
+        self.credentials = Credentials::basic(username.as_ref(), password.as_ref());
+        self
+    }
+
+    /// Authenticate with a client certificate (PEM chain) and its key (PKCS#1, SEC1 or PKCS#8 PEM).
+    /// A key the TLS provider cannot use is an error when the elector connects.
+    pub fn with_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_identity = Some(ClientIdentity {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        });
+        self
+    }
+
+    /// Act as another user (`Impersonate-*` headers).
+    pub fn with_impersonation(mut self, impersonation: Impersonation) -> Self {
+        self.impersonation = Some(impersonation);
         self
     }
 
     /// Skip verification of the server's certificate. Only for tests: anyone on the path can impersonate
-    /// the server. Combining it with a CA is an error at connect time.
+    /// the server. Combining it with a CA is an error.
     pub fn with_insecure_skip_tls_verify(mut self, insecure: bool) -> Self {
         self.insecure_skip_tls_verify = insecure;
         self
@@ -73,24 +212,8 @@ impl Config {
 
     /// The namespace electors use when the builder is not given one.
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
+        self.namespace = Some(namespace.into()).filter(|n: &String| !n.is_empty());
         self
-    }
-
-    /// Read the current context of a kubeconfig file: server, CA (data or file), token (or tokenFile),
-    /// insecure flag and namespace.
-    pub fn from_kubeconfig(path: impl AsRef<Path>) -> Result<Self> {
-        kubeconfig::load(path.as_ref(), None)
-    }
-
-    /// Like [`Config::from_kubeconfig`], with an explicit context instead of `current-context`.
-    pub fn from_kubeconfig_context(path: impl AsRef<Path>, context: &str) -> Result<Self> {
-        kubeconfig::load(path.as_ref(), Some(context))
-    }
-
-    /// Parse kubeconfig text; relative file paths resolve against `base_dir`.
-    pub fn from_kubeconfig_str(text: &str, base_dir: &Path, context: Option<&str>) -> Result<Self> {
-        kubeconfig::parse(text, "<kubeconfig text>", base_dir, context)
     }
 
     /// The server URL, without a trailing slash.
@@ -98,7 +221,7 @@ impl Config {
         &self.server
     }
 
-    /// The default namespace: the one set on this config, else `default`.
+    /// The default namespace: the one from the kubeconfig context or the pod, else `default`.
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or("default")
     }
@@ -108,13 +231,22 @@ impl Config {
         self.ca_pem.as_deref()
     }
 
-    pub(crate) fn token(&self) -> Option<&str> {
-        self.token.as_deref().filter(|t| !t.is_empty())
-    }
-
     /// Whether server certificate verification is disabled.
     pub fn insecure_skip_tls_verify(&self) -> bool {
         self.insecure_skip_tls_verify
+    }
+
+    /// The impersonation settings, if any.
+    pub fn impersonation(&self) -> Option<&Impersonation> {
+        self.impersonation.as_ref()
+    }
+
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub(crate) fn client_identity(&self) -> Option<&ClientIdentity> {
+        self.client_identity.as_ref()
     }
 
     /// Check the config for contradictions before any connection is made.
@@ -126,16 +258,15 @@ impl Config {
                 self.server
             )));
         }
-        if scheme == "http" && self.token().is_some() {
+        if scheme == "http" && (!self.credentials.is_none() || self.client_identity.is_some()) {
             return Err(Error::Config(format!(
-                "refusing to send a bearer token over plain http to {}: use an https:// server URL",
+                "refusing to send credentials over plain http to {}: use an https:// server URL",
                 self.server
             )));
         }
         if self.insecure_skip_tls_verify && self.ca_pem.is_some() {
             return Err(Error::Config(
-                "a CA and insecure-skip-tls-verify are both set: drop one of them (the CA is the safe choice)"
-                    .into(),
+                "a CA and insecure-skip-tls-verify are both set: drop one of them (the CA is the safe choice)".into(),
             ));
         }
         Ok(())
@@ -150,8 +281,16 @@ impl fmt::Debug for Config {
                 "ca_pem",
                 &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),
             )
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field(
+                "client_cert",
+                &self
+                    .client_identity
+                    .as_ref()
+                    .map(|_| "<cert and key redacted>"),
+            )
+            .field("credentials", &self.credentials)
+            .field("impersonation", &self.impersonation)
             .field("namespace", &self.namespace)
             .finish()
     }

@@ -162,9 +162,10 @@ pub(crate) enum Outcome {
     Close,
 }
 
-/// Handle one request: counters, faults, authentication, then the API.
-pub(crate) fn handle(inner: &Inner, req: &Request) -> Outcome {
-    let token = req.bearer_token();
+/// Handle one request: counters, faults, authentication, then the API. A client is known by its bearer
+/// token or, failing that, by the user of its client certificate.
+pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> Outcome {
+    let token = req.bearer_token().or(cert_user);
     inner.count(&req.method, token);
     match inner
         .faults
@@ -188,7 +189,7 @@ pub(crate) fn handle(inner: &Inner, req: &Request) -> Outcome {
     if inner.is_down() {
         return Outcome::Close;
     }
-    if !inner.authorized(token) {
+    if !inner.authorized(req.bearer_token(), cert_user) {
         let body = status(401, "Unauthorized", "Unauthorized", None);
         return Outcome::Respond {
             code: 401,

@@ -82,7 +82,8 @@ impl ApiServerBuilder {
             next_conn: AtomicU64::new(0),
             listening: Mutex::new(false),
             listening_cv: Condvar::new(),
-            tls_config: tls.as_ref().map(|t| t.server_config.clone()),
+            ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
+            tls,
             addr,
         });
         let accept_inner = inner.clone();
@@ -93,7 +94,6 @@ impl ApiServerBuilder {
         let scheme = if self.tls { "https" } else { "http" };
         Ok(ApiServer {
             url: format!("{scheme}://{addr}"),
-            ca_pem: tls.map(|t| t.ca_pem),
             default_token: self.tokens.first().cloned(),
             inner,
             accept: Some(accept),
@@ -106,7 +106,6 @@ pub struct ApiServer {
     inner: Arc<Inner>,
     accept: Option<JoinHandle<()>>,
     url: String,
-    ca_pem: Option<String>,
     default_token: Option<String>,
 }
 
@@ -141,13 +140,29 @@ impl ApiServer {
 
     /// The PEM of the CA that signed the server certificate (TLS servers only).
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
+        self.inner.ca_pem.as_deref()
+    }
+
+    /// Issue a client certificate with CN `user`, signed by this server's CA: connections presenting it
+    /// are authenticated as `user` (no token needed). With `key_pkcs8_pem`, the certificate is for that
+    /// key; else a fresh P-256 key is made. Returns `(certificate PEM, key PEM)`. TLS servers only.
+    pub fn issue_client_cert(
+        &self,
+        user: &str,
+        key_pkcs8_pem: Option<&str>,
+    ) -> std::io::Result<(String, String)> {
+        match &self.inner.tls {
+            Some(t) => t.issue_client_cert(user, key_pkcs8_pem),
+            None => Err(std::io::Error::other(
+                "client certificates need a TLS server (ApiServer::builder().tls(true))",
+            )),
+        }
     }
 
     /// A connection config for this server: its CA, and its first token on a TLS server.
     pub fn config(&self) -> Config {
         let mut c = Config::new(self.url.clone());
-        if let Some(ca) = &self.ca_pem {
+        if let Some(ca) = self.ca_pem() {
             c = c.with_ca_pem(ca.as_bytes().to_vec());
             if let Some(t) = &self.default_token {
                 c = c.with_token(t.clone());
@@ -160,7 +175,7 @@ impl ApiServer {
     /// sent over plain HTTP).
     pub fn config_for(&self, token: &str) -> Config {
         let mut c = Config::new(self.url.clone());
-        if let Some(ca) = &self.ca_pem {
+        if let Some(ca) = self.ca_pem() {
             c = c.with_ca_pem(ca.as_bytes().to_vec());
         }
         c.with_token(token)
@@ -179,7 +194,7 @@ impl ApiServer {
             "clusters:\n- name: kube-elector-test\n  cluster:\n    server: {}\n",
             self.url
         ));
-        if let Some(ca) = &self.ca_pem {
+        if let Some(ca) = self.ca_pem() {
             out.push_str(&format!(
                 "    certificate-authority-data: {}\n",
                 crate::config::base64_encode(ca.as_bytes())
@@ -328,7 +343,8 @@ pub(crate) struct Inner {
     next_conn: AtomicU64,
     listening: Mutex<bool>,
     listening_cv: Condvar,
-    tls_config: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<tls::TlsMaterial>,
+    ca_pem: Option<String>,
     addr: SocketAddr,
 }
 
@@ -343,7 +359,11 @@ impl Inner {
             .or_insert(0) += 1;
     }
 
-    fn authorized(&self, token: Option<&str>) -> bool {
+    /// A request is authenticated by a known client certificate or an accepted token.
+    fn authorized(&self, token: Option<&str>, cert_user: Option<&str>) -> bool {
+        if cert_user.is_some() {
+            return true;
+        }
         match &*lock(&self.tokens) {
             None => true,
             Some(set) => token.is_some_and(|t| set.contains(t)),
@@ -437,18 +457,31 @@ fn serve_connection(inner: Arc<Inner>, stream: TcpStream) {
         lock(&inner.conns).insert(id, clone);
     }
     let _ = stream.set_nodelay(true);
-    match &inner.tls_config {
-        Some(cfg) => {
-            if let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) {
-                serve_io(&inner, rustls::StreamOwned::new(conn, stream));
+    match &inner.tls {
+        Some(tls) => {
+            if let Ok(conn) = rustls::ServerConnection::new(tls.server_config.clone()) {
+                let mut s = rustls::StreamOwned::new(conn, stream);
+                // Finish the handshake first: the client certificate decides who the requests are from.
+                let mut ok = true;
+                while ok && s.conn.is_handshaking() {
+                    ok = s.conn.complete_io(&mut s.sock).is_ok();
+                }
+                if ok {
+                    let user = s
+                        .conn
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| lock(&tls.client_users).get(c.as_ref()).cloned());
+                    serve_io(&inner, s, user.as_deref());
+                }
             }
         }
-        None => serve_io(&inner, stream),
+        None => serve_io(&inner, stream, None),
     }
     lock(&inner.conns).remove(&id);
 }
 
-fn serve_io<S: Read + Write>(inner: &Inner, stream: S) {
+fn serve_io<S: Read + Write>(inner: &Inner, stream: S, cert_user: Option<&str>) {
     let mut reader = BufReader::new(stream);
     loop {
         let req = match http::read_request(&mut reader) {
@@ -458,7 +491,7 @@ fn serve_io<S: Read + Write>(inner: &Inner, stream: S) {
         if inner.is_down() {
             return;
         }
-        match http::handle(inner, &req) {
+        match http::handle(inner, &req, cert_user) {
             http::Outcome::Close => return,
             http::Outcome::Respond {
                 code,

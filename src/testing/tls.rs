@@ -1,18 +1,26 @@
-//! A throwaway CA and a server certificate for 127.0.0.1, ::1 and localhost, made at start-up.
+//! A throwaway CA, a server certificate for 127.0.0.1, ::1 and localhost, and client certificates issued
+//! on demand (their CN is the user the server maps them to).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub(crate) struct TlsMaterial {
     pub(crate) ca_pem: String,
     pub(crate) server_config: Arc<rustls::ServerConfig>,
+    issuer: Mutex<(Certificate, KeyPair)>,
+    /// DER of each issued client certificate → the user it authenticates.
+    pub(crate) client_users: Mutex<HashMap<Vec<u8>, String>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("generating test TLS material: {e}"))
+    std::io::Error::other(format!("test TLS material: {e}"))
 }
 
 pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
@@ -42,10 +50,22 @@ pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
     let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(io_err)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_cert.der().to_vec()))
+        .map_err(io_err)?;
+    // Client certificates are optional: bearer tokens still work on the same listener.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(io_err)?;
     let server_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io_err)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(
             vec![CertificateDer::from(cert.der().to_vec())],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
@@ -54,5 +74,33 @@ pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
     Ok(TlsMaterial {
         ca_pem: ca_cert.pem(),
         server_config: Arc::new(server_config),
+        issuer: Mutex::new((ca_cert, ca_key)),
+        client_users: Mutex::new(HashMap::new()),
     })
+}
+
+impl TlsMaterial {
+    /// Issue a client certificate with CN `user`, for `key_pkcs8_pem` or a fresh P-256 key. Returns the
+    /// certificate PEM and the key PEM.
+    pub(crate) fn issue_client_cert(
+        &self,
+        user: &str,
+        key_pkcs8_pem: Option<&str>,
+    ) -> std::io::Result<(String, String)> {
+        let key = match key_pkcs8_pem {
+            Some(pem) => KeyPair::from_pem(pem).map_err(io_err)?,
+            None => KeyPair::generate().map_err(io_err)?,
+        };
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(io_err)?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let g = self.issuer.lock().unwrap_or_else(|p| p.into_inner());
+        let cert = params.signed_by(&key, &g.0, &g.1).map_err(io_err)?;
+        drop(g);
+        self.client_users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cert.der().to_vec(), user.to_string());
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 }
