@@ -1,5 +1,6 @@
 //! A small leader-election CLI for real clusters and scripts: one JSON line per event on stdout, logs on
-//! stderr.
+//! stderr. Without `--kubeconfig` it finds its config as `Config::infer()` does (`KUBECONFIG`, then the
+//! in-cluster service account, then `~/.kube/config`).
 //!
 //!     cargo run --example leader -- --kubeconfig ~/.kube/config --name my-app --id pod-1 --run-for 60s
 //!
@@ -11,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kube_elector::{Config, LeaderElector, LeaderEvent};
+use kube_elector::{Config, KubeconfigOptions, LeaderElector, LeaderEvent};
 
 struct Args {
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     namespace: Option<String>,
     name: String,
     id: Option<String>,
@@ -25,7 +27,7 @@ struct Args {
     run_for: Option<Duration>,
 }
 
-const USAGE: &str = "usage: leader [--kubeconfig PATH] [--namespace NS] --name NAME [--id ID] [--lock leases] \
+const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases] \
 [--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--run-for D]";
 
 /// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
@@ -62,6 +64,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         kubeconfig: None,
+        context: None,
         namespace: None,
         name: String::new(),
         id: None,
@@ -85,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--kubeconfig" => args.kubeconfig = Some(PathBuf::from(value()?)),
+            "--context" => args.context = Some(value()?),
             "--namespace" | "-n" => args.namespace = Some(value()?),
             "--name" => args.name = value()?,
             "--id" => args.id = Some(value()?),
@@ -114,20 +118,21 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// `--kubeconfig` (with `--context`) when given, else `Config::infer()`: `KUBECONFIG`, then the pod's
+/// service account, then `~/.kube/config`.
 fn load_config(args: &Args) -> Result<Config, String> {
-    let path = match &args.kubeconfig {
-        Some(p) => p.clone(),
-        None => match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-            Some(v) => std::env::split_paths(&v)
-                .next()
-                .ok_or("KUBECONFIG is empty")?,
-            None => {
-                let home = std::env::var_os("HOME").ok_or("no --kubeconfig, KUBECONFIG or HOME")?;
-                PathBuf::from(home).join(".kube").join("config")
+    let result = match (&args.kubeconfig, &args.context) {
+        (Some(path), context) => {
+            let mut o = KubeconfigOptions::new().path(path);
+            if let Some(c) = context {
+                o = o.context(c);
             }
-        },
+            o.load()
+        }
+        (None, Some(c)) => KubeconfigOptions::from_env().context(c).load(),
+        (None, None) => Config::infer(),
     };
-    Config::from_kubeconfig(&path).map_err(|e| e.to_string())
+    result.map_err(|e| e.to_string().replace('\n', " "))
 }
 
 fn emit(id: &str, event: &str, leader: &str) {

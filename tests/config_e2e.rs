@@ -1,0 +1,239 @@
+//! Connection config end to end over real TLS on loopback with the embedded API server: CA verification,
+//! client certificates (PKCS#1, SEC1, PKCS#8 keys), a rotating token file, in-cluster files, kubeconfig.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::wait_until;
+use kube_elector::testing::ApiServer;
+use kube_elector::{Config, Elector, Error, InClusterOptions, LeaderElector, LeaseLock, Timing};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kube-elector-e2e-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn timing() -> Timing {
+    Timing {
+        lease_duration: Duration::from_secs(10),
+        renew_deadline: Duration::from_secs(5),
+        retry_period: Duration::from_secs(1),
+    }
+}
+
+/// One election step with `config`: Ok(true) when it took the lease.
+fn step(config: &Config, id: &str) -> kube_elector::Result<bool> {
+    let lock = LeaseLock::new(config, "default", "cfg", id)?;
+    Elector::new(lock, timing())?.try_acquire_or_renew()
+}
+
+fn key(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_server_is_verified_against_the_given_ca_only() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    assert!(step(&server.config_for("t"), "a").unwrap());
+    let other = ApiServer::builder().tls(true).start().unwrap();
+    let wrong_ca = Config::new(server.url())
+        .with_ca_pem(other.ca_pem().unwrap())
+        .with_token("t");
+    let err = step(&wrong_ca, "b").unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // No CA at all: the bundled web roots do not include the test CA either.
+    let err = step(&Config::new(server.url()).with_token("t"), "c").unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+    // A wrong token is a 401 with a hint.
+    let err = step(&server.config_for("wrong"), "d").unwrap_err();
+    assert_eq!(err.api().map(|e| e.code), Some(401));
+    assert!(err.to_string().contains("check the bearer token"), "{err}");
+}
+
+#[test]
+fn client_certificates_authenticate_with_every_key_format() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("only-for-others")
+        .start()
+        .unwrap();
+    let ca = server.ca_pem().unwrap().to_string();
+    let (cert, fresh_key) = server.issue_client_cert("alice", None).unwrap();
+    let cases = [
+        ("pkcs8 (generated)", cert, fresh_key),
+        (
+            "pkcs1",
+            server
+                .issue_client_cert("bob", Some(&key("rsa2048-pkcs8.pem")))
+                .unwrap()
+                .0,
+            key("rsa2048-pkcs1.pem"),
+        ),
+        (
+            "sec1",
+            server
+                .issue_client_cert("carol", Some(&key("ec-p256-pkcs8.pem")))
+                .unwrap()
+                .0,
+            key("ec-p256-sec1.pem"),
+        ),
+    ];
+    for (i, (what, cert, key)) in cases.into_iter().enumerate() {
+        let config = Config::new(server.url())
+            .with_ca_pem(ca.clone())
+            .with_client_cert(cert, key);
+        assert!(
+            !format!("{config:?}").contains("PRIVATE KEY"),
+            "Debug hides the key"
+        );
+        let lock = LeaseLock::new(&config, "default", format!("cert-{i}"), what).unwrap();
+        let mut e = Elector::new(lock, timing()).unwrap();
+        assert!(
+            e.try_acquire_or_renew().unwrap(),
+            "{what}: authenticated by the certificate"
+        );
+    }
+    for user in ["alice", "bob", "carol"] {
+        assert_eq!(
+            server.requests_for(user, "POST"),
+            1,
+            "{user} is known by its certificate"
+        );
+    }
+    // A certificate from another CA is refused in the handshake.
+    let stranger = ApiServer::builder().tls(true).start().unwrap();
+    let (cert, key) = stranger.issue_client_cert("mallory", None).unwrap();
+    let config = Config::new(server.url())
+        .with_ca_pem(ca.clone())
+        .with_client_cert(cert, key);
+    assert!(step(&config, "m").is_err());
+}
+
+#[test]
+fn keys_the_provider_cannot_use_are_errors_not_panics() {
+    let server = ApiServer::builder().tls(true).start().unwrap();
+    let (cert, _) = server.issue_client_cert("x", None).unwrap();
+    for (name, needle) in [
+        ("ec-p521-sec1.pem", "cannot use this key"),
+        ("rsa1024-pkcs1.pem", "cannot use this key"),
+    ] {
+        let config = Config::new(server.url())
+            .with_ca_pem(server.ca_pem().unwrap())
+            .with_client_cert(cert.clone(), key(name));
+        let err = LeaseLock::new(&config, "default", "k", "x").unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{name}: {err}");
+        assert!(err.to_string().contains(needle), "{name}: {err}");
+    }
+    let config = Config::new(server.url())
+        .with_ca_pem(server.ca_pem().unwrap())
+        .with_client_cert(cert, "no key here");
+    let err = LeaseLock::new(&config, "default", "k", "x").unwrap_err();
+    assert!(err.to_string().contains("PKCS#1"), "{err}");
+    let config = Config::new(server.url()).with_client_cert("not a cert", key("ec-p256-sec1.pem"));
+    assert!(
+        LeaseLock::new(&config, "default", "k", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("client certificate")
+    );
+}
+
+#[test]
+fn a_rotated_token_file_is_picked_up_while_leading() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("old-token")
+        .start()
+        .unwrap();
+    let dir = temp_dir("rotate");
+    let token = dir.join("token");
+    std::fs::write(&token, "old-token\n").unwrap();
+    let config = Config::new(server.url())
+        .with_ca_pem(server.ca_pem().unwrap())
+        .with_token_file(&token)
+        .unwrap();
+    let mut h = LeaderElector::builder(config, "rotating")
+        .identity("a")
+        .lease_duration(Duration::from_secs(3))
+        .renew_deadline(Duration::from_secs(2))
+        .retry_period(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    let events = h.events();
+    assert!(wait_until(Duration::from_secs(5), || h.is_leader()));
+    // The kubelet rotates the token; the API server stops accepting the old one.
+    std::fs::write(&token, "new-token\n").unwrap();
+    server.add_token("new-token");
+    server.revoke_token("old-token");
+    assert!(wait_until(Duration::from_secs(5), || server
+        .requests_for("new-token", "PUT")
+        >= 3));
+    assert!(
+        h.is_leader(),
+        "the 401 was answered by re-reading the file, not by losing the lease"
+    );
+    assert!(
+        !events
+            .try_iter()
+            .any(|e| matches!(e, kube_elector::LeaderEvent::StoppedLeading { .. })),
+        "no leadership change"
+    );
+    h.stop().unwrap();
+    assert_eq!(
+        server.lease_holder("default", "rotating").as_deref(),
+        Some("")
+    );
+}
+
+#[test]
+fn in_cluster_files_and_a_kubeconfig_both_reach_the_server() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("sa-token")
+        .start()
+        .unwrap();
+    let dir = temp_dir("incluster");
+    std::fs::write(dir.join("token"), "sa-token").unwrap();
+    std::fs::write(dir.join("ca.crt"), server.ca_pem().unwrap()).unwrap();
+    std::fs::write(dir.join("namespace"), "kube-system").unwrap();
+    let addr = server.addr();
+    let config = Config::in_cluster_with(&InClusterOptions {
+        service_account_dir: dir.clone(),
+        host: Some(addr.ip().to_string()),
+        port: Some(addr.port().to_string()),
+        pod_namespace: None,
+    })
+    .unwrap();
+    assert_eq!(config.namespace(), "kube-system");
+    let mut h = LeaderElector::builder(config, "in-cluster")
+        .identity("pod-a")
+        .lease_duration(Duration::from_secs(3))
+        .renew_deadline(Duration::from_secs(2))
+        .retry_period(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.is_leader()));
+    assert_eq!(
+        server.lease_holder("kube-system", "in-cluster").as_deref(),
+        Some("pod-a"),
+        "namespace from the pod"
+    );
+    h.stop().unwrap();
+
+    let kc = dir.join("kubeconfig");
+    std::fs::write(&kc, server.kubeconfig()).unwrap();
+    assert!(step(&Config::from_kubeconfig(&kc).unwrap(), "kc").unwrap());
+}
