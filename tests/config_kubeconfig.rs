@@ -218,14 +218,48 @@ fn bad_kubeconfigs_are_errors_that_name_the_culprit() {
             vec!["kubelogin"],
         ),
         (
-            "exec plugin",
+            "exec without interactiveMode",
             kubeconfig(
                 &indent(&[server]),
                 &indent(&["exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}"]),
                 "",
             ),
             None,
-            vec!["exec credential plugin", "aws"],
+            vec!["user \"u1\"", "interactiveMode must be specified"],
+        ),
+        (
+            "exec interactive",
+            kubeconfig(
+                &indent(&[server]),
+                &indent(&[
+                    "exec: {apiVersion: client.authentication.k8s.io/v1, command: aws, interactiveMode: Always}",
+                ]),
+                "",
+            ),
+            None,
+            vec!["user \"u1\"", "interactiveMode is Always"],
+        ),
+        (
+            "exec old apiVersion",
+            kubeconfig(
+                &indent(&[server]),
+                &indent(&[
+                    "exec: {apiVersion: client.authentication.k8s.io/v1alpha1, command: aws}",
+                ]),
+                "",
+            ),
+            None,
+            vec!["user \"u1\"", "v1alpha1", "not supported"],
+        ),
+        (
+            "exec without command",
+            kubeconfig(
+                &indent(&[server]),
+                &indent(&["exec: {apiVersion: client.authentication.k8s.io/v1beta1}"]),
+                "",
+            ),
+            None,
+            vec!["command is missing"],
         ),
         (
             "no current context",
@@ -260,7 +294,7 @@ fn bad_kubeconfigs_are_errors_that_name_the_culprit() {
                 "{name}: {err:?} should contain {needle:?}"
             );
         }
-        if name != "exec plugin" && name != "gcp auth provider" && name != "azure auth provider" {
+        if !name.contains("auth provider") {
             assert!(
                 err.contains(&path.display().to_string())
                     || err.contains("nowhere")

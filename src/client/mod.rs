@@ -7,16 +7,19 @@ use std::time::{Duration, Instant};
 
 use ureq::Agent;
 
-use crate::config::{Config, Credentials};
+use std::sync::{Arc, Mutex};
+
+use crate::config::{ClientIdentity, Config, Credentials};
 use crate::error::{ApiError, Error, Result};
 
 /// The largest response body we read: lock objects are a few kilobytes.
 const MAX_BODY: u64 = 4 * 1024 * 1024;
 
-/// A blocking client for one API server. Cloning shares the connection pool.
-#[derive(Clone)]
+/// A blocking client for one API server, with one pooled connection.
 pub(crate) struct RestClient {
-    agent: Agent,
+    /// The agent, and the exec-plugin client certificate it was built with (rebuilt when that changes).
+    agent: Mutex<(Agent, Option<Arc<ClientIdentity>>)>,
+    config: Config,
     base: String,
     credentials: Credentials,
     /// `Impersonate-*` headers, computed once.
@@ -36,23 +39,9 @@ impl RestClient {
     /// Build a client with its own agent (and so its own pooled connection).
     pub(crate) fn new(config: &Config) -> Result<Self> {
         config.validate()?;
-        let tls = crate::config::tls_config(config)?;
-        let agent_config = Agent::config_builder()
-            .http_status_as_error(false)
-            .tls_config(tls)
-            // Never rely on ureq's own proxy environment handling (it differs from Go's rules).
-            .proxy(None)
-            .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
-            .accept("application/json")
-            .max_idle_connections_per_host(2)
-            .build();
-        let agent = Agent::with_parts(
-            agent_config,
-            ureq::unversioned::transport::DefaultConnector::new(),
-            resolver::FastResolver::default(),
-        );
         Ok(RestClient {
-            agent,
+            agent: Mutex::new((build_agent(config)?, None)),
+            config: config.clone(),
             base: config.server().to_string(),
             credentials: config.credentials().clone(),
             extra_headers: config
@@ -60,6 +49,26 @@ impl RestClient {
                 .map(|i| i.headers())
                 .unwrap_or_default(),
         })
+    }
+
+    /// The agent for a request: the current one, or a new one when an exec plugin handed us another
+    /// client certificate.
+    fn agent(&self, cert: Option<&Arc<ClientIdentity>>) -> Result<Agent> {
+        let mut slot = self.agent.lock().unwrap_or_else(|p| p.into_inner());
+        let same = match (cert, &slot.1) {
+            (None, _) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(_), None) => false,
+        };
+        if !same {
+            let cert = cert.expect("checked above").clone();
+            let config = self
+                .config
+                .clone()
+                .with_client_cert(cert.cert_pem.clone(), cert.key_pem.clone());
+            *slot = (build_agent(&config)?, Some(cert));
+        }
+        Ok(slot.0.clone())
     }
 
     /// GET `path`; `Ok(body)` for 2xx.
@@ -125,7 +134,9 @@ impl RestClient {
         context: &str,
     ) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
-        let authorization = self.credentials.header()?;
+        let resolved = self.credentials.resolve()?;
+        let agent = self.agent(resolved.client_cert.as_ref())?;
+        let authorization = resolved.header;
         macro_rules! with_headers {
             ($req:expr) => {{
                 let mut req = $req;
@@ -139,16 +150,16 @@ impl RestClient {
             }};
         }
         let result = match (verb, body) {
-            ("GET", _) => with_headers!(self.agent.get(url))
+            ("GET", _) => with_headers!(agent.get(url))
                 .config()
                 .timeout_global(Some(timeout))
                 .build()
                 .call(),
             (_, body) => {
                 let req = if verb == "POST" {
-                    self.agent.post(url)
+                    agent.post(url)
                 } else {
-                    self.agent.put(url)
+                    agent.put(url)
                 };
                 with_headers!(req.header("Content-Type", "application/json"))
                     .config()
@@ -159,6 +170,25 @@ impl RestClient {
         };
         finish(result, timeout, context)
     }
+}
+
+/// One ureq agent for a config: its TLS settings, our resolver, statuses as values.
+fn build_agent(config: &Config) -> Result<Agent> {
+    let tls = crate::config::tls_config(config)?;
+    let agent_config = Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        // Never rely on ureq's own proxy environment handling (it differs from Go's rules).
+        .proxy(None)
+        .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
+        .accept("application/json")
+        .max_idle_connections_per_host(2)
+        .build();
+    Ok(Agent::with_parts(
+        agent_config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        resolver::FastResolver::default(),
+    ))
 }
 
 fn finish(

@@ -24,6 +24,16 @@ pub(crate) enum Credentials {
     TokenFile(Arc<TokenFile>),
     /// HTTP basic authentication, kept as the whole header value (`Basic …`).
     Basic { username: String, header: Arc<str> },
+    /// An exec credential plugin: a token or a client certificate, cached until it expires.
+    Exec(Arc<super::exec::ExecProvider>),
+}
+
+/// What a request authenticates with: an `Authorization` header, or a client certificate from an exec
+/// plugin (the TLS connection is rebuilt when it changes).
+#[derive(Default)]
+pub(crate) struct Resolved {
+    pub(crate) header: Option<Arc<str>>,
+    pub(crate) client_cert: Option<Arc<super::ClientIdentity>>,
 }
 
 impl fmt::Debug for Credentials {
@@ -38,6 +48,7 @@ impl fmt::Debug for Credentials {
                     "Basic {{ username: {username:?}, password: <redacted> }}"
                 )
             }
+            Credentials::Exec(p) => write!(f, "{p:?}"),
         }
     }
 }
@@ -59,20 +70,32 @@ impl Credentials {
         matches!(self, Credentials::None)
     }
 
-    /// The `Authorization` header value, if any. Cheap when nothing needs re-reading.
-    pub(crate) fn header(&self) -> Result<Option<Arc<str>>> {
+    /// The credentials for the next request. Cheap when nothing needs re-reading or re-running.
+    pub(crate) fn resolve(&self) -> Result<Resolved> {
+        let header = |h: Arc<str>| Resolved {
+            header: Some(h),
+            client_cert: None,
+        };
         match self {
-            Credentials::None => Ok(None),
-            Credentials::Token(h) | Credentials::Basic { header: h, .. } => Ok(Some(h.clone())),
-            Credentials::TokenFile(f) => f.header().map(Some),
+            Credentials::None => Ok(Resolved::default()),
+            Credentials::Token(h) | Credentials::Basic { header: h, .. } => Ok(header(h.clone())),
+            Credentials::TokenFile(f) => f.header().map(header),
+            Credentials::Exec(p) => Ok(match p.credential()? {
+                super::exec::ExecCredential::Token(h) => header(h),
+                super::exec::ExecCredential::Certificate(c) => Resolved {
+                    header: None,
+                    client_cert: Some(c),
+                },
+            }),
         }
     }
 
-    /// After a 401: make the next `header()` fetch fresh credentials. True when that may help (the
+    /// After a 401: make the next `resolve()` fetch fresh credentials. True when that may help (the
     /// request is worth retrying once).
     pub(crate) fn invalidate(&self) -> bool {
         match self {
             Credentials::TokenFile(f) => f.invalidate(),
+            Credentials::Exec(p) => p.invalidate(),
             _ => false,
         }
     }
@@ -171,19 +194,19 @@ mod tests {
         let path = dir.join("token");
         std::fs::write(&path, "one\n").unwrap();
         let c = Credentials::TokenFile(Arc::new(TokenFile::open(&path).unwrap()));
-        assert_eq!(&*c.header().unwrap().unwrap(), "Bearer one");
+        assert_eq!(&*c.resolve().unwrap().header.unwrap(), "Bearer one");
         std::fs::write(&path, "two").unwrap();
         assert_eq!(
-            &*c.header().unwrap().unwrap(),
+            &*c.resolve().unwrap().header.unwrap(),
             "Bearer one",
             "cached for a minute"
         );
         assert!(c.invalidate(), "the file changed: a retry may help");
-        assert_eq!(&*c.header().unwrap().unwrap(), "Bearer two");
+        assert_eq!(&*c.resolve().unwrap().header.unwrap(), "Bearer two");
         assert!(!c.invalidate(), "same token: retrying cannot help");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            &*c.header().unwrap().unwrap(),
+            &*c.resolve().unwrap().header.unwrap(),
             "Bearer two",
             "last good token kept"
         );
@@ -201,7 +224,10 @@ mod tests {
     #[test]
     fn basic_auth_header() {
         let c = Credentials::basic("alice", "s3cret");
-        assert_eq!(&*c.header().unwrap().unwrap(), "Basic YWxpY2U6czNjcmV0");
+        assert_eq!(
+            &*c.resolve().unwrap().header.unwrap(),
+            "Basic YWxpY2U6czNjcmV0"
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

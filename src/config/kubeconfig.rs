@@ -190,7 +190,24 @@ struct User {
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 struct Exec {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
     command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<Vec<ExecEnv>>,
+    #[serde(rename = "installHint")]
+    install_hint: Option<String>,
+    #[serde(rename = "provideClusterInfo")]
+    provide_cluster_info: Option<bool>,
+    #[serde(rename = "interactiveMode")]
+    interactive_mode: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct ExecEnv {
+    name: String,
+    value: String,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -445,13 +462,13 @@ fn apply_user(mut config: Config, o: &Origin<User>, name: &str) -> Result<Config
     } else if u.impersonate_groups.as_ref().is_some_and(|g| !g.is_empty()) {
         return err("sets as-groups without as (a user to impersonate)".into());
     }
+    // A plugin runs only when no static credential is set, as in client-go.
     let static_creds = has_token || has_basic || config.client_identity().is_some();
     if let Some(exec) = &u.exec {
         if !static_creds {
-            return err(format!(
-                "uses an exec credential plugin ({:?}), which this version does not run yet: use a token, tokenFile or client certificate",
-                exec.command.as_deref().unwrap_or("")
-            ));
+            let exec = exec_config(exec, &config, &o.dir)
+                .map_err(|m| Error::Config(format!("kubeconfig {}: {owner}: exec: {m}", o.file)))?;
+            config = config.with_exec(exec);
         }
     }
     if let Some(p) = &u.auth_provider {
@@ -464,6 +481,71 @@ fn apply_user(mut config: Config, o: &Origin<User>, name: &str) -> Result<Config
         }
     }
     Ok(config)
+}
+
+/// Check a `user.exec` block and resolve its command; errors name the field.
+fn exec_config(
+    e: &Exec,
+    cluster: &Config,
+    dir: &Path,
+) -> std::result::Result<super::exec::ExecConfig, String> {
+    let api_version = e.api_version.clone().unwrap_or_default();
+    if !super::exec::API_VERSIONS.contains(&api_version.as_str()) {
+        return Err(format!(
+            "apiVersion {api_version:?} is not supported (use client.authentication.k8s.io/v1 or v1beta1)"
+        ));
+    }
+    match e.interactive_mode.as_deref().unwrap_or("") {
+        "Never" | "IfAvailable" => {}
+        "" if api_version.ends_with("/v1beta1") => {}
+        "" => {
+            return Err(format!(
+                "interactiveMode must be specified for {api_version} (Never or IfAvailable)"
+            ));
+        }
+        "Always" => {
+            return Err("interactiveMode is Always, but an elector runs without a terminal: use a plugin that can run non-interactively (Never or IfAvailable)".into());
+        }
+        other => {
+            return Err(format!(
+                "interactiveMode {other:?} is not one of Never, IfAvailable, Always"
+            ));
+        }
+    }
+    let command = e
+        .command
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or("command is missing")?;
+    // A command with a slash is a path, relative to the kubeconfig's folder; else it is looked up in PATH.
+    let command = if command.contains('/') {
+        resolve_path(dir, &command).display().to_string()
+    } else {
+        command
+    };
+    let cluster_info = e.provide_cluster_info.unwrap_or(false).then(|| {
+        let mut c = serde_json::json!({
+            "server": cluster.server(),
+            "insecure-skip-tls-verify": cluster.insecure_skip_tls_verify(),
+        });
+        if let Some(ca) = cluster.ca_pem() {
+            c["certificate-authority-data"] = serde_json::Value::String(super::base64::encode(ca));
+        }
+        c
+    });
+    Ok(super::exec::ExecConfig {
+        api_version,
+        command,
+        args: e.args.clone().unwrap_or_default(),
+        env: e
+            .env
+            .iter()
+            .flatten()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect(),
+        install_hint: e.install_hint.clone().filter(|h| !h.trim().is_empty()),
+        cluster: cluster_info,
+    })
 }
 
 /// client-go's messages for the removed in-tree auth providers.

@@ -7,6 +7,7 @@
 
 mod auth;
 mod base64;
+mod exec;
 mod in_cluster;
 mod kubeconfig;
 mod tls;
@@ -241,6 +242,12 @@ impl Config {
         self.impersonation.as_ref()
     }
 
+    /// Authenticate with an exec credential plugin (from a kubeconfig's `user.exec`).
+    pub(crate) fn with_exec(mut self, exec: exec::ExecConfig) -> Self {
+        self.credentials = Credentials::Exec(Arc::new(exec::ExecProvider::new(exec)));
+        self
+    }
+
     pub(crate) fn credentials(&self) -> &Credentials {
         &self.credentials
     }
@@ -259,6 +266,7 @@ impl Config {
             )));
         }
         if scheme == "http" && (!self.credentials.is_none() || self.client_identity.is_some()) {
+            // (An exec plugin counts too: it is only configured alongside credentials.)
             return Err(Error::Config(format!(
                 "refusing to send credentials over plain http to {}: use an https:// server URL",
                 self.server

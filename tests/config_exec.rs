@@ -1,0 +1,242 @@
+//! Exec credential plugins end to end: small shell scripts in a temporary folder play the plugin (they
+//! count their runs and record `KUBERNETES_EXEC_INFO`), the embedded API server checks what they hand out.
+#![cfg(unix)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube_elector::testing::ApiServer;
+use kube_elector::{Config, Elector, LeaseLock, Timing};
+use serde_json::{Value, json};
+
+struct Plugin {
+    dir: PathBuf,
+}
+
+impl Plugin {
+    /// A plugin folder with `plugin.sh`: it counts its runs in `runs`, saves its exec info in `info.json`,
+    /// prints `output.json` and exits with the code in `exit-code` (0 if missing).
+    fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("kube-elector-exec-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("plugin.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho run >> \"$PLUGIN_DIR/runs\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$PLUGIN_DIR/info.json\"\n\
+             code=0\n[ -f \"$PLUGIN_DIR/exit-code\" ] && code=$(cat \"$PLUGIN_DIR/exit-code\")\n\
+             if [ \"$code\" != 0 ]; then echo \"boom: no credentials for $1\" >&2; exit \"$code\"; fi\n\
+             cat \"$PLUGIN_DIR/output.json\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Plugin { dir }
+    }
+
+    fn runs(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("runs")).map_or(0, |s| s.lines().count())
+    }
+
+    fn output(&self, status: Value) {
+        let out = json!({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status});
+        std::fs::write(self.dir.join("output.json"), out.to_string()).unwrap();
+    }
+
+    fn info(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.join("info.json")).unwrap()).unwrap()
+    }
+
+    /// A kubeconfig for `server` whose user runs this plugin (by a path relative to the kubeconfig).
+    fn kubeconfig(&self, server: &ApiServer, exec_extra: &str) -> Config {
+        let text = format!(
+            "current-context: x\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+             contexts:\n- name: x\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n    exec:\n\
+             \x20     apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n      args: [my-cluster]\n\
+             \x20     interactiveMode: Never\n      installHint: 'install it with: brew install my-plugin'\n\
+             \x20     env:\n      - {{name: PLUGIN_DIR, value: '{}'}}\n{exec_extra}",
+            server.url(),
+            b64(server.ca_pem().unwrap()),
+            self.dir.display()
+        );
+        let path = self.dir.join("kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        Config::from_kubeconfig(&path).unwrap()
+    }
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn elector(config: &Config, name: &str) -> Elector<LeaseLock> {
+    let timing = Timing {
+        lease_duration: Duration::from_secs(10),
+        renew_deadline: Duration::from_secs(5),
+        retry_period: Duration::from_secs(1),
+    };
+    Elector::new(
+        LeaseLock::new(config, "default", name, "a").unwrap(),
+        timing,
+    )
+    .unwrap()
+}
+
+fn rfc3339_in(d: Duration) -> String {
+    (chrono::Utc::now() + chrono::Duration::from_std(d).unwrap()).to_rfc3339()
+}
+
+#[test]
+fn a_token_is_cached_until_it_expires_and_refreshed_after_a_401() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("tok-1")
+        .start()
+        .unwrap();
+    let plugin = Plugin::new("token");
+    plugin.output(
+        json!({"token": "tok-1", "expirationTimestamp": rfc3339_in(Duration::from_secs(3600))}),
+    );
+    let config = plugin.kubeconfig(&server, "      provideClusterInfo: true\n");
+    let mut e = elector(&config, "exec-token");
+    for _ in 0..3 {
+        assert!(e.try_acquire_or_renew().unwrap());
+    }
+    assert_eq!(plugin.runs(), 1, "cached until expiry");
+    assert_eq!(server.requests_for("tok-1", "PUT"), 2);
+
+    // The exec info: never interactive, with the cluster because provideClusterInfo is set.
+    let info = plugin.info();
+    assert_eq!(info["kind"], "ExecCredential");
+    assert_eq!(info["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(info["spec"]["interactive"], false);
+    assert_eq!(info["spec"]["cluster"]["server"], server.url());
+    assert_eq!(
+        info["spec"]["cluster"]["certificate-authority-data"],
+        b64(server.ca_pem().unwrap())
+    );
+
+    // The server rotates to a new token; the cached one gets a 401; the plugin runs once more at once.
+    server.add_token("tok-2");
+    server.revoke_token("tok-1");
+    plugin.output(json!({"token": "tok-2"}));
+    assert!(
+        e.try_acquire_or_renew().unwrap(),
+        "the renew succeeds within the same call"
+    );
+    assert_eq!(plugin.runs(), 2);
+    assert_eq!(server.requests_for("tok-2", "PUT"), 1);
+}
+
+#[test]
+fn an_expired_credential_runs_the_plugin_again() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let plugin = Plugin::new("expiry");
+    plugin.output(
+        json!({"token": "t", "expirationTimestamp": rfc3339_in(Duration::from_millis(1500))}),
+    );
+    let config = plugin.kubeconfig(&server, "");
+    let mut e = elector(&config, "exec-expiry");
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(plugin.runs(), 1);
+    std::thread::sleep(Duration::from_millis(1600));
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(plugin.runs(), 2, "run again after expirationTimestamp");
+    // No info about the cluster without provideClusterInfo.
+    assert!(plugin.info()["spec"].get("cluster").is_none());
+}
+
+#[test]
+fn a_client_certificate_from_the_plugin_authenticates() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("unused")
+        .start()
+        .unwrap();
+    let (cert, key) = server.issue_client_cert("plugin-user", None).unwrap();
+    let plugin = Plugin::new("cert");
+    plugin.output(json!({"clientCertificateData": cert, "clientKeyData": key}));
+    let config = plugin.kubeconfig(&server, "");
+    let mut e = elector(&config, "exec-cert");
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(server.requests_for("plugin-user", "PUT"), 1);
+    assert_eq!(plugin.runs(), 1);
+}
+
+#[test]
+fn plugin_failures_are_clear_errors_with_the_install_hint() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let plugin = Plugin::new("failures");
+    let config = plugin.kubeconfig(&server, "");
+    let mut e = elector(&config, "exec-fail");
+
+    std::fs::write(plugin.dir.join("exit-code"), "3").unwrap();
+    let err = e.try_acquire_or_renew().unwrap_err().to_string();
+    assert!(
+        err.contains("boom: no credentials for my-cluster"),
+        "stderr and args: {err}"
+    );
+    assert!(
+        err.contains("brew install my-plugin"),
+        "install hint: {err}"
+    );
+    assert!(!e.is_leader());
+    std::fs::remove_file(plugin.dir.join("exit-code")).unwrap();
+
+    std::fs::write(plugin.dir.join("output.json"), "not json").unwrap();
+    let err = e.try_acquire_or_renew().unwrap_err().to_string();
+    assert!(err.contains("not an ExecCredential"), "{err}");
+
+    let wrong = json!({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", "status": {"token": "t"}});
+    std::fs::write(plugin.dir.join("output.json"), wrong.to_string()).unwrap();
+    let err = e.try_acquire_or_renew().unwrap_err().to_string();
+    assert!(err.contains("apiVersion"), "{err}");
+
+    plugin.output(json!({}));
+    let err = e.try_acquire_or_renew().unwrap_err().to_string();
+    assert!(err.contains("neither status.token"), "{err}");
+
+    plugin.output(json!({"token": "t", "expirationTimestamp": "tomorrow"}));
+    let err = e.try_acquire_or_renew().unwrap_err().to_string();
+    assert!(err.contains("expirationTimestamp"), "{err}");
+
+    plugin.output(json!({"token": "t"}));
+    assert!(
+        e.try_acquire_or_renew().unwrap(),
+        "and once the plugin works, so does the election"
+    );
+
+    // A plugin that is not installed: the hint says how to get it.
+    let missing = Plugin::new("missing");
+    let config = missing.kubeconfig(&server, "");
+    std::fs::remove_file(missing.dir.join("plugin.sh")).unwrap();
+    let err = elector(&config, "exec-missing")
+        .try_acquire_or_renew()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not found") && err.contains("brew install my-plugin"),
+        "{err}"
+    );
+    let _ = Path::new(&missing.dir);
+}
