@@ -237,3 +237,85 @@ fn in_cluster_files_and_a_kubeconfig_both_reach_the_server() {
     std::fs::write(&kc, server.kubeconfig()).unwrap();
     assert!(step(&Config::from_kubeconfig(&kc).unwrap(), "kc").unwrap());
 }
+
+/// A minimal HTTP CONNECT proxy on loopback that counts the tunnels it opened.
+fn connect_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let tunnels = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut client = client;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && client.read_exact(&mut byte).is_ok() {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let mut parts = head.split_whitespace();
+                let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+                    return;
+                };
+                // Only loopback targets: this proxy must never reach anything else.
+                assert!(target.starts_with("127.0.0.1:"), "{target}");
+                let Ok(upstream) = TcpStream::connect(target) else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let mut upstream = upstream;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                    let _ = u2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut upstream, &mut client);
+            });
+        }
+    });
+    (url, tunnels)
+}
+
+#[test]
+fn a_kubeconfig_proxy_url_tunnels_requests_through_the_proxy() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let (proxy, tunnels) = connect_proxy();
+    let dir = temp_dir("proxy");
+    let kc = dir.join("kubeconfig");
+    let text = server.kubeconfig().replace(
+        &format!("    server: {}\n", server.url()),
+        &format!("    server: {}\n    proxy-url: {proxy}\n", server.url()),
+    );
+    assert!(text.contains("proxy-url"), "{text}");
+    std::fs::write(&kc, text).unwrap();
+    let config = Config::from_kubeconfig(&kc).unwrap();
+    let lock = LeaseLock::new(&config, "default", "proxied", "p").unwrap();
+    let mut e = Elector::new(lock, timing()).unwrap();
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one tunnel, reused by the renew"
+    );
+
+    // Without proxy-url, loopback servers are never proxied, whatever the environment says.
+    assert!(step(&server.config_for("t"), "direct").is_ok());
+    let err = Config::new(server.url())
+        .with_proxy_url("ftp://nope:1")
+        .with_token("t");
+    assert!(
+        LeaseLock::new(&err, "default", "x", "y")
+            .unwrap_err()
+            .to_string()
+            .contains("ftp")
+    );
+}

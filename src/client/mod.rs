@@ -178,8 +178,8 @@ fn build_agent(config: &Config) -> Result<Agent> {
     let agent_config = Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
-        // Never rely on ureq's own proxy environment handling (it differs from Go's rules).
-        .proxy(None)
+        // Always explicit: ureq's own proxy environment handling differs from Go's rules.
+        .proxy(config.proxy()?)
         .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
         .accept("application/json")
         .max_idle_connections_per_host(2)

@@ -400,10 +400,11 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
         )));
     }
     if let Some(proxy) = c.proxy_url.as_deref().filter(|p| !p.is_empty()) {
-        return Err(Error::Config(format!(
-            "kubeconfig {}: {owner} sets proxy-url {proxy:?}, which this version does not support yet",
-            o.file
-        )));
+        super::proxy::parse_proxy_url(
+            proxy,
+            &format!("kubeconfig {}: {owner}: proxy-url", o.file),
+        )?;
+        config = config.with_proxy_url(proxy);
     }
     Ok(config)
 }

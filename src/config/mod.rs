@@ -10,6 +10,7 @@ mod base64;
 mod exec;
 mod in_cluster;
 mod kubeconfig;
+mod proxy;
 mod tls;
 
 pub(crate) use self::auth::Credentials;
@@ -91,6 +92,7 @@ pub struct Config {
     client_identity: Option<ClientIdentity>,
     credentials: Credentials,
     impersonation: Option<Impersonation>,
+    proxy_url: Option<String>,
     namespace: Option<String>,
 }
 
@@ -106,6 +108,7 @@ impl Config {
             client_identity: None,
             credentials: Credentials::None,
             impersonation: None,
+            proxy_url: None,
             namespace: None,
         }
     }
@@ -204,6 +207,22 @@ impl Config {
         self
     }
 
+    /// Send requests through this proxy (`http://`, `https://` or `socks5://`, as a kubeconfig's
+    /// `proxy-url`). Without it, `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` apply by Go's rules, and
+    /// loopback servers are never proxied.
+    pub fn with_proxy_url(mut self, url: impl Into<String>) -> Self {
+        self.proxy_url = Some(url.into()).filter(|u: &String| !u.trim().is_empty());
+        self
+    }
+
+    /// The proxy for this server: the explicit one, else the environment's.
+    pub(crate) fn proxy(&self) -> Result<Option<ureq::Proxy>> {
+        match &self.proxy_url {
+            Some(url) => proxy::parse_proxy_url(url, "proxy-url").map(Some),
+            None => proxy::proxy_from_env(&self.server, &|k| std::env::var(k).ok()),
+        }
+    }
+
     /// Skip verification of the server's certificate. Only for tests: anyone on the path can impersonate
     /// the server. Combining it with a CA is an error.
     pub fn with_insecure_skip_tls_verify(mut self, insecure: bool) -> Self {
@@ -281,6 +300,14 @@ impl Config {
     }
 }
 
+/// `scheme://user:pass@host` → `scheme://<redacted>@host`.
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -299,6 +326,10 @@ impl fmt::Debug for Config {
             )
             .field("credentials", &self.credentials)
             .field("impersonation", &self.impersonation)
+            .field(
+                "proxy_url",
+                &self.proxy_url.as_ref().map(|u| redact_userinfo(u)),
+            )
             .field("namespace", &self.namespace)
             .finish()
     }
