@@ -54,7 +54,7 @@ fn the_server_is_verified_against_the_given_ca_only() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
-    // No CA at all: the bundled web roots do not include the test CA either.
+    // No CA at all: the system roots do not include the test CA either.
     let err = step(&Config::new(server.url()).with_token("t"), "c").unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err}");
     // A wrong token is a 401 with a hint.
@@ -317,5 +317,80 @@ fn a_kubeconfig_proxy_url_tunnels_requests_through_the_proxy() {
             .unwrap_err()
             .to_string()
             .contains("ftp")
+    );
+}
+
+#[test]
+fn tls_server_name_is_the_name_verified() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    // The certificate names kube-apiserver.test; the URL uses the IP.
+    let named = server
+        .config_for("t")
+        .with_tls_server_name("kube-apiserver.test");
+    assert!(step(&named, "sni").unwrap());
+    let wrong = server.config_for("t").with_tls_server_name("wrong.example");
+    let err = step(&wrong, "sni-wrong").unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // With a client certificate too, and through a kubeconfig.
+    let (cert, key) = server.issue_client_cert("sni-user", None).unwrap();
+    let with_cert = Config::new(server.url())
+        .with_ca_pem(server.ca_pem().unwrap())
+        .with_tls_server_name("kube-apiserver.test")
+        .with_client_cert(cert, key);
+    let lock = LeaseLock::new(&with_cert, "default", "sni-cert", "c").unwrap();
+    assert!(
+        Elector::new(lock, timing())
+            .unwrap()
+            .try_acquire_or_renew()
+            .unwrap()
+    );
+    assert_eq!(server.requests_for("sni-user", "POST"), 1);
+    let dir = temp_dir("sni");
+    let text = server.kubeconfig().replace(
+        &format!("    server: {}\n", server.url()),
+        &format!(
+            "    server: {}\n    tls-server-name: kube-apiserver.test\n",
+            server.url()
+        ),
+    );
+    std::fs::write(dir.join("config"), text).unwrap();
+    let config = Config::from_kubeconfig(dir.join("config")).unwrap();
+    assert_eq!(config.tls_server_name(), Some("kube-apiserver.test"));
+    assert!(step(&config, "sni-kc").is_ok());
+    let bad = server.config_for("t").with_tls_server_name("not a name!");
+    assert!(
+        LeaseLock::new(&bad, "default", "x", "y")
+            .unwrap_err()
+            .to_string()
+            .contains("tls-server-name")
+    );
+}
+
+#[test]
+fn ipv6_address_servers_work_over_tls() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .ipv6(true)
+        .token("t")
+        .start()
+        .unwrap();
+    assert!(
+        server.url().starts_with("https://[::1]:"),
+        "{}",
+        server.url()
+    );
+    assert!(step(&server.config_for("t"), "v6").unwrap());
+    let dir = temp_dir("v6");
+    std::fs::write(dir.join("config"), server.kubeconfig()).unwrap();
+    assert!(
+        step(
+            &Config::from_kubeconfig(dir.join("config")).unwrap(),
+            "v6-kc"
+        )
+        .is_ok()
     );
 }

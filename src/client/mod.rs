@@ -2,6 +2,7 @@
 //! decoding. It knows nothing about leader election.
 
 mod resolver;
+mod tls_connector;
 
 use std::time::{Duration, Instant};
 
@@ -184,11 +185,50 @@ fn build_agent(config: &Config) -> Result<Agent> {
         .accept("application/json")
         .max_idle_connections_per_host(2)
         .build();
-    Ok(Agent::with_parts(
-        agent_config,
-        ureq::unversioned::transport::DefaultConnector::new(),
-        resolver::FastResolver::default(),
-    ))
+    let https = config.server().starts_with("https://");
+    match config
+        .tls_server_name()
+        .filter(|_| https && !config.insecure_skip_tls_verify())
+    {
+        None => Ok(Agent::with_parts(
+            agent_config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            resolver::FastResolver::default(),
+        )),
+        Some(name) => {
+            use ureq::unversioned::transport::{
+                ConnectProxyConnector, Connector, SocksConnector, TcpConnector,
+            };
+            let (tls, server_name) = crate::config::server_name_config(config, name)?;
+            let host = config
+                .server()
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let host = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+            };
+            // ureq's default chain, with our TLS step in place of its own.
+            let connector =
+                ().chain(SocksConnector::default())
+                    .chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(tls_connector::ServerNameTls {
+                        config: tls,
+                        host: host.to_string(),
+                        server_name,
+                    });
+            Ok(Agent::with_parts(
+                agent_config,
+                connector,
+                resolver::FastResolver::default(),
+            ))
+        }
+    }
 }
 
 fn finish(

@@ -394,10 +394,7 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
         config = config.with_insecure_skip_tls_verify(true);
     }
     if let Some(name) = c.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
-        return Err(Error::Config(format!(
-            "kubeconfig {}: {owner} sets tls-server-name {name:?}, which this version does not support yet",
-            o.file
-        )));
+        config = config.with_tls_server_name(name);
     }
     if let Some(proxy) = c.proxy_url.as_deref().filter(|p| !p.is_empty()) {
         super::proxy::parse_proxy_url(

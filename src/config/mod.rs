@@ -17,7 +17,7 @@ pub(crate) use self::auth::Credentials;
 pub(crate) use self::base64::decode as base64_decode;
 #[cfg(feature = "testing")]
 pub(crate) use self::base64::encode as base64_encode;
-pub(crate) use self::tls::tls_config;
+pub(crate) use self::tls::{server_name_config, tls_config};
 pub use in_cluster::InClusterOptions;
 pub use kubeconfig::KubeconfigOptions;
 
@@ -93,6 +93,7 @@ pub struct Config {
     credentials: Credentials,
     impersonation: Option<Impersonation>,
     proxy_url: Option<String>,
+    tls_server_name: Option<String>,
     namespace: Option<String>,
 }
 
@@ -109,6 +110,7 @@ impl Config {
             credentials: Credentials::None,
             impersonation: None,
             proxy_url: None,
+            tls_server_name: None,
             namespace: None,
         }
     }
@@ -223,6 +225,18 @@ impl Config {
         }
     }
 
+    /// Verify the server's certificate for this name (and send it as SNI) instead of the URL's host, as a
+    /// kubeconfig's `tls-server-name` does.
+    pub fn with_tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into()).filter(|n: &String| !n.is_empty());
+        self
+    }
+
+    /// The name the server's certificate is verified for, when it is not the URL's host.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.tls_server_name.as_deref()
+    }
+
     /// Skip verification of the server's certificate. Only for tests: anyone on the path can impersonate
     /// the server. Combining it with a CA is an error.
     pub fn with_insecure_skip_tls_verify(mut self, insecure: bool) -> Self {
@@ -330,6 +344,7 @@ impl fmt::Debug for Config {
                 "proxy_url",
                 &self.proxy_url.as_ref().map(|u| redact_userinfo(u)),
             )
+            .field("tls_server_name", &self.tls_server_name)
             .field("namespace", &self.namespace)
             .finish()
     }

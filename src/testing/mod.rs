@@ -43,6 +43,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default, Clone)]
 pub struct ApiServerBuilder {
     tls: bool,
+    ipv6: bool,
     tokens: Vec<String>,
 }
 
@@ -53,20 +54,30 @@ impl ApiServerBuilder {
         self
     }
 
+    /// Listen on `[::1]` instead of 127.0.0.1 (to test IPv6 server addresses).
+    pub fn ipv6(mut self, ipv6: bool) -> Self {
+        self.ipv6 = ipv6;
+        self
+    }
+
     /// Accept this bearer token. Once any token is set, requests without a valid one get 401.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.tokens.push(token.into());
         self
     }
 
-    /// Bind 127.0.0.1 on an ephemeral port and start serving.
+    /// Bind 127.0.0.1 (or ::1) on an ephemeral port and start serving.
     pub fn start(self) -> std::io::Result<ApiServer> {
         let tls = if self.tls {
             Some(tls::generate()?)
         } else {
             None
         };
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let listener = if self.ipv6 {
+            TcpListener::bind(("::1", 0))?
+        } else {
+            TcpListener::bind(("127.0.0.1", 0))?
+        };
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             store: Mutex::new(Store::default()),

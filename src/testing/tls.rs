@@ -1,4 +1,4 @@
-//! A throwaway CA, a server certificate for 127.0.0.1, ::1 and localhost, and client certificates issued
+//! A throwaway CA, a server certificate for 127.0.0.1, ::1, localhost and kube-apiserver.test, and client certificates issued
 //! on demand (their CN is the user the server maps them to).
 
 use std::collections::HashMap;
@@ -37,7 +37,12 @@ pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
     let ca_cert = ca.self_signed(&ca_key).map_err(io_err)?;
 
     let key = KeyPair::generate().map_err(io_err)?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(io_err)?;
+    // `kube-apiserver.test` is never resolved: tests use it as a `tls-server-name` for 127.0.0.1.
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "kube-apiserver.test".to_string(),
+    ])
+    .map_err(io_err)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
