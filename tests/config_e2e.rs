@@ -394,3 +394,82 @@ fn ipv6_address_servers_work_over_tls() {
         .is_ok()
     );
 }
+
+#[test]
+fn a_dns_only_certificate_needs_tls_server_name() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .dns_san_only(true)
+        .token("t")
+        .start()
+        .unwrap();
+    let err = step(&server.config_for("t"), "ip").unwrap_err();
+    assert!(
+        matches!(err, Error::Transport { .. }),
+        "the IP is not in the certificate: {err}"
+    );
+    assert!(
+        step(
+            &server
+                .config_for("t")
+                .with_tls_server_name("kube-apiserver.test"),
+            "dns"
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn insecure_skip_tls_verify_connects_without_a_ca() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let config = Config::new(server.url())
+        .with_token("t")
+        .with_insecure_skip_tls_verify(true);
+    assert!(step(&config, "insecure").unwrap());
+}
+
+#[test]
+fn basic_auth_and_impersonation_headers_reach_the_server() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .basic_auth("alice", "s3cret")
+        .start()
+        .unwrap();
+    let dir = temp_dir("basic");
+    let text = server.kubeconfig_for(None).replace(
+        "  user: {}\n",
+        "  user:\n    username: alice\n    password: s3cret\n    as: jane\n    as-groups: [devs, ops]\n    as-uid: u-7\n    as-user-extra: {scopes: [read]}\n",
+    );
+    assert!(text.contains("username: alice"), "{text}");
+    std::fs::write(dir.join("config"), text).unwrap();
+    let config = Config::from_kubeconfig(dir.join("config")).unwrap();
+    assert!(step(&config, "basic").unwrap());
+    assert_eq!(
+        server.requests_for("alice", "POST"),
+        1,
+        "authenticated as alice"
+    );
+    let headers = server.last_impersonation();
+    let has = |k: &str, v: &str| {
+        headers
+            .iter()
+            .any(|(hk, hv)| hk.eq_ignore_ascii_case(k) && hv == v)
+    };
+    assert!(has("Impersonate-User", "jane"), "{headers:?}");
+    assert!(
+        has("Impersonate-Group", "devs") && has("Impersonate-Group", "ops"),
+        "{headers:?}"
+    );
+    assert!(has("Impersonate-Uid", "u-7"), "{headers:?}");
+    assert!(has("Impersonate-Extra-scopes", "read"), "{headers:?}");
+    let wrong = Config::new(server.url())
+        .with_ca_pem(server.ca_pem().unwrap())
+        .with_basic_auth("alice", "nope");
+    assert_eq!(
+        step(&wrong, "basic-wrong")
+            .unwrap_err()
+            .api()
+            .map(|e| e.code),
+        Some(401)
+    );
+}

@@ -240,3 +240,31 @@ fn plugin_failures_are_clear_errors_with_the_install_hint() {
     );
     let _ = Path::new(&missing.dir);
 }
+
+#[test]
+fn a_static_token_wins_over_the_plugin() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("static")
+        .start()
+        .unwrap();
+    let plugin = Plugin::new("precedence");
+    plugin.output(json!({"token": "from-plugin"}));
+    let path = plugin.dir.join("kubeconfig");
+    plugin.kubeconfig(&server, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("    exec:\n", "    token: static\n    exec:\n");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::from_kubeconfig(&path).unwrap();
+    assert!(
+        elector(&config, "precedence")
+            .try_acquire_or_renew()
+            .unwrap()
+    );
+    assert_eq!(
+        plugin.runs(),
+        0,
+        "the plugin only runs when no static credential is set"
+    );
+}

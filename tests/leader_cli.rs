@@ -160,3 +160,56 @@ fn the_cli_exits_0_after_run_for_and_2_on_bad_input() {
         assert!(err.starts_with("leader: "), "{err}");
     }
 }
+
+#[test]
+fn without_flags_the_cli_infers_its_config_from_the_environment() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("cli-token")
+        .start()
+        .unwrap();
+    let kubeconfig = temp_kubeconfig(&server, "infer");
+    let empty_home = kubeconfig.parent().unwrap().join("home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let run = |kubeconfig_env: Option<&str>| {
+        let mut cmd = Command::new(leader_bin());
+        cmd.args(["--name", "inferred", "--id", "p9", "--run-for", "300ms"])
+            .args([
+                "--lease-duration",
+                "2s",
+                "--renew-deadline",
+                "1s",
+                "--retry-period",
+                "200ms",
+            ])
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env("HOME", &empty_home);
+        match kubeconfig_env {
+            Some(v) => cmd.env("KUBECONFIG", v),
+            None => cmd.env_remove("KUBECONFIG"),
+        };
+        cmd.output().unwrap()
+    };
+    // KUBECONFIG, a path list with a missing entry first.
+    let list = format!("/nonexistent/config:{}", kubeconfig.display());
+    let out = run(Some(&list));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.lease_holder("default", "inferred").as_deref(),
+        Some("p9")
+    );
+    // Nothing at all: one line naming everything that was tried.
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("KUBECONFIG") && err.contains("in-cluster") && err.contains(".kube/config"),
+        "{err}"
+    );
+}

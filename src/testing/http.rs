@@ -165,7 +165,20 @@ pub(crate) enum Outcome {
 /// Handle one request: counters, faults, authentication, then the API. A client is known by its bearer
 /// token or, failing that, by the user of its client certificate.
 pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> Outcome {
-    let token = req.bearer_token().or(cert_user);
+    let basic_user = inner.basic_user(req.header("authorization"));
+    let token = req.bearer_token().or(cert_user).or(basic_user);
+    let impersonation: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().starts_with("impersonate-"))
+        .cloned()
+        .collect();
+    if !impersonation.is_empty() {
+        *inner
+            .last_impersonation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = impersonation;
+    }
     inner.count(&req.method, token);
     match inner
         .faults
@@ -189,7 +202,7 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
     if inner.is_down() {
         return Outcome::Close;
     }
-    if !inner.authorized(req.bearer_token(), cert_user) {
+    if !inner.authorized(req.bearer_token(), cert_user, basic_user) {
         let body = status(401, "Unauthorized", "Unauthorized", None);
         return Outcome::Respond {
             code: 401,

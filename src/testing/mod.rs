@@ -44,7 +44,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ApiServerBuilder {
     tls: bool,
     ipv6: bool,
+    dns_san_only: bool,
     tokens: Vec<String>,
+    basic: Vec<(String, String)>,
 }
 
 impl ApiServerBuilder {
@@ -60,6 +62,19 @@ impl ApiServerBuilder {
         self
     }
 
+    /// Give the server certificate only the DNS name `kube-apiserver.test` (no IP SANs), so clients must
+    /// verify it with `tls-server-name`.
+    pub fn dns_san_only(mut self, only: bool) -> Self {
+        self.dns_san_only = only;
+        self
+    }
+
+    /// Accept HTTP basic auth with this user and password.
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic.push((user.into(), password.into()));
+        self
+    }
+
     /// Accept this bearer token. Once any token is set, requests without a valid one get 401.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.tokens.push(token.into());
@@ -69,7 +84,7 @@ impl ApiServerBuilder {
     /// Bind 127.0.0.1 (or ::1) on an ephemeral port and start serving.
     pub fn start(self) -> std::io::Result<ApiServer> {
         let tls = if self.tls {
-            Some(tls::generate()?)
+            Some(tls::generate(self.dns_san_only)?)
         } else {
             None
         };
@@ -83,8 +98,20 @@ impl ApiServerBuilder {
             store: Mutex::new(Store::default()),
             faults: Faults::default(),
             tokens: Mutex::new(
-                (!self.tokens.is_empty()).then(|| self.tokens.iter().cloned().collect()),
+                (!self.tokens.is_empty() || !self.basic.is_empty())
+                    .then(|| self.tokens.iter().cloned().collect()),
             ),
+            basic: self
+                .basic
+                .iter()
+                .map(|(u, p)| {
+                    (
+                        crate::config::base64_encode(format!("{u}:{p}").as_bytes()),
+                        u.clone(),
+                    )
+                })
+                .collect(),
+            last_impersonation: Mutex::new(Vec::new()),
             counters: Mutex::new(HashMap::new()),
             down_or_stopped: AtomicBool::new(false),
             down: AtomicBool::new(false),
@@ -267,6 +294,11 @@ impl ApiServer {
             == 200
     }
 
+    /// The `Impersonate-*` headers of the last request that carried any.
+    pub fn last_impersonation(&self) -> Vec<(String, String)> {
+        lock(&self.inner.last_impersonation).clone()
+    }
+
     /// Requests received with this method (`GET`, `PUT`, ...), from every client.
     pub fn requests(&self, verb: &str) -> u64 {
         let verb = verb.to_ascii_uppercase();
@@ -277,7 +309,8 @@ impl ApiServer {
             .sum()
     }
 
-    /// Requests received with this method and bearer token.
+    /// Requests received with this method from this client: a bearer token, or the user of a client
+    /// certificate or of basic auth.
     pub fn requests_for(&self, token: &str, verb: &str) -> u64 {
         let key = (verb.to_ascii_uppercase(), Some(token.to_string()));
         lock(&self.inner.counters).get(&key).copied().unwrap_or(0)
@@ -345,6 +378,9 @@ pub(crate) struct Inner {
     store: Mutex<Store>,
     faults: Faults,
     tokens: Mutex<Option<HashSet<String>>>,
+    /// base64(`user:password`) → user.
+    basic: HashMap<String, String>,
+    last_impersonation: Mutex<Vec<(String, String)>>,
     counters: Mutex<HashMap<(String, Option<String>), u64>>,
     /// Set while down or stopped: hung requests give up.
     down_or_stopped: AtomicBool,
@@ -370,9 +406,23 @@ impl Inner {
             .or_insert(0) += 1;
     }
 
-    /// A request is authenticated by a known client certificate or an accepted token.
-    fn authorized(&self, token: Option<&str>, cert_user: Option<&str>) -> bool {
-        if cert_user.is_some() {
+    /// The user of a basic-auth header, when it names a known user and password.
+    fn basic_user(&self, header: Option<&str>) -> Option<&str> {
+        let (scheme, value) = header?.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        self.basic.get(value.trim()).map(String::as_str)
+    }
+
+    /// A request is authenticated by a known client certificate or basic-auth user, or an accepted token.
+    fn authorized(
+        &self,
+        token: Option<&str>,
+        cert_user: Option<&str>,
+        basic_user: Option<&str>,
+    ) -> bool {
+        if cert_user.is_some() || basic_user.is_some() {
             return true;
         }
         match &*lock(&self.tokens) {

@@ -23,7 +23,7 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("test TLS material: {e}"))
 }
 
-pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
+pub(crate) fn generate(dns_only: bool) -> std::io::Result<TlsMaterial> {
     let ca_key = KeyPair::generate().map_err(io_err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(io_err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -38,20 +38,23 @@ pub(crate) fn generate() -> std::io::Result<TlsMaterial> {
 
     let key = KeyPair::generate().map_err(io_err)?;
     // `kube-apiserver.test` is never resolved: tests use it as a `tls-server-name` for 127.0.0.1.
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "kube-apiserver.test".to_string(),
-    ])
-    .map_err(io_err)?;
+    let names = if dns_only {
+        vec!["kube-apiserver.test".to_string()]
+    } else {
+        vec!["localhost".to_string(), "kube-apiserver.test".to_string()]
+    };
+    let mut params = CertificateParams::new(names).map_err(io_err)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    if !dns_only {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
     let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(io_err)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
