@@ -473,3 +473,40 @@ fn basic_auth_and_impersonation_headers_reach_the_server() {
         Some(401)
     );
 }
+
+#[test]
+fn a_server_path_prefix_is_kept_on_every_request() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("t")
+        .path_prefix("/k8s/clusters/c-x")
+        .start()
+        .unwrap();
+    assert!(
+        server.url().ends_with("/k8s/clusters/c-x"),
+        "{}",
+        server.url()
+    );
+    let dir = temp_dir("prefix");
+    std::fs::write(dir.join("config"), server.kubeconfig()).unwrap();
+    let config = Config::from_kubeconfig(dir.join("config")).unwrap();
+    let lock = LeaseLock::new(&config, "default", "prefixed", "p").unwrap();
+    let mut e = Elector::new(lock, timing()).unwrap();
+    assert!(
+        e.try_acquire_or_renew().unwrap(),
+        "GET, POST under the prefix"
+    );
+    assert!(e.try_acquire_or_renew().unwrap(), "PUT under the prefix");
+    assert_eq!(
+        server.lease_holder("default", "prefixed").as_deref(),
+        Some("p")
+    );
+    // Without the prefix the server has nothing there.
+    let bare = Config::new(server.url().trim_end_matches("/k8s/clusters/c-x"))
+        .with_ca_pem(server.ca_pem().unwrap())
+        .with_token("t");
+    assert_eq!(
+        step(&bare, "bare").unwrap_err().api().map(|e| e.code),
+        Some(404)
+    );
+}

@@ -223,7 +223,10 @@ fn to_bytes(v: &Value) -> Vec<u8> {
 }
 
 fn route(inner: &Inner, req: &Request) -> Reply {
-    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let Some(path) = req.path.strip_prefix(inner.path_prefix.as_str()) else {
+        return not_found_path();
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if req.method == "GET" && segments == ["version"] {
         return Reply {
             code: 200,

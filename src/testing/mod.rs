@@ -45,6 +45,7 @@ pub struct ApiServerBuilder {
     tls: bool,
     ipv6: bool,
     dns_san_only: bool,
+    path_prefix: String,
     tokens: Vec<String>,
     basic: Vec<(String, String)>,
 }
@@ -66,6 +67,13 @@ impl ApiServerBuilder {
     /// verify it with `tls-server-name`.
     pub fn dns_san_only(mut self, only: bool) -> Self {
         self.dns_san_only = only;
+        self
+    }
+
+    /// Serve the API under a path prefix, as Rancher does (`/k8s/clusters/c-x`): `url()` includes it and
+    /// requests without it get 404.
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.path_prefix = prefix.into().trim_end_matches('/').to_string();
         self
     }
 
@@ -112,6 +120,7 @@ impl ApiServerBuilder {
                 })
                 .collect(),
             last_impersonation: Mutex::new(Vec::new()),
+            path_prefix: self.path_prefix.clone(),
             counters: Mutex::new(HashMap::new()),
             down_or_stopped: AtomicBool::new(false),
             down: AtomicBool::new(false),
@@ -131,7 +140,7 @@ impl ApiServerBuilder {
         inner.wait_listening(true);
         let scheme = if self.tls { "https" } else { "http" };
         Ok(ApiServer {
-            url: format!("{scheme}://{addr}"),
+            url: format!("{scheme}://{addr}{}", inner.path_prefix),
             default_token: self.tokens.first().cloned(),
             inner,
             accept: Some(accept),
@@ -381,6 +390,7 @@ pub(crate) struct Inner {
     /// base64(`user:password`) → user.
     basic: HashMap<String, String>,
     last_impersonation: Mutex<Vec<(String, String)>>,
+    path_prefix: String,
     counters: Mutex<HashMap<(String, Option<String>), u64>>,
     /// Set while down or stopped: hung requests give up.
     down_or_stopped: AtomicBool,
