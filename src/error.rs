@@ -41,6 +41,8 @@ pub enum Error {
     },
     /// The background renew thread panicked (a bug: please report it).
     RenewThreadPanicked(String),
+    /// The health check failed (see `LeaderHandle::check`).
+    Unhealthy(String),
     /// Reading a file (kubeconfig, token, CA) failed.
     Io {
         /// The file or operation.
@@ -107,6 +109,7 @@ impl fmt::Display for Error {
                     "the renew thread panicked (a kube-elector bug, please report it): {m}"
                 )
             }
+            Error::Unhealthy(m) => write!(f, "leader election unhealthy: {m}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

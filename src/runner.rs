@@ -182,6 +182,9 @@ impl LeaderElectorBuilder {
             skip_release: AtomicBool::new(false),
             leader: Mutex::new(None),
             events: EventHub::default(),
+            last_renew: AtomicU64::new(0),
+            lease_duration: self.timing.lease_duration,
+            stats: Mutex::new(ElectorStats::default()),
         });
         let (stop_tx, stop_rx) = bounded(1);
         let worker = Worker {
@@ -224,6 +227,36 @@ struct Shared {
     skip_release: AtomicBool,
     leader: Mutex<Option<String>>,
     events: EventHub,
+    /// Start of the last successful acquire or renew, in nanoseconds since `base` (0: none yet).
+    last_renew: AtomicU64,
+    lease_duration: Duration,
+    stats: Mutex<ElectorStats>,
+}
+
+/// A snapshot of an elector's counters (see [`LeaderHandle::stats`]). Cheap to take; the renew thread
+/// updates it once per attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ElectorStats {
+    /// `try_acquire_or_renew` steps taken.
+    pub attempts: u64,
+    /// Steps taken while leading that renewed the lease.
+    pub renews_ok: u64,
+    /// Steps taken while leading that failed.
+    pub renews_failed: u64,
+    /// Renews that needed the slow path (a GET after a failed PUT): client-go's
+    /// `leader_election_slowpath_total`.
+    pub slow_path_renews: u64,
+    /// Times we started leading.
+    pub acquisitions: u64,
+    /// Changes of holder we observed (`NewLeader` events).
+    pub leader_changes_seen: u64,
+    /// How long the last step took.
+    pub last_latency: Option<Duration>,
+    /// The last error, if the last step failed.
+    pub last_error: Option<String>,
+    /// Whether we lead (client-go's `leader_election_master_status`).
+    pub is_leader: bool,
 }
 
 impl Shared {
@@ -276,6 +309,26 @@ struct Worker {
 }
 
 impl Worker {
+    fn stats(&self) -> std::sync::MutexGuard<'_, ElectorStats> {
+        self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Count one step in the stats.
+    fn record(&self, result: &Result<bool>, started: Instant, was_leading: bool, slow_before: u64) {
+        let slow_after = self.elector.slow_path_renews();
+        let mut st = self.stats();
+        st.attempts += 1;
+        st.last_latency = Some(started.elapsed());
+        st.slow_path_renews += slow_after - slow_before;
+        if was_leading {
+            match result {
+                Ok(true) => st.renews_ok += 1,
+                _ => st.renews_failed += 1,
+            }
+        }
+        st.last_error = result.as_ref().err().map(ToString::to_string);
+    }
+
     fn run(mut self) -> Result<()> {
         let shared = self.shared.clone();
         match catch_unwind(AssertUnwindSafe(|| self.campaign())) {
@@ -301,10 +354,13 @@ impl Worker {
         let mut last_holder: Option<Option<String>> = None;
         let mut last_error: Option<String> = None;
         loop {
+            let started = Instant::now();
+            let slow_before = self.elector.slow_path_renews();
             let result = self.elector.try_acquire_or_renew();
             if self.shared.deadline.load(Ordering::Acquire) == STOPPED {
                 break;
             }
+            self.record(&result, started, leading, slow_before);
             if let Err(e) = &result {
                 log::warn!("{describe}: {e}");
                 if !matches!(e, Error::DeadlineExceeded { .. }) {
@@ -318,6 +374,7 @@ impl Worker {
                     self.shared.events.publish(LeaderEvent::NewLeader {
                         identity: holder.clone(),
                     });
+                    self.stats().leader_changes_seen += 1;
                     last_holder = Some(holder);
                 }
             }
@@ -329,8 +386,18 @@ impl Worker {
                 Some(d) => self.shared.set_deadline(d),
                 None => false,
             };
+            if now_leading {
+                // The deadline is start + renew_deadline: recover the start for check().
+                let start = deadline.map(|d| d - timing.renew_deadline);
+                if let Some(start) = start {
+                    self.shared
+                        .last_renew
+                        .store(self.shared.nanos(start).max(1), Ordering::Release);
+                }
+            }
             if now_leading && !leading {
                 last_error = None;
+                self.stats().acquisitions += 1;
                 let transitions = self
                     .elector
                     .observed_record()
@@ -363,10 +430,20 @@ impl Worker {
                     .retry_period
                     .min(d.saturating_duration_since(Instant::now()))
                     .max(Duration::from_millis(1)),
-                _ => timing
-                    .retry_period
-                    .mul_f64(1.0 + JITTER_FACTOR * self.rng.next_f64()),
+                // A follower also honours the API server's Retry-After (429, 503).
+                _ => {
+                    let jittered = timing
+                        .retry_period
+                        .mul_f64(1.0 + JITTER_FACTOR * self.rng.next_f64());
+                    let asked = result
+                        .as_ref()
+                        .err()
+                        .and_then(|e| e.api())
+                        .and_then(|a| a.retry_after);
+                    asked.map_or(jittered, |a| a.max(jittered))
+                }
             };
+            self.stats().is_leader = leading;
             match self.stop_rx.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
@@ -421,6 +498,38 @@ impl LeaderHandle {
     /// thread; drop the receiver to unsubscribe.
     pub fn events(&self) -> Receiver<LeaderEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// A snapshot of the counters: renews ok and failed, slow-path renews, acquisitions, holder changes
+    /// seen, the last step's latency and error. Export them to your metrics system as you like.
+    pub fn stats(&self) -> ElectorStats {
+        let mut st = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        st.is_leader = self.is_leader();
+        st
+    }
+
+    /// A liveness check with client-go's healthz semantics: unhealthy when we believe we lead but the last
+    /// successful renew is older than `lease_duration + max_tolerable_expired` (the renew thread is stuck).
+    /// kube-controller-manager uses 20 s. Wire it to a liveness probe so a wedged process is restarted.
+    pub fn check(&self, max_tolerable_expired: Duration) -> Result<()> {
+        if !self.shared.announced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let last = self.shared.last_renew.load(Ordering::Acquire);
+        let now = self.shared.nanos(Instant::now());
+        let age = Duration::from_nanos(now.saturating_sub(last));
+        let limit = self.shared.lease_duration + max_tolerable_expired;
+        if last != 0 && age > limit {
+            return Err(Error::Unhealthy(format!(
+                "leading, but the last successful renew was {age:?} ago (more than lease duration + {max_tolerable_expired:?} = {limit:?}): the renew thread is stuck"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the renew thread is still running (it ends after `stop()`, or after a loss when
