@@ -29,6 +29,9 @@ pub enum FaultAction {
     Hang,
     /// Close the connection without answering.
     DropConnection,
+    /// Process the request, then send the status line, the headers and half the body, and close: the
+    /// connection is reset mid-response (the write may or may not have been applied).
+    ResetMidResponse,
 }
 
 /// A fault rule: an action, optionally limited to one client (by bearer token), one verb, and a number
@@ -96,6 +99,11 @@ impl Fault {
         Self::new(FaultAction::DropConnection)
     }
 
+    /// Answer only half of the response, then close.
+    pub fn reset_mid_response() -> Self {
+        Self::new(FaultAction::ResetMidResponse)
+    }
+
     /// Only requests carrying this bearer token.
     pub fn for_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -133,6 +141,7 @@ pub(crate) enum Verdict {
         retry_after: Option<u64>,
     },
     Drop,
+    Truncate,
 }
 
 #[derive(Default)]
@@ -210,6 +219,7 @@ impl Faults {
                         }
                     }
                     FaultAction::DropConnection => verdict = Verdict::Drop,
+                    FaultAction::ResetMidResponse => verdict = Verdict::Truncate,
                 }
             }
             g.1.retain(|(_, r)| r.remaining != Some(0) || matches!(r.action, FaultAction::Hang));

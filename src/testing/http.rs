@@ -130,6 +130,18 @@ fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
+/// The head and the first half of the body of a response announced in full.
+pub(crate) fn write_truncated<W: Write>(w: &mut W, code: u16, body: &[u8]) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        reason_phrase(code),
+        body.len()
+    );
+    w.write_all(head.as_bytes())?;
+    w.write_all(&body[..body.len() / 2])?;
+    w.flush()
+}
+
 pub(crate) fn write_response<W: Write>(
     w: &mut W,
     code: u16,
@@ -154,6 +166,11 @@ pub(crate) fn write_response<W: Write>(
 
 /// What the connection loop should do after a request.
 pub(crate) enum Outcome {
+    /// Send half of this response, then close.
+    Truncated {
+        code: u16,
+        body: Vec<u8>,
+    },
     Respond {
         code: u16,
         body: Vec<u8>,
@@ -186,6 +203,16 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
     {
         Verdict::Proceed => {}
         Verdict::Drop => return Outcome::Close,
+        Verdict::Truncate => {
+            if inner.is_down() || !inner.authorized(req.bearer_token(), cert_user, basic_user) {
+                return Outcome::Close;
+            }
+            let reply = route(inner, req);
+            return Outcome::Truncated {
+                code: reply.code,
+                body: to_bytes(&reply.body),
+            };
+        }
         Verdict::Answer {
             code,
             body,

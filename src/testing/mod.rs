@@ -564,6 +564,10 @@ fn serve_io<S: Read + Write>(inner: &Inner, stream: S, cert_user: Option<&str>) 
         }
         match http::handle(inner, &req, cert_user) {
             http::Outcome::Close => return,
+            http::Outcome::Truncated { code, body } => {
+                let _ = http::write_truncated(reader.get_mut(), code, &body);
+                return;
+            }
             http::Outcome::Respond {
                 code,
                 body,
