@@ -182,6 +182,26 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         self.observed.as_ref().map(|o| &o.versioned)
     }
 
+    /// When the lease we last saw held by another candidate expires by our clock (`observed + holder's
+    /// duration`): the moment a follower should look again to take over without delay.
+    pub fn holder_expiry(&self) -> Option<std::time::Instant> {
+        let o = self.observed.as_ref()?;
+        let r = &o.versioned.record;
+        if r.holder_identity.is_empty() || r.holder_identity == self.identity() {
+            return None;
+        }
+        Some(o.at + Duration::from_secs(self.holder_duration_secs(r)))
+    }
+
+    /// The holder's advertised duration; a non-positive one (invalid on the wire) counts as ours.
+    fn holder_duration_secs(&self, r: &LeaderElectionRecord) -> u64 {
+        if r.lease_duration_seconds > 0 {
+            u64::from(r.lease_duration_seconds.unsigned_abs())
+        } else {
+            self.timing.lease_duration.as_secs()
+        }
+    }
+
     /// How many renews needed the slow path (a GET) because the fast-path PUT failed.
     pub fn slow_path_renews(&self) -> u64 {
         self.slow_path_renews
@@ -292,12 +312,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         let ours = old.holder_identity == self.identity();
         if !old.holder_identity.is_empty() && !ours {
             // The holder's advertised duration counts, from when *we* saw the record change.
-            let secs = if old.lease_duration_seconds > 0 {
-                u64::from(old.lease_duration_seconds.unsigned_abs())
-            } else {
-                // A non-positive duration is invalid on the wire; wait our own duration, never less.
-                self.timing.lease_duration.as_secs()
-            };
+            let secs = self.holder_duration_secs(&old);
             if observed.at + Duration::from_secs(secs) > now {
                 self.renewed_at = None;
                 return Ok(false);

@@ -26,4 +26,4 @@ pub use record::{
     LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time,
     parse_micro_time_strict, parse_time_lenient,
 };
-pub use runner::{ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle};
+pub use runner::{ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus};

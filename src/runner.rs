@@ -430,7 +430,8 @@ impl Worker {
                     .retry_period
                     .min(d.saturating_duration_since(Instant::now()))
                     .max(Duration::from_millis(1)),
-                // A follower also honours the API server's Retry-After (429, 503).
+                // A follower also honours the API server's Retry-After (429, 503), and wakes exactly when
+                // the holder's lease expires rather than up to a jittered period later.
                 _ => {
                     let jittered = timing
                         .retry_period
@@ -440,7 +441,17 @@ impl Worker {
                         .err()
                         .and_then(|e| e.api())
                         .and_then(|a| a.retry_after);
-                    asked.map_or(jittered, |a| a.max(jittered))
+                    let now = Instant::now();
+                    match (asked, self.elector.holder_expiry()) {
+                        (Some(a), _) => a.max(jittered),
+                        // Only a future expiry: once it has passed, retry at the normal pace. A little
+                        // spread keeps many followers from arriving in the same millisecond.
+                        (None, Some(expiry)) if expiry > now => {
+                            let spread = timing.retry_period.mul_f64(0.1 * self.rng.next_f64());
+                            jittered.min(expiry - now + spread)
+                        }
+                        _ => jittered,
+                    }
                 }
             };
             self.stats().is_leader = leading;
@@ -492,6 +503,15 @@ impl LeaderHandle {
     /// This candidate's identity.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// A cheap, cloneable, `Send` view of this elector for worker threads: `is_leader()` and `leader()`
+    /// without access to `stop()`.
+    pub fn status(&self) -> LeaderStatus {
+        LeaderStatus {
+            shared: self.shared.clone(),
+            identity: Arc::from(self.identity.as_str()),
+        }
     }
 
     /// A new subscription: it receives every event sent from now on. Sending never blocks the renew
@@ -554,6 +574,44 @@ impl LeaderHandle {
                 "the renew thread could not be joined".into(),
             )),
         }
+    }
+}
+
+/// A view of a running elector for other threads (see [`LeaderHandle::status`]).
+#[derive(Clone)]
+pub struct LeaderStatus {
+    shared: Arc<Shared>,
+    identity: Arc<str>,
+}
+
+impl LeaderStatus {
+    /// Same as [`LeaderHandle::is_leader`].
+    #[inline]
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader()
+    }
+
+    /// Same as [`LeaderHandle::leader`].
+    pub fn leader(&self) -> Option<String> {
+        self.shared
+            .leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The candidate's identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+impl std::fmt::Debug for LeaderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderStatus")
+            .field("identity", &self.identity)
+            .field("is_leader", &self.is_leader())
+            .finish()
     }
 }
 
