@@ -213,9 +213,9 @@ fn run(seed: u64, duration: Duration, n: usize) -> Report {
             _ => std::thread::sleep(rng.millis(50, 500)),
         }
         // Restart stopped candidates so that there are always followers.
-        for i in 0..n {
-            if slots[i].handle.is_none() {
-                let s = start(&server, &mut slots[i]);
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if slot.handle.is_none() {
+                let s = start(&server, slot);
                 statuses.lock().unwrap()[i] = s;
             }
         }
