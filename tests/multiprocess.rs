@@ -17,7 +17,12 @@ const SLACK: Duration = Duration::from_millis(1500);
 
 fn leader_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("leader")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("leader")
 }
 
 struct Proc {
@@ -33,7 +38,13 @@ impl Drop for Proc {
 }
 
 fn signal(p: &Proc, sig: &str) {
-    assert!(Command::new("kill").args([sig, &p.child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args([sig, &p.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// The next `started_leading` line from any process.
@@ -60,8 +71,22 @@ fn sigkill_fails_over_after_the_lease_and_sigterm_hands_off_at_once() {
         .map(|i| {
             let id = format!("p{i}");
             let mut child = Command::new(leader_bin())
-                .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--name", "mp", "--id", &id])
-                .args(["--lease-duration", "2s", "--renew-deadline", "1s", "--retry-period", "200ms"])
+                .args([
+                    "--kubeconfig",
+                    kubeconfig.to_str().unwrap(),
+                    "--name",
+                    "mp",
+                    "--id",
+                    &id,
+                ])
+                .args([
+                    "--lease-duration",
+                    "2s",
+                    "--renew-deadline",
+                    "1s",
+                    "--retry-period",
+                    "200ms",
+                ])
                 .args(["--release-on-cancel", "--run-for", "60s"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -81,17 +106,24 @@ fn sigkill_fails_over_after_the_lease_and_sigterm_hands_off_at_once() {
         .collect();
 
     let first = next_leader(&rx, Duration::from_secs(10)).expect("a first leader");
-    assert_eq!(server.lease_holder("default", "mp").as_deref(), Some(first.as_str()));
+    assert_eq!(
+        server.lease_holder("default", "mp").as_deref(),
+        Some(first.as_str())
+    );
 
     // SIGKILL: no release; another process leads once the lease expires.
     let i = procs.iter().position(|p| p.id == first).unwrap();
     let killed = procs.remove(i);
     signal(&killed, "-KILL");
     let t = Instant::now();
-    let second = next_leader(&rx, LEASE + RETRY.mul_f64(2.2) + SLACK).expect("failover within the liveness bound");
+    let second = next_leader(&rx, LEASE + RETRY.mul_f64(2.2) + SLACK)
+        .expect("failover within the liveness bound");
     let failover = t.elapsed();
     assert_ne!(second, first);
-    assert!(failover >= LEASE - Duration::from_millis(300), "not before the lease expired: {failover:?}");
+    assert!(
+        failover >= LEASE - Duration::from_millis(300),
+        "not before the lease expired: {failover:?}"
+    );
     eprintln!("SIGKILL failover: {failover:?}");
 
     // SIGTERM with --release-on-cancel: the last process takes over within about two retry periods.
@@ -102,8 +134,15 @@ fn sigkill_fails_over_after_the_lease_and_sigterm_hands_off_at_once() {
     let third = next_leader(&rx, RETRY.mul_f64(2.2) + SLACK).expect("handoff after the release");
     let handoff = t.elapsed();
     eprintln!("SIGTERM handoff: {handoff:?}");
-    assert_eq!(stopped.child.wait().unwrap().code(), Some(0), "a graceful exit");
+    assert_eq!(
+        stopped.child.wait().unwrap().code(),
+        Some(0),
+        "a graceful exit"
+    );
     assert_ne!(third, second);
-    assert_eq!(server.lease_holder("default", "mp").as_deref(), Some(third.as_str()));
+    assert_eq!(
+        server.lease_holder("default", "mp").as_deref(),
+        Some(third.as_str())
+    );
     drop(killed);
 }

@@ -215,4 +215,34 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("spec.leaseTransitions"), "{e}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                let _ = decode_lease(&v);
+            }
+        }
+
+        #[test]
+        fn lease_shaped_objects_decode_or_fail_cleanly(
+            rv in proptest::option::of("[0-9a-z]{0,6}"),
+            holder in proptest::option::of(".{0,20}"),
+            duration in proptest::option::of(proptest::prelude::any::<i64>()),
+            transitions in proptest::option::of(proptest::prelude::any::<i64>()),
+        ) {
+            let mut spec = serde_json::Map::new();
+            if let Some(h) = &holder { spec.insert("holderIdentity".into(), json!(h)); }
+            if let Some(d) = duration { spec.insert("leaseDurationSeconds".into(), json!(d)); }
+            if let Some(t) = transitions { spec.insert("leaseTransitions".into(), json!(t)); }
+            let object = json!({"metadata": {"resourceVersion": rv}, "spec": spec});
+            match decode_lease(&object) {
+                Ok(v) => {
+                    proptest::prop_assert_eq!(Some(v.resource_version), rv);
+                    proptest::prop_assert_eq!(v.record.holder_identity, holder.unwrap_or_default());
+                }
+                Err(m) => proptest::prop_assert!(!m.is_empty()),
+            }
+        }
+    }
 }
