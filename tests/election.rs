@@ -409,3 +409,33 @@ fn validation_errors_say_what_to_fix() {
     assert!(err.to_string().contains("plain http"), "{err}");
     assert!(Timing::default().validate().is_ok());
 }
+
+#[test]
+fn wall_clock_jumps_do_not_move_the_leaders_deadline() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(e.try_acquire_or_renew().unwrap());
+    let deadline = e.leader_deadline().unwrap();
+    // NTP steps the wall clock back a day, then forward two: renews go on, the deadline moves only with
+    // the monotonic clock.
+    clock.jump_wall(chrono::Duration::days(-1));
+    clock.advance(Duration::from_secs(1));
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(
+        e.leader_deadline().unwrap(),
+        deadline + Duration::from_secs(1)
+    );
+    let written = spec(&server)["renewTime"].as_str().unwrap().to_string();
+    assert!(
+        written.starts_with(
+            &(chrono::Utc::now() - chrono::Duration::days(1))
+                .format("%Y-%m-%d")
+                .to_string()
+        )
+    );
+    clock.jump_wall(chrono::Duration::days(2));
+    assert!(e.is_leader(), "a wall-clock jump does not end leadership");
+    clock.advance(timing().renew_deadline);
+    assert!(!e.is_leader(), "the monotonic deadline does");
+}
