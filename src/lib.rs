@@ -21,7 +21,11 @@ pub use election::{Clock, Elector, JITTER_FACTOR, SystemClock, Timing};
 pub use error::{ApiError, Error, Result, StatusReason};
 pub use events::{LeaderEvent, StopReason};
 pub use identity::default_identity;
-pub use lock::{LeaseLock, Lock};
+pub use lock::{
+    ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION, Lease, LeaseLock, Lock,
+    LockKind, LockObject, MultiLock, ObjectLock, UNKNOWN_LEADER, decode_annotation,
+    encode_annotation,
+};
 pub use record::{
     LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time,
     parse_micro_time_strict, parse_time_lenient,

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::election::{Elector, JITTER_FACTOR, Timing};
 use crate::error::{Error, Result};
 use crate::events::{EventHub, LeaderEvent, StopReason};
-use crate::lock::{LeaseLock, Lock};
+use crate::lock::{Lock, LockKind};
 use crate::random::Rng;
 
 /// Entry point of the threaded API: `LeaderElector::builder(config, "my-lock")…start()`.
@@ -21,7 +21,8 @@ use crate::random::Rng;
 pub struct LeaderElector;
 
 impl LeaderElector {
-    /// Campaign for the Lease `lock_name` on the API server of `config`.
+    /// Campaign for the lock `lock_name` (a Lease unless [`lock_kind`](LeaderElectorBuilder::lock_kind)
+    /// says otherwise) on the API server of `config`.
     pub fn builder(config: Config, lock_name: impl Into<String>) -> LeaderElectorBuilder {
         LeaderElectorBuilder {
             target: Target::Lease {
@@ -29,6 +30,7 @@ impl LeaderElector {
                 name: lock_name.into(),
                 namespace: None,
                 identity: None,
+                kind: LockKind::Leases,
             },
             timing: Timing::default(),
             release_on_stop: true,
@@ -53,6 +55,7 @@ enum Target {
         name: String,
         namespace: Option<String>,
         identity: Option<String>,
+        kind: LockKind,
     },
     Custom(Box<dyn Lock>),
 }
@@ -74,8 +77,10 @@ impl std::fmt::Debug for LeaderElectorBuilder {
                 name,
                 namespace,
                 identity,
+                kind,
             } => {
-                d.field("config", config)
+                d.field("kind", kind)
+                    .field("config", config)
                     .field("name", name)
                     .field("namespace", namespace)
                     .field("identity", identity);
@@ -96,6 +101,15 @@ impl LeaderElectorBuilder {
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         if let Target::Lease { namespace: ns, .. } = &mut self.target {
             *ns = Some(namespace.into());
+        }
+        self
+    }
+
+    /// The kind of lock object (default [`LockKind::Leases`]; the others are for clusters and clients that
+    /// still use annotation locks, and for migrating off them). Ignored with a custom lock.
+    pub fn lock_kind(mut self, lock_kind: LockKind) -> Self {
+        if let Target::Lease { kind, .. } = &mut self.target {
+            *kind = lock_kind;
         }
         self
     }
@@ -156,6 +170,7 @@ impl LeaderElectorBuilder {
                 name,
                 namespace,
                 identity,
+                kind,
             } => {
                 let namespace = namespace.unwrap_or_else(|| config.namespace().to_string());
                 if name.is_empty() {
@@ -169,7 +184,7 @@ impl LeaderElectorBuilder {
                     ));
                 }
                 let identity = identity.unwrap_or_else(crate::identity::default_identity);
-                Box::new(LeaseLock::new(&config, namespace, name, identity)?)
+                kind.lock(&config, &namespace, &name, &identity)?
             }
             Target::Custom(lock) => lock,
         };

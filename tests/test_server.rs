@@ -143,8 +143,9 @@ fn lease_crud_matches_the_real_api_server() {
         .unwrap()
         .to_string();
 
-    // 12: PUT with the current version: 200, version advanced.
-    let (code, updated) = call(
+    // 12: PUT with the current version and nothing changed: 200, a no-op that keeps the version (the
+    // captured exchange shows the same resourceVersion before and after).
+    let (code, same) = call(
         &a,
         "PUT",
         &item,
@@ -152,6 +153,12 @@ fn lease_crud_matches_the_real_api_server() {
         Some(&lease("example-lease", Some(&rv), 15)),
     );
     assert_eq!(code, fixture("12-http-put-current-200.txt").0);
+    assert_eq!(same["metadata"]["resourceVersion"], rv.as_str());
+    // With a change, the version advances.
+    let mut changed = lease("example-lease", Some(&rv), 15);
+    changed["spec"]["holderIdentity"] = json!("holder-b");
+    let (code, updated) = call(&a, "PUT", &item, None, Some(&changed));
+    assert_eq!(code, 200);
     let new_rv = updated["metadata"]["resourceVersion"].as_str().unwrap();
     assert!(new_rv.parse::<u64>().unwrap() > rv.parse::<u64>().unwrap());
     assert_eq!(updated["metadata"]["uid"], got["metadata"]["uid"]);

@@ -1,93 +1,43 @@
-//! The `coordination.k8s.io/v1` Lease lock (SPEC §2).
-
-use std::time::Duration;
+//! The `coordination.k8s.io/v1` Lease lock (SPEC §2): the record is the Lease's spec, times as MicroTime.
 
 use serde_json::{Map, Value, json};
 
-use super::Lock;
-use crate::client::RestClient;
-use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::record::{LeaderElectionRecord, VersionedRecord, format_micro_time};
+use super::object::{LockObject, ObjectLock};
+#[cfg(test)]
+use crate::record::VersionedRecord;
+use crate::record::{LeaderElectionRecord, format_micro_time};
 
-/// A Lease in `coordination.k8s.io/v1`. It keeps the last object it saw so a renew is one PUT.
+/// A `coordination.k8s.io/v1` Lease (the lock every current client uses).
 #[derive(Debug)]
-pub struct LeaseLock {
-    client: RestClient,
-    namespace: String,
-    name: String,
-    identity: String,
-    /// `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`, built once: renews are hot.
-    item_path: String,
-    /// The whole object last read or written: sent back on update, unknown fields included.
-    cached: Option<Value>,
-}
+pub struct Lease;
 
-impl LeaseLock {
-    /// A Lease lock `namespace/name` on the API server of `config`, written as `identity`. The lock gets
-    /// its own HTTP agent, so its requests reuse one pooled connection.
-    pub fn new(
-        config: &Config,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-        identity: impl Into<String>,
-    ) -> Result<Self> {
-        let (namespace, name) = (namespace.into(), name.into());
-        Ok(LeaseLock {
-            client: RestClient::new(config)?,
-            item_path: format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"),
-            namespace,
-            name,
-            identity: identity.into(),
-            cached: None,
-        })
+/// A Lease lock. It keeps the last object it saw, so a renew is one PUT.
+pub type LeaseLock = ObjectLock<Lease>;
+
+impl LockObject for Lease {
+    const KIND: &'static str = "Lease";
+    const API_VERSION: &'static str = "coordination.k8s.io/v1";
+    const PLURAL: &'static str = "leases";
+
+    fn read(object: &Value) -> Result<LeaderElectionRecord, String> {
+        let empty = Map::new();
+        let spec = match object.get("spec") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err("spec is not an object".into()),
+        };
+        LeaderElectionRecord::from_json_object(spec, "leaseTransitions")
+            .map_err(|e| format!("spec.{}: {}", e.field, e.message))
     }
 
-    fn context(&self, verb: &str) -> String {
-        format!("{verb} lease {}/{}", self.namespace, self.name)
-    }
-
-    /// Decode a Lease body, cache it and return its record.
-    fn accept(&mut self, body: &[u8]) -> Result<VersionedRecord> {
-        let context = format!("Lease {}/{}", self.namespace, self.name);
-        let object: Value = serde_json::from_slice(body).map_err(|e| Error::Decode {
-            context: context.clone(),
-            message: format!("not JSON: {e}"),
-        })?;
-        let versioned =
-            decode_lease(&object).map_err(|message| Error::Decode { context, message })?;
-        self.cached = Some(object);
-        Ok(versioned)
+    fn write(object: &mut Value, record: &LeaderElectionRecord) {
+        object["spec"] = encode_spec(record);
     }
 }
 
-/// Read the record and `resourceVersion` out of a Lease object.
-pub(crate) fn decode_lease(object: &Value) -> std::result::Result<VersionedRecord, String> {
-    let obj = object.as_object().ok_or("expected a JSON object")?;
-    if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
-        if kind != "Lease" {
-            return Err(format!("expected kind Lease, found {kind:?}"));
-        }
-    }
-    let resource_version = obj
-        .get("metadata")
-        .and_then(|m| m.get("resourceVersion"))
-        .and_then(Value::as_str)
-        .filter(|rv| !rv.is_empty())
-        .ok_or("metadata.resourceVersion is missing")?
-        .to_string();
-    let empty = Map::new();
-    let spec = match obj.get("spec") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(m)) => m,
-        Some(_) => return Err("spec is not an object".into()),
-    };
-    let record = LeaderElectionRecord::from_json_object(spec, "leaseTransitions")
-        .map_err(|e| format!("spec.{}: {}", e.field, e.message))?;
-    Ok(VersionedRecord {
-        record,
-        resource_version,
-    })
+#[cfg(test)]
+fn decode_lease(object: &Value) -> Result<VersionedRecord, String> {
+    super::object::decode::<Lease>(object)
 }
 
 /// The Lease spec for a record: always the five core fields, times as MicroTime.
@@ -103,76 +53,6 @@ pub(crate) fn encode_spec(record: &LeaderElectionRecord) -> Value {
         "renewTime": time(&record.renew_time),
         "leaseTransitions": record.leader_transitions,
     })
-}
-
-impl Lock for LeaseLock {
-    fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
-        match self
-            .client
-            .get(&self.item_path, timeout, &self.context("get"))
-        {
-            Ok(body) => self.accept(&body).map(Some),
-            Err(e) if e.is_not_found() => {
-                self.cached = None;
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn create(
-        &mut self,
-        record: &LeaderElectionRecord,
-        timeout: Duration,
-    ) -> Result<VersionedRecord> {
-        let body = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": encode_spec(record),
-        });
-        let path = format!(
-            "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
-            self.namespace
-        );
-        let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
-        let answer = self
-            .client
-            .post(&path, &bytes, timeout, &self.context("create"))?;
-        self.accept(&answer)
-    }
-
-    fn update(
-        &mut self,
-        record: &LeaderElectionRecord,
-        timeout: Duration,
-    ) -> Result<VersionedRecord> {
-        // Taken, not cloned (renews are hot), and put back if the write fails.
-        let mut object = self.cached.take().ok_or_else(|| Error::Decode {
-            context: self.context("update"),
-            message: "no cached object to update: get or create the lease first".into(),
-        })?;
-        object["spec"] = encode_spec(record);
-        let bytes = serde_json::to_vec(&object).expect("a JSON value always serializes");
-        match self
-            .client
-            .put(&self.item_path, &bytes, timeout, &self.context("update"))
-        {
-            Ok(answer) => self.accept(&answer),
-            Err(e) => {
-                self.cached = Some(object);
-                Err(e)
-            }
-        }
-    }
-
-    fn identity(&self) -> &str {
-        &self.identity
-    }
-
-    fn describe(&self) -> String {
-        format!("leases {}/{}", self.namespace, self.name)
-    }
 }
 
 #[cfg(test)]

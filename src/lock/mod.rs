@@ -1,8 +1,110 @@
 //! Locks: the objects an election is held on. The election code talks to them only through [`Lock`].
 
+mod annotation;
 mod lease;
+mod multi;
+mod object;
 
-pub use lease::LeaseLock;
+pub use annotation::{
+    ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION, decode_annotation,
+    encode_annotation,
+};
+pub use lease::{Lease, LeaseLock};
+pub use multi::{MultiLock, UNKNOWN_LEADER};
+pub use object::{LockObject, ObjectLock};
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// The lock kinds, by client-go's names.
+///
+/// ```
+/// use kube_elector::LockKind;
+/// let kind: LockKind = "configmapsleases".parse().unwrap();
+/// assert_eq!(kind, LockKind::ConfigMapsLeases);
+/// assert_eq!(kind.to_string(), "configmapsleases");
+/// assert!("zookeeper".parse::<LockKind>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LockKind {
+    /// A `coordination.k8s.io/v1` Lease: the one to use.
+    #[default]
+    Leases,
+    /// The leader annotation of a ConfigMap (client-go before 1.24, the Python client).
+    ConfigMaps,
+    /// The leader annotation of an Endpoints object (client-go before 1.24).
+    Endpoints,
+    /// ConfigMap then Lease: for migrating from ConfigMap locks.
+    ConfigMapsLeases,
+    /// Endpoints then Lease: for migrating from Endpoints locks.
+    EndpointsLeases,
+}
+
+impl LockKind {
+    /// Every kind, in client-go's names.
+    pub const ALL: [LockKind; 5] = [
+        Self::Leases,
+        Self::ConfigMaps,
+        Self::Endpoints,
+        Self::ConfigMapsLeases,
+        Self::EndpointsLeases,
+    ];
+
+    /// client-go's name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leases => "leases",
+            Self::ConfigMaps => "configmaps",
+            Self::Endpoints => "endpoints",
+            Self::ConfigMapsLeases => "configmapsleases",
+            Self::EndpointsLeases => "endpointsleases",
+        }
+    }
+
+    /// Build a lock of this kind on `namespace/name`, written as `identity`.
+    pub fn lock(
+        self,
+        config: &Config,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+    ) -> crate::Result<Box<dyn Lock>> {
+        let lease = || LeaseLock::new(config, namespace, name, identity);
+        Ok(match self {
+            Self::Leases => Box::new(lease()?),
+            Self::ConfigMaps => Box::new(ConfigMapLock::new(config, namespace, name, identity)?),
+            Self::Endpoints => Box::new(EndpointsLock::new(config, namespace, name, identity)?),
+            Self::ConfigMapsLeases => Box::new(MultiLock::new(
+                Box::new(ConfigMapLock::new(config, namespace, name, identity)?),
+                Box::new(lease()?),
+            )),
+            Self::EndpointsLeases => Box::new(MultiLock::new(
+                Box::new(EndpointsLock::new(config, namespace, name, identity)?),
+                Box::new(lease()?),
+            )),
+        })
+    }
+}
+
+impl fmt::Display for LockKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LockKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            Error::InvalidElectionConfig(format!(
+                "unknown lock kind {s:?}: use one of leases, configmaps, endpoints, configmapsleases, endpointsleases"
+            ))
+        })
+    }
+}
 
 use std::time::Duration;
 

@@ -295,6 +295,31 @@ impl ApiServer {
         lock(&self.inner.store).put_raw(Resource::Leases, namespace, name, object)
     }
 
+    /// Any stored object by its plural (`leases`, `configmaps`, `endpoints`), if it exists.
+    pub fn object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let r = Resource::from_plural(plural)?;
+        lock(&self.inner.store).get(r, namespace, name).cloned()
+    }
+
+    /// Store any object as given (by its plural), bypassing validation, with a new resourceVersion.
+    /// Returns that version, or `None` for an unknown plural.
+    pub fn put_object_raw(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> Option<String> {
+        let r = Resource::from_plural(plural)?;
+        Some(lock(&self.inner.store).put_raw(r, namespace, name, object))
+    }
+
+    /// Delete any object by its plural, as an administrator would. Returns whether it existed.
+    pub fn delete_object(&self, plural: &str, namespace: &str, name: &str) -> bool {
+        Resource::from_plural(plural)
+            .is_some_and(|r| lock(&self.inner.store).delete(r, namespace, name).code == 200)
+    }
+
     /// Delete a Lease, as an administrator would. Returns whether it existed.
     pub fn delete_lease(&self, namespace: &str, name: &str) -> bool {
         lock(&self.inner.store)

@@ -11,37 +11,63 @@ use crate::record::parse_micro_time_strict;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Resource {
     Leases,
+    ConfigMaps,
+    Endpoints,
 }
 
 impl Resource {
     pub(crate) fn from_path(group_version: &str, plural: &str) -> Option<Self> {
         match (group_version, plural) {
             ("coordination.k8s.io/v1", "leases") => Some(Resource::Leases),
+            ("v1", "configmaps") => Some(Resource::ConfigMaps),
+            ("v1", "endpoints") => Some(Resource::Endpoints),
             _ => None,
         }
+    }
+
+    /// By the plural name used in paths.
+    pub(crate) fn from_plural(plural: &str) -> Option<Self> {
+        [Resource::Leases, Resource::ConfigMaps, Resource::Endpoints]
+            .into_iter()
+            .find(|r| r.plural() == plural)
     }
 
     fn group(self) -> &'static str {
         match self {
             Resource::Leases => "coordination.k8s.io",
+            Resource::ConfigMaps | Resource::Endpoints => "",
         }
     }
 
     fn plural(self) -> &'static str {
         match self {
             Resource::Leases => "leases",
+            Resource::ConfigMaps => "configmaps",
+            Resource::Endpoints => "endpoints",
         }
     }
 
     fn kind(self) -> &'static str {
         match self {
             Resource::Leases => "Lease",
+            Resource::ConfigMaps => "ConfigMap",
+            Resource::Endpoints => "Endpoints",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Resource::Leases => "coordination.k8s.io/v1",
+            Resource::ConfigMaps | Resource::Endpoints => "v1",
+        }
+    }
+
+    /// `Lease.coordination.k8s.io` (core kinds have no group suffix).
+    fn qualified_kind(self) -> String {
+        if self.group().is_empty() {
+            self.kind().to_string()
+        } else {
+            format!("{}.{}", self.kind(), self.group())
         }
     }
 
@@ -356,12 +382,17 @@ impl Store {
                 ),
             );
         }
-        self.last_rv += 1;
         let meta = &mut object["metadata"];
         meta["namespace"] = json!(ns);
         meta["uid"] = current["metadata"]["uid"].clone();
         meta["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
-        meta["resourceVersion"] = json!(self.last_rv.to_string());
+        meta["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        // A write that changes nothing is a no-op: the resourceVersion stays (as etcd-backed servers do).
+        if object == *current {
+            return reply(200, object);
+        }
+        self.last_rv += 1;
+        object["metadata"]["resourceVersion"] = json!(self.last_rv.to_string());
         self.objects.insert(key, object.clone());
         reply(200, object)
     }
@@ -400,8 +431,16 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
     }
     if let Some(m) = object["metadata"].as_object_mut() {
         m.remove("managedFields");
+        for field in ["labels", "annotations"] {
+            match m.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(map)) if map.values().all(Value::is_string) => {}
+                Some(_) => return Err(bad(format!("metadata.{field}: expected a map of strings"))),
+            }
+        }
     }
     match r {
+        Resource::ConfigMaps | Resource::Endpoints => {}
         Resource::Leases => {
             let spec = object.get("spec").cloned().unwrap_or(Value::Null);
             if !(spec.is_null() || spec.is_object()) {
@@ -440,6 +479,7 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
 fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
     let mut causes = Vec::new();
     match r {
+        Resource::ConfigMaps | Resource::Endpoints => {}
         Resource::Leases => {
             let spec = &object["spec"];
             if let Some(d) = spec["leaseDurationSeconds"].as_i64() {
@@ -487,9 +527,8 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
             422,
             "Invalid",
             &format!(
-                "{}.{} {name:?} is invalid: {}",
-                r.kind(),
-                r.group(),
+                "{} {name:?} is invalid: {}",
+                r.qualified_kind(),
                 summary.join(", ")
             ),
             Some(details),

@@ -1,0 +1,196 @@
+//! What every lock object has in common: GET/POST/PUT of one named object, the cached object sent back
+//! with its `resourceVersion` on update (so a renew is one PUT), and decoding. The kinds differ only in
+//! where the record lives (a Lease's spec, an annotation) and in their paths.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Lock;
+use crate::client::RestClient;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::record::{LeaderElectionRecord, VersionedRecord};
+
+/// A kind of object a lock can live in.
+pub trait LockObject: Send + 'static {
+    /// `kind`, e.g. `Lease`.
+    const KIND: &'static str;
+    /// `apiVersion`, e.g. `coordination.k8s.io/v1` or `v1`.
+    const API_VERSION: &'static str;
+    /// The resource name in paths, e.g. `leases`.
+    const PLURAL: &'static str;
+    /// Read the record out of the object (leniently: missing fields read as empty).
+    fn read(object: &Value) -> std::result::Result<LeaderElectionRecord, String>;
+    /// Write the record into the object, leaving everything else in it untouched.
+    fn write(object: &mut Value, record: &LeaderElectionRecord);
+}
+
+/// A lock held in one named object of kind `K`.
+pub struct ObjectLock<K> {
+    client: RestClient,
+    namespace: String,
+    name: String,
+    identity: String,
+    /// Built once: renews are hot.
+    item_path: String,
+    collection_path: String,
+    /// The whole object last read or written: sent back on update, unknown fields included.
+    cached: Option<Value>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for ObjectLock<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectLock")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("identity", &self.identity)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: LockObject> ObjectLock<K> {
+    /// A lock in the object `namespace/name` on the API server of `config`, written as `identity`. The
+    /// lock gets its own HTTP agent, so its requests reuse one pooled connection.
+    pub fn new(
+        config: &Config,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Result<Self> {
+        let (namespace, name) = (namespace.into(), name.into());
+        let api = if K::API_VERSION.contains('/') {
+            format!("/apis/{}", K::API_VERSION)
+        } else {
+            format!("/api/{}", K::API_VERSION)
+        };
+        let collection_path = format!("{api}/namespaces/{namespace}/{}", K::PLURAL);
+        Ok(ObjectLock {
+            client: RestClient::new(config)?,
+            item_path: format!("{collection_path}/{name}"),
+            collection_path,
+            namespace,
+            name,
+            identity: identity.into(),
+            cached: None,
+            kind: PhantomData,
+        })
+    }
+
+    fn context(&self, verb: &str) -> String {
+        format!("{verb} {} {}/{}", K::PLURAL, self.namespace, self.name)
+    }
+
+    /// Decode a body, cache the object and return its record.
+    fn accept(&mut self, body: &[u8]) -> Result<VersionedRecord> {
+        let context = format!("{} {}/{}", K::KIND, self.namespace, self.name);
+        let object: Value = serde_json::from_slice(body).map_err(|e| Error::Decode {
+            context: context.clone(),
+            message: format!("not JSON: {e}"),
+        })?;
+        let versioned =
+            decode::<K>(&object).map_err(|message| Error::Decode { context, message })?;
+        self.cached = Some(object);
+        Ok(versioned)
+    }
+}
+
+/// Read the record and `resourceVersion` out of an object of kind `K`.
+pub(crate) fn decode<K: LockObject>(
+    object: &Value,
+) -> std::result::Result<VersionedRecord, String> {
+    let obj = object.as_object().ok_or("expected a JSON object")?;
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
+        if kind != K::KIND {
+            return Err(format!("expected kind {}, found {kind:?}", K::KIND));
+        }
+    }
+    let resource_version = obj
+        .get("metadata")
+        .and_then(|m| m.get("resourceVersion"))
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        .ok_or("metadata.resourceVersion is missing")?
+        .to_string();
+    Ok(VersionedRecord {
+        record: K::read(object)?,
+        resource_version,
+    })
+}
+
+fn to_vec(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value always serializes")
+}
+
+impl<K: LockObject> Lock for ObjectLock<K> {
+    fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
+        match self
+            .client
+            .get(&self.item_path, timeout, &self.context("get"))
+        {
+            Ok(body) => self.accept(&body).map(Some),
+            Err(e) if e.is_not_found() => {
+                self.cached = None;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord> {
+        let mut object = json!({
+            "apiVersion": K::API_VERSION,
+            "kind": K::KIND,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+        });
+        K::write(&mut object, record);
+        let answer = self.client.post(
+            &self.collection_path,
+            &to_vec(&object),
+            timeout,
+            &self.context("create"),
+        )?;
+        self.accept(&answer)
+    }
+
+    fn update(
+        &mut self,
+        record: &LeaderElectionRecord,
+        timeout: Duration,
+    ) -> Result<VersionedRecord> {
+        // Taken, not cloned (renews are hot), and put back if the write fails.
+        let mut object = self.cached.take().ok_or_else(|| Error::Decode {
+            context: self.context("update"),
+            message: "no cached object to update: get or create it first".into(),
+        })?;
+        K::write(&mut object, record);
+        match self.client.put(
+            &self.item_path,
+            &to_vec(&object),
+            timeout,
+            &self.context("update"),
+        ) {
+            Ok(answer) => self.accept(&answer),
+            Err(e) => {
+                self.cached = Some(object);
+                Err(e)
+            }
+        }
+    }
+
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}/{}", K::PLURAL, self.namespace, self.name)
+    }
+}
