@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kube_elector::{Config, KubeconfigOptions, LeaderElector, LeaderEvent};
+use kube_elector::{Config, KubeconfigOptions, LeaderElector, LeaderEvent, LockKind};
 
 struct Args {
     kubeconfig: Option<PathBuf>,
@@ -25,9 +25,10 @@ struct Args {
     retry_period: Duration,
     release_on_cancel: bool,
     run_for: Option<Duration>,
+    lock: LockKind,
 }
 
-const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases] \
+const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases|configmaps|endpoints|configmapsleases|endpointsleases] \
 [--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--run-for D]";
 
 /// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
@@ -73,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         retry_period: Duration::from_secs(2),
         release_on_cancel: false,
         run_for: None,
+        lock: LockKind::Leases,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,12 +95,9 @@ fn parse_args() -> Result<Args, String> {
             "--name" => args.name = value()?,
             "--id" => args.id = Some(value()?),
             "--lock" => {
-                let kind = value()?;
-                if kind != "leases" {
-                    return Err(format!(
-                        "unsupported --lock {kind:?}: this version supports \"leases\""
-                    ));
-                }
+                args.lock = value()?
+                    .parse()
+                    .map_err(|e: kube_elector::Error| e.to_string())?
             }
             "--lease-duration" => args.lease_duration = parse_duration(&value()?)?,
             "--renew-deadline" => args.renew_deadline = parse_duration(&value()?)?,
@@ -190,7 +189,8 @@ fn main() {
         .lease_duration(args.lease_duration)
         .renew_deadline(args.renew_deadline)
         .retry_period(args.retry_period)
-        .release_on_stop(args.release_on_cancel);
+        .release_on_stop(args.release_on_cancel)
+        .lock_kind(args.lock);
     if let Some(ns) = &args.namespace {
         builder = builder.namespace(ns);
     }

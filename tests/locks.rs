@@ -1,0 +1,306 @@
+//! Every lock kind: records round-trip with what client-go and the Python client write, elections work on
+//! each kind, a renew stays one PUT per object, and a migration from ConfigMap locks to Leases never has two
+//! leaders.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ManualClock, assert_well_formed};
+use kube_elector::testing::ApiServer;
+use kube_elector::{
+    ConfigMapLock, Elector, EndpointsLock, LEADER_ANNOTATION, LeaderElector, LeaderEvent,
+    LeaderHandle, Lock, LockKind, Timing,
+};
+use serde_json::{Value, json};
+
+fn fixture_body(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap().replace("\r\n", "\n");
+    let start = text.find('{').unwrap();
+    let body = match text.find("\n\n{") {
+        Some(i) => &text[i + 2..],
+        None => &text[start..],
+    };
+    serde_json::from_str(body.trim()).unwrap()
+}
+
+fn timing() -> Timing {
+    Timing {
+        lease_duration: Duration::from_secs(10),
+        renew_deadline: Duration::from_secs(5),
+        retry_period: Duration::from_secs(1),
+    }
+}
+
+#[test]
+fn client_go_and_python_annotation_records_are_read_and_ours_match_client_gos() {
+    let server = ApiServer::start().unwrap();
+    let cm = fixture_body("apiserver/22-http-post-configmap-lock-201.txt");
+    let ep = fixture_body("apiserver/23-http-post-endpoints-lock-201.txt");
+    server.put_object_raw("configmaps", "default", "example-cm-lock", cm.clone());
+    server.put_object_raw("endpoints", "default", "example-ep-lock", ep);
+    let mut lock =
+        ConfigMapLock::new(&server.config(), "default", "example-cm-lock", "me").unwrap();
+    let v = lock.get(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(
+        (
+            v.record.holder_identity.as_str(),
+            v.record.lease_duration_seconds
+        ),
+        ("holder-a", 15)
+    );
+    // Writing the same record back gives byte-for-byte client-go's annotation.
+    let written = lock.update(&v.record, Duration::from_secs(5)).unwrap();
+    assert_eq!(written.record, v.record);
+    let stored = server
+        .object("configmaps", "default", "example-cm-lock")
+        .unwrap();
+    assert_eq!(
+        stored["metadata"]["annotations"][LEADER_ANNOTATION],
+        cm["metadata"]["annotations"][LEADER_ANNOTATION]
+    );
+    let mut lock =
+        EndpointsLock::new(&server.config(), "default", "example-ep-lock", "me").unwrap();
+    assert_eq!(
+        lock.get(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .record
+            .holder_identity,
+        "holder-a"
+    );
+
+    // The Python client's ConfigMapLock: a string duration, naive times, no counter.
+    let mut py: Value = serde_json::from_str(include_str!(
+        "fixtures/peers/python-client-configmap-lock.json"
+    ))
+    .unwrap();
+    py["metadata"]["name"] = json!("py");
+    server.put_object_raw("configmaps", "default", "py", py);
+    let clock = ManualClock::new();
+    let lock = ConfigMapLock::new(&server.config(), "default", "py", "me").unwrap();
+    let mut e = Elector::with_clock(lock, timing(), clock.clone()).unwrap();
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert_eq!(e.observed_holder(), Some("acc-crash-1795741501-c0"));
+    clock.advance(Duration::from_secs(6));
+    assert!(e.try_acquire_or_renew().unwrap(), "its \"6\" seconds count");
+    let stored = server.object("configmaps", "default", "py").unwrap();
+    let record: Value = serde_json::from_str(
+        stored["metadata"]["annotations"][LEADER_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["leaderTransitions"], 1);
+    assert_eq!(
+        record["leaseDurationSeconds"], 10,
+        "written in client-go's form: a number"
+    );
+    assert!(
+        record["renewTime"].as_str().unwrap().ends_with('Z')
+            && record["renewTime"].as_str().unwrap().len() == 20
+    );
+}
+
+#[test]
+fn other_annotations_labels_and_data_are_kept() {
+    let server = ApiServer::start().unwrap();
+    server.put_object_raw(
+        "configmaps",
+        "default",
+        "shared",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "shared", "labels": {"app": "x"}, "annotations": {"team": "blue"}},
+               "data": {"config.yaml": "a: 1"}}),
+    );
+    let lock = ConfigMapLock::new(&server.config(), "default", "shared", "me").unwrap();
+    let mut e = Elector::new(lock, timing()).unwrap();
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert!(e.release().unwrap());
+    let o = server.object("configmaps", "default", "shared").unwrap();
+    assert_eq!(
+        (
+            o["metadata"]["labels"]["app"].as_str(),
+            o["metadata"]["annotations"]["team"].as_str()
+        ),
+        (Some("x"), Some("blue"))
+    );
+    assert_eq!(o["data"]["config.yaml"], "a: 1");
+}
+
+#[test]
+fn a_renew_is_one_put_per_object_for_every_kind() {
+    for kind in LockKind::ALL {
+        let server = ApiServer::start().unwrap();
+        let lock = kind
+            .lock(&server.config(), "default", "one-put", "me")
+            .unwrap();
+        let clock = ManualClock::new();
+        let mut e = Elector::with_clock(lock, timing(), clock.clone()).unwrap();
+        assert!(e.try_acquire_or_renew().unwrap(), "{kind}");
+        for _ in 0..3 {
+            // More than a second apart: seconds-precision records change on every renew.
+            clock.advance(Duration::from_millis(1100));
+            server.reset_counters();
+            assert!(e.try_acquire_or_renew().unwrap(), "{kind}");
+            let objects = if kind.as_str().ends_with("leases") && kind != LockKind::Leases {
+                2
+            } else {
+                1
+            };
+            assert_eq!(
+                (server.requests("GET"), server.requests("PUT")),
+                (0, objects),
+                "{kind}"
+            );
+        }
+        assert_eq!(e.slow_path_renews(), 0, "{kind}");
+    }
+}
+
+fn candidate(server: &ApiServer, kind: LockKind, id: &str, release: bool) -> LeaderHandle {
+    LeaderElector::builder(server.config(), "kinds")
+        .lock_kind(kind)
+        .identity(id)
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(1))
+        .retry_period(Duration::from_millis(200))
+        .release_on_stop(release)
+        .start()
+        .unwrap()
+}
+
+/// Sample until one of `handles` leads (panicking on an overlap).
+fn one_leader(handles: &[&LeaderHandle], bound: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let leaders: Vec<usize> = (0..handles.len())
+            .filter(|&i| handles[i].is_leader())
+            .collect();
+        assert!(leaders.len() <= 1, "two leaders at once");
+        if let Some(&i) = leaders.first() {
+            return i;
+        }
+        assert!(start.elapsed() < bound, "no leader within {bound:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn elections_on_every_kind_hand_off_and_fail_over() {
+    for kind in LockKind::ALL {
+        let server = ApiServer::start().unwrap();
+        let mut hs: Vec<LeaderHandle> = (0..3)
+            .map(|i| candidate(&server, kind, &format!("{kind}-{i}"), i % 2 == 0))
+            .collect();
+        let rxs: Vec<_> = hs.iter().map(LeaderHandle::events).collect();
+        for round in 0..2 {
+            let refs: Vec<&LeaderHandle> = hs.iter().collect();
+            let i = one_leader(&refs, Duration::from_secs(8));
+            let mut leader = hs.remove(i);
+            if round == 0 {
+                leader.stop().unwrap()
+            } else {
+                leader.abandon()
+            }
+            let refs: Vec<&LeaderHandle> = hs.iter().collect();
+            one_leader(&refs, Duration::from_secs(8));
+        }
+        for mut h in hs {
+            h.stop().unwrap();
+        }
+        for rx in rxs {
+            let events: Vec<LeaderEvent> = rx.try_iter().collect();
+            assert_well_formed(&events);
+        }
+    }
+}
+
+#[test]
+fn migrating_from_configmap_locks_to_leases_never_has_two_leaders() {
+    let server = ApiServer::start().unwrap();
+    // Old generation: configmapsleases (writes the ConfigMap, then the Lease); new generation: leases.
+    let mut old: Vec<LeaderHandle> = (0..2)
+        .map(|i| {
+            candidate(
+                &server,
+                LockKind::ConfigMapsLeases,
+                &format!("old-{i}"),
+                true,
+            )
+        })
+        .collect();
+    let mut new: Vec<LeaderHandle> = Vec::new();
+    let start = Instant::now();
+    // A rolling update: every 1.5 s one candidate of the new generation comes up, and (for the first two)
+    // one of the old goes, once gracefully and once by crashing.
+    let mut next_step = Duration::from_millis(1500);
+    while start.elapsed() < Duration::from_secs(10) {
+        let all: Vec<&LeaderHandle> = old.iter().chain(new.iter()).collect();
+        assert!(
+            all.iter().filter(|h| h.is_leader()).count() <= 1,
+            "two leaders during the migration"
+        );
+        if start.elapsed() >= next_step && new.len() < 4 {
+            if let Some(mut h) = old.pop() {
+                if new.len() % 2 == 0 {
+                    h.stop().ok();
+                } else {
+                    h.abandon();
+                }
+            }
+            new.push(candidate(
+                &server,
+                LockKind::Leases,
+                &format!("new-{}", new.len()),
+                true,
+            ));
+            next_step += Duration::from_millis(1500);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(old.is_empty(), "the rollout finished");
+    let refs: Vec<&LeaderHandle> = new.iter().collect();
+    one_leader(&refs, Duration::from_secs(6));
+    for mut h in new {
+        h.stop().unwrap();
+    }
+}
+
+#[test]
+fn a_multi_lock_whose_records_disagree_reports_an_unknown_leader() {
+    let server = ApiServer::start().unwrap();
+    let clock = ManualClock::new();
+    // An old client holds the ConfigMap; a new one holds the Lease.
+    let mut cm = Elector::with_clock(
+        ConfigMapLock::new(&server.config(), "default", "split", "old").unwrap(),
+        timing(),
+        clock.clone(),
+    )
+    .unwrap();
+    assert!(cm.try_acquire_or_renew().unwrap());
+    let mut lease = Elector::with_clock(
+        kube_elector::LeaseLock::new(&server.config(), "default", "split", "new").unwrap(),
+        timing(),
+        clock.clone(),
+    )
+    .unwrap();
+    assert!(lease.try_acquire_or_renew().unwrap());
+    let multi = LockKind::ConfigMapsLeases
+        .lock(&server.config(), "default", "split", "mid")
+        .unwrap();
+    let mut e = Elector::with_clock(multi, timing(), clock.clone()).unwrap();
+    assert!(!e.try_acquire_or_renew().unwrap());
+    assert_eq!(e.observed_holder(), Some(kube_elector::UNKNOWN_LEADER));
+    // The Lease holder keeps renewing: the pair keeps changing, so it never expires for the multi-lock.
+    for _ in 0..15 {
+        clock.advance(Duration::from_secs(1));
+        assert!(lease.try_acquire_or_renew().unwrap());
+        assert!(
+            !e.try_acquire_or_renew().unwrap(),
+            "never while the Lease is renewed"
+        );
+    }
+    assert!(!e.is_leader());
+}
