@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod election;
 mod error;
+mod event_recorder;
 mod events;
 mod identity;
 mod lock;
@@ -23,8 +24,8 @@ pub use events::{LeaderEvent, StopReason};
 pub use identity::default_identity;
 pub use lock::{
     ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION, Lease, LeaseLock, Lock,
-    LockKind, LockObject, MultiLock, ObjectLock, UNKNOWN_LEADER, decode_annotation,
-    encode_annotation,
+    LockKind, LockObject, MultiLock, ObjectLock, ObjectReference, UNKNOWN_LEADER,
+    decode_annotation, encode_annotation,
 };
 pub use record::{
     LeaderElectionRecord, VersionedRecord, format_micro_time, format_seconds_time,

@@ -1,6 +1,7 @@
 //! The threaded runner: [`LeaderElector::builder`] → [`LeaderHandle`], one background renew thread per
 //! elector, an `is_leader()` bounded by the leadership deadline, and events on crossbeam channels.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use crate::config::Config;
 use crate::election::{Elector, JITTER_FACTOR, Timing};
 use crate::error::{Error, Result};
+use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent, StopReason};
-use crate::lock::{Lock, LockKind};
+use crate::lock::{Lock, LockKind, ObjectReference};
 use crate::random::Rng;
 
 /// Entry point of the threaded API: `LeaderElector::builder(config, "my-lock")…start()`.
@@ -35,6 +37,8 @@ impl LeaderElector {
             timing: Timing::default(),
             release_on_stop: true,
             keep_campaigning: true,
+            record_events: false,
+            labels: BTreeMap::new(),
         }
     }
 
@@ -45,6 +49,8 @@ impl LeaderElector {
             timing: Timing::default(),
             release_on_stop: true,
             keep_campaigning: true,
+            record_events: false,
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -66,6 +72,8 @@ pub struct LeaderElectorBuilder {
     timing: Timing,
     release_on_stop: bool,
     keep_campaigning: bool,
+    record_events: bool,
+    labels: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for LeaderElectorBuilder {
@@ -155,6 +163,21 @@ impl LeaderElectorBuilder {
         self
     }
 
+    /// Post Kubernetes Events on the lock object when we start and stop leading (reason
+    /// `LeaderElection`, as client-go's recorder does; default false). Needs `events` `create` in RBAC.
+    /// Posting never blocks or fails the election.
+    pub fn record_events(mut self, record: bool) -> Self {
+        self.record_events = record;
+        self
+    }
+
+    /// A label the holder puts on the lock object whenever it writes it (client-go's `NewWithLabels`).
+    /// Other labels on the object are kept. Ignored with a custom lock.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
     /// After losing leadership, campaign again (default true). When false, the thread ends after the
     /// first loss.
     pub fn keep_campaigning(mut self, keep: bool) -> Self {
@@ -164,6 +187,7 @@ impl LeaderElectorBuilder {
 
     /// Validate the settings, connect nothing yet, and start the renew thread.
     pub fn start(self) -> Result<LeaderHandle> {
+        let mut recorder = None;
         let lock: Box<dyn Lock> = match self.target {
             Target::Lease {
                 config,
@@ -184,9 +208,19 @@ impl LeaderElectorBuilder {
                     ));
                 }
                 let identity = identity.unwrap_or_else(crate::identity::default_identity);
-                kind.lock(&config, &namespace, &name, &identity)?
+                if self.record_events {
+                    recorder = Some(EventRecorder::start(&config, identity.clone())?);
+                }
+                kind.lock_with_labels(&config, &namespace, &name, &identity, &self.labels)?
             }
-            Target::Custom(lock) => lock,
+            Target::Custom(lock) => {
+                if self.record_events {
+                    return Err(Error::InvalidElectionConfig(
+                        "record_events needs a lock the builder makes (LeaderElector::builder), not a custom lock".into(),
+                    ));
+                }
+                lock
+            }
         };
         let identity = lock.identity().to_string();
         let elector = Elector::new(lock, self.timing)?;
@@ -200,6 +234,9 @@ impl LeaderElectorBuilder {
             last_renew: AtomicU64::new(0),
             lease_duration: self.timing.lease_duration,
             stats: Mutex::new(ElectorStats::default()),
+            recorder,
+            identity: identity.clone(),
+            lock_ref: Mutex::new(None),
         });
         let (stop_tx, stop_rx) = bounded(1);
         let worker = Worker {
@@ -246,6 +283,11 @@ struct Shared {
     last_renew: AtomicU64,
     lease_duration: Duration,
     stats: Mutex<ElectorStats>,
+    /// Posts Kubernetes Events, when enabled.
+    recorder: Option<EventRecorder>,
+    identity: String,
+    /// The lock object, for Events.
+    lock_ref: Mutex<Option<ObjectReference>>,
 }
 
 /// A snapshot of an elector's counters (see [`LeaderHandle::stats`]). Cheap to take; the renew thread
@@ -306,10 +348,29 @@ impl Shared {
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = holder;
     }
 
-    /// Send `StoppedLeading` if (and only if) `StartedLeading` is outstanding.
+    /// Send `StartedLeading` (and its Kubernetes Event).
+    fn announce_started(&self, transitions: i32, object: Option<ObjectReference>) {
+        self.announced.store(true, Ordering::Release);
+        self.events
+            .publish(LeaderEvent::StartedLeading { transitions });
+        if let Some(r) = &self.recorder {
+            *self.lock_ref.lock().unwrap_or_else(|p| p.into_inner()) = object.clone();
+            r.record(object, format!("{} became leader", self.identity));
+        }
+    }
+
+    /// Send `StoppedLeading` (and its Kubernetes Event) if (and only if) `StartedLeading` is outstanding.
     fn announce_stopped(&self, reason: StopReason) {
         if self.announced.swap(false, Ordering::AcqRel) {
             self.events.publish(LeaderEvent::StoppedLeading { reason });
+            if let Some(r) = &self.recorder {
+                let object = self
+                    .lock_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                r.record(object, format!("{} stopped leading", self.identity));
+            }
         }
     }
 }
@@ -417,10 +478,8 @@ impl Worker {
                     .elector
                     .observed_record()
                     .map_or(0, |r| r.record.leader_transitions);
-                self.shared.announced.store(true, Ordering::Release);
                 self.shared
-                    .events
-                    .publish(LeaderEvent::StartedLeading { transitions });
+                    .announce_started(transitions, self.elector.lock().object_ref());
             }
             if leading && !now_leading {
                 self.shared.clear_deadline();

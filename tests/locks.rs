@@ -304,3 +304,90 @@ fn a_multi_lock_whose_records_disagree_reports_an_unknown_leader() {
     }
     assert!(!e.is_leader());
 }
+
+#[test]
+fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
+    let server = ApiServer::start().unwrap();
+    let mut h = LeaderElector::builder(server.config(), "evented")
+        .identity("alice")
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(1))
+        .retry_period(Duration::from_millis(200))
+        .record_events(true)
+        .label("app.kubernetes.io/name", "my-app")
+        .start()
+        .unwrap();
+    assert!(common::wait_until(Duration::from_secs(5), || h.is_leader()));
+    assert!(common::wait_until(Duration::from_secs(5), || server
+        .objects("events", "default")
+        .len()
+        == 1));
+    h.stop().unwrap();
+    assert!(common::wait_until(Duration::from_secs(5), || server
+        .objects("events", "default")
+        .len()
+        == 2));
+    let mut messages: Vec<(String, String, String, String)> = server
+        .objects("events", "default")
+        .iter()
+        .map(|e| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                s(&e["reason"]),
+                s(&e["message"]),
+                s(&e["involvedObject"]["kind"]),
+                s(&e["involvedObject"]["name"]),
+            )
+        })
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            (
+                "LeaderElection".into(),
+                "alice became leader".into(),
+                "Lease".into(),
+                "evented".into()
+            ),
+            (
+                "LeaderElection".into(),
+                "alice stopped leading".into(),
+                "Lease".into(),
+                "evented".into()
+            ),
+        ]
+    );
+    let event = &server.objects("events", "default")[0];
+    assert!(event["involvedObject"]["uid"].is_string(), "{event}");
+    assert_eq!(event["type"], "Normal");
+    // The label is on the lease.
+    let lease = server.lease("default", "evented").unwrap();
+    assert_eq!(
+        lease["metadata"]["labels"]["app.kubernetes.io/name"],
+        "my-app"
+    );
+
+    // With the events endpoint failing, the election goes on as if nothing happened.
+    server.inject(kube_elector::testing::Fault::status(500).for_path("/events"));
+    let mut h = LeaderElector::builder(server.config(), "evented-broken")
+        .identity("bob")
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(1))
+        .retry_period(Duration::from_millis(200))
+        .record_events(true)
+        .start()
+        .unwrap();
+    assert!(common::wait_until(Duration::from_secs(5), || h.is_leader()));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(h.is_leader());
+    assert!(
+        server.requests("POST") >= 2,
+        "the lease create and the failed event post"
+    );
+    h.stop().unwrap();
+    assert_eq!(
+        server.lease_holder("default", "evented-broken").as_deref(),
+        Some("")
+    );
+}

@@ -13,6 +13,7 @@ pub use lease::{Lease, LeaseLock};
 pub use multi::{MultiLock, UNKNOWN_LEADER};
 pub use object::{LockObject, ObjectLock};
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -72,19 +73,40 @@ impl LockKind {
         name: &str,
         identity: &str,
     ) -> crate::Result<Box<dyn Lock>> {
-        let lease = || LeaseLock::new(config, namespace, name, identity);
+        self.lock_with_labels(config, namespace, name, identity, &BTreeMap::new())
+    }
+
+    /// Like [`lock`](LockKind::lock), with labels the holder puts on the lock object(s) when it writes
+    /// (client-go's `NewWithLabels`).
+    pub fn lock_with_labels(
+        self,
+        config: &Config,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> crate::Result<Box<dyn Lock>> {
+        let lease = || {
+            Ok::<_, Error>(
+                LeaseLock::new(config, namespace, name, identity)?.with_labels(labels.clone()),
+            )
+        };
+        let cm = || {
+            Ok::<_, Error>(
+                ConfigMapLock::new(config, namespace, name, identity)?.with_labels(labels.clone()),
+            )
+        };
+        let ep = || {
+            Ok::<_, Error>(
+                EndpointsLock::new(config, namespace, name, identity)?.with_labels(labels.clone()),
+            )
+        };
         Ok(match self {
             Self::Leases => Box::new(lease()?),
-            Self::ConfigMaps => Box::new(ConfigMapLock::new(config, namespace, name, identity)?),
-            Self::Endpoints => Box::new(EndpointsLock::new(config, namespace, name, identity)?),
-            Self::ConfigMapsLeases => Box::new(MultiLock::new(
-                Box::new(ConfigMapLock::new(config, namespace, name, identity)?),
-                Box::new(lease()?),
-            )),
-            Self::EndpointsLeases => Box::new(MultiLock::new(
-                Box::new(EndpointsLock::new(config, namespace, name, identity)?),
-                Box::new(lease()?),
-            )),
+            Self::ConfigMaps => Box::new(cm()?),
+            Self::Endpoints => Box::new(ep()?),
+            Self::ConfigMapsLeases => Box::new(MultiLock::new(Box::new(cm()?), Box::new(lease()?))),
+            Self::EndpointsLeases => Box::new(MultiLock::new(Box::new(ep()?), Box::new(lease()?))),
         })
     }
 }
@@ -135,6 +157,25 @@ pub trait Lock: Send {
     fn identity(&self) -> &str;
     /// A human-readable name for logs and errors, such as `leases default/my-app`.
     fn describe(&self) -> String;
+    /// The object to attach Kubernetes Events to, once it is known.
+    fn object_ref(&self) -> Option<ObjectReference> {
+        None
+    }
+}
+
+/// A reference to a lock object, as an Event's `involvedObject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectReference {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`, once the object was read.
+    pub uid: Option<String>,
 }
 
 impl<L: Lock + ?Sized> Lock for Box<L> {
@@ -160,5 +201,8 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn object_ref(&self) -> Option<ObjectReference> {
+        (**self).object_ref()
     }
 }

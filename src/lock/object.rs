@@ -2,13 +2,14 @@
 //! with its `resourceVersion` on update (so a renew is one PUT), and decoding. The kinds differ only in
 //! where the record lives (a Lease's spec, an annotation) and in their paths.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::Lock;
+use super::{Lock, ObjectReference};
 use crate::client::RestClient;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -39,6 +40,8 @@ pub struct ObjectLock<K> {
     collection_path: String,
     /// The whole object last read or written: sent back on update, unknown fields included.
     cached: Option<Value>,
+    /// Labels the holder puts on the object when it writes.
+    labels: BTreeMap<String, String>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -77,8 +80,28 @@ impl<K: LockObject> ObjectLock<K> {
             name,
             identity: identity.into(),
             cached: None,
+            labels: BTreeMap::new(),
             kind: PhantomData,
         })
+    }
+
+    /// Labels to put on the object whenever we write it (client-go's `NewWithLabels`); other labels stay.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// The record and our labels into the object.
+    fn write(&self, object: &mut Value, record: &LeaderElectionRecord) {
+        K::write(object, record);
+        if !self.labels.is_empty() {
+            if !object["metadata"]["labels"].is_object() {
+                object["metadata"]["labels"] = json!({});
+            }
+            for (k, v) in &self.labels {
+                object["metadata"]["labels"][k] = json!(v);
+            }
+        }
     }
 
     fn context(&self, verb: &str) -> String {
@@ -151,7 +174,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             "kind": K::KIND,
             "metadata": {"name": self.name, "namespace": self.namespace},
         });
-        K::write(&mut object, record);
+        self.write(&mut object, record);
         let answer = self.client.post(
             &self.collection_path,
             &to_vec(&object),
@@ -171,7 +194,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             context: self.context("update"),
             message: "no cached object to update: get or create it first".into(),
         })?;
-        K::write(&mut object, record);
+        self.write(&mut object, record);
         match self.client.put(
             &self.item_path,
             &to_vec(&object),
@@ -192,5 +215,19 @@ impl<K: LockObject> Lock for ObjectLock<K> {
 
     fn describe(&self) -> String {
         format!("{} {}/{}", K::PLURAL, self.namespace, self.name)
+    }
+
+    fn object_ref(&self) -> Option<ObjectReference> {
+        Some(ObjectReference {
+            api_version: K::API_VERSION.to_string(),
+            kind: K::KIND.to_string(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self
+                .cached
+                .as_ref()
+                .and_then(|o| o["metadata"]["uid"].as_str())
+                .map(str::to_string),
+        })
     }
 }

@@ -47,6 +47,7 @@ pub struct Fault {
     pub(crate) action: FaultAction,
     pub(crate) token: Option<String>,
     pub(crate) verb: Option<String>,
+    pub(crate) path: Option<String>,
     pub(crate) remaining: Option<u64>,
 }
 
@@ -56,6 +57,7 @@ impl Fault {
             action,
             token: None,
             verb: None,
+            path: None,
             remaining: None,
         }
     }
@@ -116,15 +118,22 @@ impl Fault {
         self
     }
 
+    /// Only requests whose path contains `part` (e.g. `/events`, `/leases/my-lock`).
+    pub fn for_path(mut self, part: impl Into<String>) -> Self {
+        self.path = Some(part.into());
+        self
+    }
+
     /// Only the next `n` matching requests; then the rule is gone.
     pub fn times(mut self, n: u64) -> Self {
         self.remaining = Some(n);
         self
     }
 
-    fn matches(&self, token: Option<&str>, verb: &str) -> bool {
+    fn matches(&self, token: Option<&str>, verb: &str, path: &str) -> bool {
         self.token.as_deref().is_none_or(|t| Some(t) == token)
             && self.verb.as_deref().is_none_or(|v| v == verb)
+            && self.path.as_deref().is_none_or(|p| path.contains(p))
     }
 }
 
@@ -183,7 +192,13 @@ impl Faults {
     }
 
     /// Apply the matching rules in order: latencies and hangs first, then the first answering rule.
-    pub(crate) fn judge(&self, token: Option<&str>, verb: &str, abort: &AtomicBool) -> Verdict {
+    pub(crate) fn judge(
+        &self,
+        token: Option<&str>,
+        verb: &str,
+        path: &str,
+        abort: &AtomicBool,
+    ) -> Verdict {
         let mut delay = Duration::ZERO;
         let mut hangs = Vec::new();
         let mut verdict = Verdict::Proceed;
@@ -191,7 +206,7 @@ impl Faults {
             let mut g = self.rules.lock().unwrap_or_else(|p| p.into_inner());
             for (id, rule) in g.1.iter_mut() {
                 // A used-up hang stays listed (its requests still wait) but matches no more.
-                if rule.remaining == Some(0) || !rule.matches(token, verb) {
+                if rule.remaining == Some(0) || !rule.matches(token, verb, path) {
                     continue;
                 }
                 let answering = !matches!(rule.action, FaultAction::Latency(_) | FaultAction::Hang);

@@ -199,7 +199,7 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
     inner.count(&req.method, token);
     match inner
         .faults
-        .judge(token, &req.method, &inner.down_or_stopped)
+        .judge(token, &req.method, &req.path, &inner.down_or_stopped)
     {
         Verdict::Proceed => {}
         Verdict::Drop => return Outcome::Close,

@@ -301,6 +301,12 @@ impl ApiServer {
         lock(&self.inner.store).get(r, namespace, name).cloned()
     }
 
+    /// Every stored object of a kind (by its plural) in a namespace, e.g. the `events` posted.
+    pub fn objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        Resource::from_plural(plural)
+            .map_or_else(Vec::new, |r| lock(&self.inner.store).all(r, namespace))
+    }
+
     /// Store any object as given (by its plural), bypassing validation, with a new resourceVersion.
     /// Returns that version, or `None` for an unknown plural.
     pub fn put_object_raw(

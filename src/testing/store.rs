@@ -13,6 +13,7 @@ pub(crate) enum Resource {
     Leases,
     ConfigMaps,
     Endpoints,
+    Events,
 }
 
 impl Resource {
@@ -21,21 +22,27 @@ impl Resource {
             ("coordination.k8s.io/v1", "leases") => Some(Resource::Leases),
             ("v1", "configmaps") => Some(Resource::ConfigMaps),
             ("v1", "endpoints") => Some(Resource::Endpoints),
+            ("v1", "events") => Some(Resource::Events),
             _ => None,
         }
     }
 
     /// By the plural name used in paths.
     pub(crate) fn from_plural(plural: &str) -> Option<Self> {
-        [Resource::Leases, Resource::ConfigMaps, Resource::Endpoints]
-            .into_iter()
-            .find(|r| r.plural() == plural)
+        [
+            Resource::Leases,
+            Resource::ConfigMaps,
+            Resource::Endpoints,
+            Resource::Events,
+        ]
+        .into_iter()
+        .find(|r| r.plural() == plural)
     }
 
     fn group(self) -> &'static str {
         match self {
             Resource::Leases => "coordination.k8s.io",
-            Resource::ConfigMaps | Resource::Endpoints => "",
+            Resource::ConfigMaps | Resource::Endpoints | Resource::Events => "",
         }
     }
 
@@ -44,6 +51,7 @@ impl Resource {
             Resource::Leases => "leases",
             Resource::ConfigMaps => "configmaps",
             Resource::Endpoints => "endpoints",
+            Resource::Events => "events",
         }
     }
 
@@ -52,13 +60,14 @@ impl Resource {
             Resource::Leases => "Lease",
             Resource::ConfigMaps => "ConfigMap",
             Resource::Endpoints => "Endpoints",
+            Resource::Events => "Event",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Resource::Leases => "coordination.k8s.io/v1",
-            Resource::ConfigMaps | Resource::Endpoints => "v1",
+            Resource::ConfigMaps | Resource::Endpoints | Resource::Events => "v1",
         }
     }
 
@@ -195,6 +204,15 @@ impl Store {
             Some(o) => reply(200, o.clone()),
             None => Self::not_found(r, name),
         }
+    }
+
+    /// Every object of a kind in a namespace.
+    pub(crate) fn all(&self, r: Resource, ns: &str) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((res, n, _), _)| *res == r && n == ns)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     pub(crate) fn list(&self, r: Resource, ns: &str) -> Reply {
@@ -440,7 +458,7 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
         }
     }
     match r {
-        Resource::ConfigMaps | Resource::Endpoints => {}
+        Resource::ConfigMaps | Resource::Endpoints | Resource::Events => {}
         Resource::Leases => {
             let spec = object.get("spec").cloned().unwrap_or(Value::Null);
             if !(spec.is_null() || spec.is_object()) {
@@ -480,6 +498,19 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
     let mut causes = Vec::new();
     match r {
         Resource::ConfigMaps | Resource::Endpoints => {}
+        Resource::Events => {
+            for field in ["reason", "message"] {
+                if object[field].as_str().is_none_or(str::is_empty) {
+                    causes.push((field, "Required value".to_string()));
+                }
+            }
+            if object["involvedObject"]["name"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                causes.push(("involvedObject.name", "Required value".to_string()));
+            }
+        }
         Resource::Leases => {
             let spec = &object["spec"];
             if let Some(d) = spec["leaseDurationSeconds"].as_i64() {
