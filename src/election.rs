@@ -121,6 +121,8 @@ pub struct Elector<L: Lock, C: Clock = SystemClock> {
     /// Start of the last successful acquire or renew while leading; `None` when not leading.
     renewed_at: Option<Instant>,
     slow_path_renews: u64,
+    /// Coordinated leader election: the API server picks the holder; we never create or take the lease.
+    coordinated: bool,
 }
 
 impl<L: Lock> Elector<L, SystemClock> {
@@ -146,7 +148,17 @@ impl<L: Lock, C: Clock> Elector<L, C> {
             observed: None,
             renewed_at: None,
             slow_path_renews: 0,
+            coordinated: false,
         })
+    }
+
+    /// Coordinated leader election (Kubernetes 1.31+, KEP-4355): the API server chooses the holder among the
+    /// `LeaseCandidate`s and writes it into the Lease. We never create or take the Lease; we renew it only
+    /// while it names us, and stop renewing (letting our term end by the deadline) once it names another
+    /// `preferredHolder`.
+    pub fn coordinated(mut self, coordinated: bool) -> Self {
+        self.coordinated = coordinated;
+        self
     }
 
     /// The election's durations.
@@ -263,10 +275,13 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         self.expire(start);
         let mut fast_error = None;
         if self.renewed_at.is_some() {
+            // In coordinated mode a lease the server wants for another candidate is never renewed,
+            // not even from the cache: the slow path reports the end of our term.
             let cached = self
                 .observed
                 .as_ref()
                 .filter(|o| o.versioned.record.holder_identity == self.identity())
+                .filter(|o| !(self.coordinated && o.versioned.record.preferred_holder.is_some()))
                 .map(|o| o.versioned.record.clone());
             if let Some(mut record) = cached {
                 let Some(timeout) = self.request_timeout() else {
@@ -303,6 +318,12 @@ impl<L: Lock, C: Clock> Elector<L, C> {
             return Err(self.deadline_error());
         };
         let Some(current) = self.lock.get(timeout)? else {
+            if self.coordinated {
+                return Err(Error::Coordinated(format!(
+                    "{} does not exist: the API server's coordinated election creates it (is the CoordinatedLeaderElection feature on?)",
+                    self.lock.describe()
+                )));
+            }
             return self.create(start);
         };
         let now = self.clock.now();
@@ -310,6 +331,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         let observed = self.observed.as_ref().expect("observe() just stored it");
         let old = observed.versioned.record.clone();
         let ours = old.holder_identity == self.identity();
+        if self.coordinated {
+            return self.coordinated_renew(start, old, now);
+        }
         if !old.holder_identity.is_empty() && !ours {
             // The holder's advertised duration counts, from when *we* saw the record change.
             let secs = self.holder_duration_secs(&old);
@@ -333,6 +357,8 @@ impl<L: Lock, C: Clock> Elector<L, C> {
                 acquire_time: Some(wall),
                 renew_time: Some(wall),
                 leader_transitions: old.leader_transitions.saturating_add(1),
+                strategy: None,
+                preferred_holder: None,
             }
         };
         let Some(timeout) = self.request_timeout() else {
@@ -355,6 +381,56 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         }
     }
 
+    /// Coordinated mode: renew only a lease the API server gave us, and not once it prefers another.
+    fn coordinated_renew(
+        &mut self,
+        start: Instant,
+        old: LeaderElectionRecord,
+        now: Instant,
+    ) -> Result<bool> {
+        if old.holder_identity != self.identity() {
+            self.renewed_at = None;
+            return Ok(false);
+        }
+        let observed_at = self.observed.as_ref().map_or(now, |o| o.at);
+        let expired = observed_at + Duration::from_secs(self.holder_duration_secs(&old)) <= now;
+        if self.renewed_at.is_none() && expired {
+            // A stale assignment: the API server will hand the lease out again.
+            return Ok(false);
+        }
+        if let Some(p) = old
+            .preferred_holder
+            .as_ref()
+            .filter(|p| p.as_str() != self.identity())
+        {
+            // End of term: stop renewing; our leadership ends by the deadline, then the server moves on.
+            return Err(Error::Coordinated(format!(
+                "end of term: the API server prefers candidate {p:?}"
+            )));
+        }
+        let Some(timeout) = self.request_timeout() else {
+            return Err(self.deadline_error());
+        };
+        let record = LeaderElectionRecord {
+            renew_time: Some(self.clock.wall()),
+            lease_duration_seconds: self.our_duration_seconds(),
+            preferred_holder: None,
+            ..old
+        };
+        let v = self.lock.update(&record, timeout)?;
+        let at = self.clock.now();
+        self.observe(v, at);
+        self.renewed_at = Some(start);
+        Ok(true)
+    }
+
+    /// The candidate the API server prefers over the current holder, when it has said so.
+    pub fn preferred_holder(&self) -> Option<&str> {
+        self.observed
+            .as_ref()
+            .and_then(|o| o.versioned.record.preferred_holder.as_deref())
+    }
+
     /// The lock does not exist: create it with us as holder.
     fn create(&mut self, start: Instant) -> Result<bool> {
         let Some(timeout) = self.request_timeout() else {
@@ -372,6 +448,8 @@ impl<L: Lock, C: Clock> Elector<L, C> {
             acquire_time: Some(wall),
             renew_time: Some(wall),
             leader_transitions: transitions,
+            strategy: None,
+            preferred_holder: None,
         };
         let v = self.lock.create(&record, timeout)?;
         let now = self.clock.now();
@@ -415,6 +493,8 @@ impl<L: Lock, C: Clock> Elector<L, C> {
                 acquire_time: Some(wall),
                 renew_time: Some(wall),
                 leader_transitions: current.record.leader_transitions,
+                strategy: None,
+                preferred_holder: None,
             };
             let timeout = give_up.saturating_duration_since(self.clock.now()).min(cap);
             if timeout.is_zero() {

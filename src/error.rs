@@ -43,6 +43,8 @@ pub enum Error {
     RenewThreadPanicked(String),
     /// The health check failed (see `LeaderHandle::check`).
     Unhealthy(String),
+    /// Coordinated leader election: the API server has not given us the lease, or wants another holder.
+    Coordinated(String),
     /// Reading a file (kubeconfig, token, CA) failed.
     Io {
         /// The file or operation.
@@ -110,6 +112,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::Unhealthy(m) => write!(f, "leader election unhealthy: {m}"),
+            Error::Coordinated(m) => write!(f, "coordinated leader election: {m}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

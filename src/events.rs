@@ -44,6 +44,12 @@ pub enum StopReason {
     },
     /// The renew thread panicked (a bug); `is_leader()` is false from then on.
     Panicked(String),
+    /// Coordinated leader election: the API server named a better candidate, so we stopped renewing
+    /// and our term ended.
+    EndOfTerm {
+        /// The candidate the API server prefers.
+        preferred_holder: String,
+    },
 }
 
 /// Fan-out to any number of subscribers. Sending never blocks: the channels are unbounded, and

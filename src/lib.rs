@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod candidate;
 mod client;
 mod config;
 mod election;
@@ -17,6 +18,7 @@ mod runner;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use candidate::CandidateInfo;
 pub use config::{Config, Impersonation, InClusterOptions, KubeconfigOptions};
 pub use election::{Clock, Elector, JITTER_FACTOR, SystemClock, Timing};
 pub use error::{ApiError, Error, Result, StatusReason};

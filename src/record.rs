@@ -19,6 +19,11 @@ pub struct LeaderElectionRecord {
     pub renew_time: Option<DateTime<Utc>>,
     /// How many times the lock changed hands (`leaseTransitions` on a Lease).
     pub leader_transitions: i32,
+    /// Coordinated leader election: the strategy the API server elects by (Leases only).
+    pub strategy: Option<String>,
+    /// Coordinated leader election: the candidate the API server wants next; the holder stops renewing
+    /// and lets its term end (Leases only).
+    pub preferred_holder: Option<String>,
 }
 
 /// A record together with the `resourceVersion` of the object it was read from or written to.
@@ -138,6 +143,8 @@ impl LeaderElectionRecord {
             acquire_time: read_time(obj, "acquireTime"),
             renew_time: read_time(obj, "renewTime"),
             leader_transitions: read_int(obj, transitions_field)?,
+            strategy: Some(read_string(obj, "strategy")?).filter(|s| !s.is_empty()),
+            preferred_holder: Some(read_string(obj, "preferredHolder")?).filter(|s| !s.is_empty()),
         })
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
+use crate::candidate::{CandidateInfo, LeaseCandidate};
 use crate::config::Config;
 use crate::election::{Elector, JITTER_FACTOR, Timing};
 use crate::error::{Error, Result};
@@ -39,6 +40,7 @@ impl LeaderElector {
             keep_campaigning: true,
             record_events: false,
             labels: BTreeMap::new(),
+            coordinated: None,
         }
     }
 
@@ -51,6 +53,7 @@ impl LeaderElector {
             keep_campaigning: true,
             record_events: false,
             labels: BTreeMap::new(),
+            coordinated: None,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct LeaderElectorBuilder {
     keep_campaigning: bool,
     record_events: bool,
     labels: BTreeMap<String, String>,
+    coordinated: Option<CandidateInfo>,
 }
 
 impl std::fmt::Debug for LeaderElectorBuilder {
@@ -178,6 +182,16 @@ impl LeaderElectorBuilder {
         self
     }
 
+    /// Coordinated leader election (Kubernetes 1.31+, feature gate `CoordinatedLeaderElection`): keep a
+    /// `LeaseCandidate` with these versions and let the API server choose the holder; never create or take
+    /// the Lease; stop renewing when the server prefers another candidate. The identity becomes the
+    /// candidate's name, so it must be a DNS subdomain (the default identity is one in this mode). Leases
+    /// only. RBAC: `leasecandidates` get/create/update in `coordination.k8s.io` as well.
+    pub fn coordinated(mut self, candidate: CandidateInfo) -> Self {
+        self.coordinated = Some(candidate);
+        self
+    }
+
     /// After losing leadership, campaign again (default true). When false, the thread ends after the
     /// first loss.
     pub fn keep_campaigning(mut self, keep: bool) -> Self {
@@ -188,6 +202,7 @@ impl LeaderElectorBuilder {
     /// Validate the settings, connect nothing yet, and start the renew thread.
     pub fn start(self) -> Result<LeaderHandle> {
         let mut recorder = None;
+        let mut candidate = None;
         let lock: Box<dyn Lock> = match self.target {
             Target::Lease {
                 config,
@@ -207,23 +222,40 @@ impl LeaderElectorBuilder {
                         "namespace must not be empty".into(),
                     ));
                 }
-                let identity = identity.unwrap_or_else(crate::identity::default_identity);
+                let identity = identity.unwrap_or_else(|| {
+                    let id = crate::identity::default_identity();
+                    if self.coordinated.is_some() {
+                        id.to_ascii_lowercase().replace('_', "-")
+                    } else {
+                        id
+                    }
+                });
+                if let Some(info) = self.coordinated.clone() {
+                    if kind != LockKind::Leases {
+                        return Err(Error::InvalidElectionConfig(
+                            "coordinated leader election works on Leases only".into(),
+                        ));
+                    }
+                    candidate = Some(LeaseCandidate::new(
+                        &config, &namespace, &name, &identity, info,
+                    )?);
+                }
                 if self.record_events {
                     recorder = Some(EventRecorder::start(&config, identity.clone())?);
                 }
                 kind.lock_with_labels(&config, &namespace, &name, &identity, &self.labels)?
             }
             Target::Custom(lock) => {
-                if self.record_events {
+                if self.record_events || self.coordinated.is_some() {
                     return Err(Error::InvalidElectionConfig(
-                        "record_events needs a lock the builder makes (LeaderElector::builder), not a custom lock".into(),
+                        "record_events and coordinated need a lock the builder makes (LeaderElector::builder), not a custom lock".into(),
                     ));
                 }
                 lock
             }
         };
         let identity = lock.identity().to_string();
-        let elector = Elector::new(lock, self.timing)?;
+        let elector = Elector::new(lock, self.timing)?.coordinated(candidate.is_some());
         let shared = Arc::new(Shared {
             base: Instant::now(),
             deadline: AtomicU64::new(NOT_LEADING),
@@ -246,6 +278,7 @@ impl LeaderElectorBuilder {
             release_on_stop: self.release_on_stop,
             keep_campaigning: self.keep_campaigning,
             rng: Rng::new(),
+            candidate,
         };
         let thread = std::thread::Builder::new()
             .name("kube-elector-renew".into())
@@ -382,6 +415,8 @@ struct Worker {
     release_on_stop: bool,
     keep_campaigning: bool,
     rng: Rng,
+    /// Coordinated leader election: our LeaseCandidate.
+    candidate: Option<LeaseCandidate>,
 }
 
 impl Worker {
@@ -430,6 +465,11 @@ impl Worker {
         let mut last_holder: Option<Option<String>> = None;
         let mut last_error: Option<String> = None;
         loop {
+            if let Some(c) = self.candidate.as_mut() {
+                if let Err(e) = c.maintain(timing.request_timeout_cap()) {
+                    log::warn!("{describe}: keeping our LeaseCandidate: {e}");
+                }
+            }
             let started = Instant::now();
             let slow_before = self.elector.slow_path_renews();
             let result = self.elector.try_acquire_or_renew();
@@ -483,7 +523,14 @@ impl Worker {
             }
             if leading && !now_leading {
                 self.shared.clear_deadline();
+                let preferred = self
+                    .elector
+                    .preferred_holder()
+                    .filter(|p| *p != self.elector.lock().identity());
                 let reason = match &result {
+                    _ if preferred.is_some() => StopReason::EndOfTerm {
+                        preferred_holder: preferred.unwrap_or_default().to_string(),
+                    },
                     Err(e) if !e.is_conflict() => StopReason::RenewDeadlineExceeded {
                         last_error: last_error.clone().unwrap_or_else(|| e.to_string()),
                     },

@@ -128,6 +128,7 @@ mod tests {
             acquire_time: t,
             renew_time: t,
             leader_transitions: 0,
+            ..Default::default()
         };
         assert_eq!(
             encode_annotation(&record),

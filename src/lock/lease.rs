@@ -40,19 +40,27 @@ fn decode_lease(object: &Value) -> Result<VersionedRecord, String> {
     super::object::decode::<Lease>(object)
 }
 
-/// The Lease spec for a record: always the five core fields, times as MicroTime.
+/// The Lease spec for a record: always the five core fields, times as MicroTime, and the coordinated
+/// election fields when set (client-go rebuilds the whole spec from the record the same way).
 pub(crate) fn encode_spec(record: &LeaderElectionRecord) -> Value {
     let time = |t: &Option<chrono::DateTime<chrono::Utc>>| match t {
         Some(t) => Value::String(format_micro_time(t)),
         None => Value::Null,
     };
-    json!({
+    let mut spec = json!({
         "holderIdentity": record.holder_identity,
         "leaseDurationSeconds": record.lease_duration_seconds,
         "acquireTime": time(&record.acquire_time),
         "renewTime": time(&record.renew_time),
         "leaseTransitions": record.leader_transitions,
-    })
+    });
+    if let Some(s) = &record.strategy {
+        spec["strategy"] = json!(s);
+    }
+    if let Some(p) = &record.preferred_holder {
+        spec["preferredHolder"] = json!(p);
+    }
+    spec
 }
 
 #[cfg(test)]

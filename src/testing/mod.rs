@@ -14,6 +14,7 @@
 //! assert!(server.kubeconfig().contains("certificate-authority-data"));
 //! ```
 
+mod coordinator;
 mod faults;
 mod http;
 mod store;
@@ -35,7 +36,7 @@ use crate::config::Config;
 use faults::Faults;
 use store::{Resource, Store};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -46,6 +47,7 @@ pub struct ApiServerBuilder {
     ipv6: bool,
     dns_san_only: bool,
     path_prefix: String,
+    coordinated_lease_seconds: Option<i64>,
     tokens: Vec<String>,
     basic: Vec<(String, String)>,
 }
@@ -74,6 +76,13 @@ impl ApiServerBuilder {
     /// requests without it get 404.
     pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.path_prefix = prefix.into().trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Run a coordinated-leader-election controller (strategy `OldestEmulationVersion`): it pings
+    /// `LeaseCandidate`s and writes the chosen holder into their Leases, with this lease duration.
+    pub fn coordinated_election(mut self, lease_duration_seconds: i64) -> Self {
+        self.coordinated_lease_seconds = Some(lease_duration_seconds);
         self
     }
 
@@ -138,6 +147,12 @@ impl ApiServerBuilder {
             .name("test-apiserver-accept".into())
             .spawn(move || accept_loop(accept_inner, Some(listener)))?;
         inner.wait_listening(true);
+        if let Some(secs) = self.coordinated_lease_seconds {
+            let controller_inner = inner.clone();
+            std::thread::Builder::new()
+                .name("test-apiserver-cle".into())
+                .spawn(move || coordinator::run(controller_inner, secs))?;
+        }
         let scheme = if self.tls { "https" } else { "http" };
         Ok(ApiServer {
             url: format!("{scheme}://{addr}{}", inner.path_prefix),
@@ -415,7 +430,7 @@ impl Drop for ApiServer {
 }
 
 pub(crate) struct Inner {
-    store: Mutex<Store>,
+    pub(crate) store: Mutex<Store>,
     faults: Faults,
     tokens: Mutex<Option<HashSet<String>>>,
     /// base64(`user:password`) → user.
@@ -426,7 +441,7 @@ pub(crate) struct Inner {
     /// Set while down or stopped: hung requests give up.
     down_or_stopped: AtomicBool,
     down: AtomicBool,
-    stopped: AtomicBool,
+    pub(crate) stopped: AtomicBool,
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
     listening: Mutex<bool>,
@@ -437,7 +452,7 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn is_down(&self) -> bool {
+    pub(crate) fn is_down(&self) -> bool {
         self.down_or_stopped.load(Ordering::Acquire)
     }
 

@@ -14,6 +14,7 @@ pub(crate) enum Resource {
     ConfigMaps,
     Endpoints,
     Events,
+    LeaseCandidates,
 }
 
 impl Resource {
@@ -23,6 +24,7 @@ impl Resource {
             ("v1", "configmaps") => Some(Resource::ConfigMaps),
             ("v1", "endpoints") => Some(Resource::Endpoints),
             ("v1", "events") => Some(Resource::Events),
+            ("coordination.k8s.io/v1beta1", "leasecandidates") => Some(Resource::LeaseCandidates),
             _ => None,
         }
     }
@@ -34,6 +36,7 @@ impl Resource {
             Resource::ConfigMaps,
             Resource::Endpoints,
             Resource::Events,
+            Resource::LeaseCandidates,
         ]
         .into_iter()
         .find(|r| r.plural() == plural)
@@ -41,7 +44,7 @@ impl Resource {
 
     fn group(self) -> &'static str {
         match self {
-            Resource::Leases => "coordination.k8s.io",
+            Resource::Leases | Resource::LeaseCandidates => "coordination.k8s.io",
             Resource::ConfigMaps | Resource::Endpoints | Resource::Events => "",
         }
     }
@@ -52,6 +55,7 @@ impl Resource {
             Resource::ConfigMaps => "configmaps",
             Resource::Endpoints => "endpoints",
             Resource::Events => "events",
+            Resource::LeaseCandidates => "leasecandidates",
         }
     }
 
@@ -61,12 +65,14 @@ impl Resource {
             Resource::ConfigMaps => "ConfigMap",
             Resource::Endpoints => "Endpoints",
             Resource::Events => "Event",
+            Resource::LeaseCandidates => "LeaseCandidate",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Resource::Leases => "coordination.k8s.io/v1",
+            Resource::LeaseCandidates => "coordination.k8s.io/v1beta1",
             Resource::ConfigMaps | Resource::Endpoints | Resource::Events => "v1",
         }
     }
@@ -204,6 +210,15 @@ impl Store {
             Some(o) => reply(200, o.clone()),
             None => Self::not_found(r, name),
         }
+    }
+
+    /// Every object of a kind, in every namespace: `(namespace, name, object)`.
+    pub(crate) fn entries(&self, r: Resource) -> Vec<(String, String, Value)> {
+        self.objects
+            .iter()
+            .filter(|((res, _, _), _)| *res == r)
+            .map(|((_, ns, name), v)| (ns.clone(), name.clone(), v.clone()))
+            .collect()
     }
 
     /// Every object of a kind in a namespace.
@@ -459,6 +474,19 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
     }
     match r {
         Resource::ConfigMaps | Resource::Endpoints | Resource::Events => {}
+        Resource::LeaseCandidates => {
+            for field in ["renewTime", "pingTime"] {
+                match object["spec"].get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) if parse_micro_time_strict(s).is_some() => {}
+                    Some(other) => {
+                        return Err(bad(format!(
+                            "parsing time {other} as MicroTime: cannot parse"
+                        )));
+                    }
+                }
+            }
+        }
         Resource::Leases => {
             let spec = object.get("spec").cloned().unwrap_or(Value::Null);
             if !(spec.is_null() || spec.is_object()) {
@@ -498,6 +526,13 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
     let mut causes = Vec::new();
     match r {
         Resource::ConfigMaps | Resource::Endpoints => {}
+        Resource::LeaseCandidates => {
+            for field in ["leaseName", "binaryVersion", "strategy"] {
+                if object["spec"][field].as_str().is_none_or(str::is_empty) {
+                    causes.push((field, "Required value".to_string()));
+                }
+            }
+        }
         Resource::Events => {
             for field in ["reason", "message"] {
                 if object[field].as_str().is_none_or(str::is_empty) {

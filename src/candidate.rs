@@ -1,0 +1,153 @@
+//! Coordinated leader election's other half: our `LeaseCandidate` (`coordination.k8s.io/v1beta1`), which
+//! tells the API server we run, which versions we are and which strategy we accept. The API server pings
+//! candidates by setting `pingTime`; we answer by updating `renewTime`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::client::RestClient;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::record::{format_micro_time, parse_time_lenient};
+
+/// What a candidate tells the API server about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidateInfo {
+    /// The binary version, e.g. `1.34.1`.
+    pub binary_version: String,
+    /// The emulated (compatibility) version, e.g. `1.33.0`: the `OldestEmulationVersion` strategy picks
+    /// the lowest, so that a rolling upgrade keeps the old behaviour until every candidate is new.
+    pub emulation_version: String,
+    /// The election strategy (default `OldestEmulationVersion`, the one Kubernetes ships).
+    pub strategy: String,
+}
+
+impl CandidateInfo {
+    /// A candidate of these versions using the `OldestEmulationVersion` strategy.
+    pub fn new(binary_version: impl Into<String>, emulation_version: impl Into<String>) -> Self {
+        CandidateInfo {
+            binary_version: binary_version.into(),
+            emulation_version: emulation_version.into(),
+            strategy: "OldestEmulationVersion".into(),
+        }
+    }
+}
+
+/// Our LeaseCandidate and its upkeep.
+pub(crate) struct LeaseCandidate {
+    client: RestClient,
+    namespace: String,
+    name: String,
+    lease_name: String,
+    info: CandidateInfo,
+    item_path: String,
+    collection_path: String,
+}
+
+/// A Kubernetes object name must be a DNS subdomain: lowercase alphanumerics, `-` and `.`.
+pub(crate) fn valid_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+impl LeaseCandidate {
+    /// The candidate is named after our identity, which must therefore be a valid object name.
+    pub(crate) fn new(
+        config: &Config,
+        namespace: &str,
+        lease_name: &str,
+        identity: &str,
+        info: CandidateInfo,
+    ) -> Result<Self> {
+        if !valid_object_name(identity) {
+            return Err(Error::InvalidElectionConfig(format!(
+                "coordinated election names the LeaseCandidate after the identity, so {identity:?} must be a DNS subdomain (lowercase letters, digits, '-' and '.')"
+            )));
+        }
+        let collection_path =
+            format!("/apis/coordination.k8s.io/v1beta1/namespaces/{namespace}/leasecandidates");
+        Ok(LeaseCandidate {
+            client: RestClient::new(config)?,
+            item_path: format!("{collection_path}/{identity}"),
+            collection_path,
+            namespace: namespace.to_string(),
+            name: identity.to_string(),
+            lease_name: lease_name.to_string(),
+            info,
+        })
+    }
+
+    fn context(&self, verb: &str) -> String {
+        format!("{verb} leasecandidate {}/{}", self.namespace, self.name)
+    }
+
+    /// Make sure the candidate exists and answer a ping. One GET when nothing is to be done.
+    pub(crate) fn maintain(&mut self, timeout: Duration) -> Result<()> {
+        let now = format_micro_time(&chrono::Utc::now());
+        let mut object: Value =
+            match self
+                .client
+                .get(&self.item_path, timeout, &self.context("get"))
+            {
+                Ok(body) => serde_json::from_slice(&body).map_err(|e| Error::Decode {
+                    context: self.context("get"),
+                    message: e.to_string(),
+                })?,
+                Err(e) if e.is_not_found() => {
+                    let object = json!({
+                        "apiVersion": "coordination.k8s.io/v1beta1",
+                        "kind": "LeaseCandidate",
+                        "metadata": {"name": self.name, "namespace": self.namespace},
+                        "spec": {
+                            "leaseName": self.lease_name,
+                            "binaryVersion": self.info.binary_version,
+                            "emulationVersion": self.info.emulation_version,
+                            "strategy": self.info.strategy,
+                            "renewTime": now,
+                        },
+                    });
+                    let body = serde_json::to_vec(&object).expect("a JSON value always serializes");
+                    self.client.post(
+                        &self.collection_path,
+                        &body,
+                        timeout,
+                        &self.context("create"),
+                    )?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+        let time = |field: &str| object["spec"][field].as_str().and_then(parse_time_lenient);
+        let pinged = match (time("pingTime"), time("renewTime")) {
+            (Some(ping), Some(renew)) => ping > renew,
+            (_, None) => true,
+            (None, Some(_)) => false,
+        };
+        if pinged {
+            object["spec"]["renewTime"] = json!(now);
+            let body = serde_json::to_vec(&object).expect("a JSON value always serializes");
+            self.client
+                .put(&self.item_path, &body, timeout, &self.context("update"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn object_names() {
+        for ok in ["a", "kcm-1", "node-1.example"] {
+            assert!(super::valid_object_name(ok), "{ok}");
+        }
+        for bad in ["", "A", "host_abc", "-a", "a-", "a b"] {
+            assert!(!super::valid_object_name(bad), "{bad}");
+        }
+    }
+}
