@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use kube_elector::{
-    ApiError, Config, LeaderElectionRecord, parse_micro_time_strict, parse_time_lenient,
+    ApiError, Config, LEADER_ANNOTATION, LeaderElectionRecord, decode_annotation,
+    encode_annotation, parse_micro_time_strict, parse_time_lenient,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -103,6 +104,22 @@ proptest! {
         let text: String = chars.into_iter().collect();
         if let Ok(c) = Config::from_kubeconfig_str(&text, Path::new("/nonexistent"), None) {
             prop_assert!(!c.server().is_empty());
+        }
+    }
+
+    #[test]
+    fn annotation_records_never_panic_and_round_trip(value in json(), raw in ".{0,80}") {
+        // Whatever JSON sits in the annotation, or any text at all.
+        for text in [value.to_string(), raw] {
+            let object = serde_json::json!({"metadata": {"annotations": {LEADER_ANNOTATION: text}}});
+            if let Ok(record) = decode_annotation(&object) {
+                // What we read, we write back in client-go's form and read again the same.
+                let again = serde_json::json!({"metadata": {"annotations": {LEADER_ANNOTATION: encode_annotation(&record)}}});
+                let back = decode_annotation(&again).unwrap();
+                prop_assert_eq!(back.holder_identity, record.holder_identity);
+                prop_assert_eq!(back.lease_duration_seconds, record.lease_duration_seconds);
+                prop_assert_eq!(back.leader_transitions, record.leader_transitions);
+            }
         }
     }
 }

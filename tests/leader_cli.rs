@@ -213,3 +213,64 @@ fn without_flags_the_cli_infers_its_config_from_the_environment() {
         "{err}"
     );
 }
+
+#[test]
+fn the_cli_takes_every_lock_kind() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("cli-token")
+        .start()
+        .unwrap();
+    let kubeconfig = temp_kubeconfig(&server, "kinds");
+    for kind in [
+        "leases",
+        "configmaps",
+        "endpoints",
+        "configmapsleases",
+        "endpointsleases",
+    ] {
+        let name = format!("kind-{kind}");
+        let out = Command::new(leader_bin())
+            .args([
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--name",
+                &name,
+                "--id",
+                "k",
+                "--lock",
+                kind,
+            ])
+            .args([
+                "--lease-duration",
+                "2s",
+                "--renew-deadline",
+                "1s",
+                "--retry-period",
+                "200ms",
+                "--run-for",
+                "300ms",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("started_leading"),
+            "{kind}"
+        );
+        let plural = match kind {
+            "endpoints" | "endpointsleases" => "endpoints",
+            "leases" => "leases",
+            _ => "configmaps",
+        };
+        assert!(
+            server.object(plural, "default", &name).is_some(),
+            "{kind} wrote a {plural} object"
+        );
+    }
+}
