@@ -350,10 +350,16 @@ pub struct ElectorStats {
 }
 
 impl Shared {
+    /// Nanoseconds since `base`, without 128-bit arithmetic: this is on the `is_leader()` path.
+    #[inline]
     fn nanos(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        let d = t.saturating_duration_since(self.base);
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
     }
 
+    #[inline]
     fn is_leader(&self) -> bool {
         let d = self.deadline.load(Ordering::Acquire);
         d > STOPPED && self.nanos(Instant::now()) < d
