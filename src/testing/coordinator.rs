@@ -24,6 +24,7 @@ pub(crate) fn run(inner: Arc<Inner>, lease_seconds: i64) {
     while !inner.stopped.load(Ordering::Acquire) {
         if !inner.is_down() {
             tick(&inner, lease_seconds, Utc::now());
+            inner.store_changed.notify_all();
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -12,11 +12,40 @@ use super::store::{Reply, Resource, status, status_for_code};
 pub(crate) struct Request {
     pub(crate) method: String,
     pub(crate) path: String,
+    pub(crate) query: String,
     headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
 }
 
 impl Request {
+    /// A query parameter, percent-decoded (enough for `fieldSelector=metadata.name%3Dx`).
+    pub(crate) fn param(&self, key: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| {
+                let mut out = Vec::new();
+                let b = v.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    if b[i] == b'%' && i + 2 < b.len() {
+                        if let Some(x) = std::str::from_utf8(&b[i + 1..i + 3])
+                            .ok()
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        {
+                            out.push(x);
+                            i += 3;
+                            continue;
+                        }
+                    }
+                    out.push(if b[i] == b'+' { b' ' } else { b[i] });
+                    i += 1;
+                }
+                String::from_utf8_lossy(&out).into_owned()
+            })
+    }
+
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -57,7 +86,7 @@ pub(crate) fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>>
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
         return Err(invalid("bad request line"));
     };
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut headers = Vec::new();
     loop {
         let Some(h) = read_line(r)? else {
@@ -76,6 +105,7 @@ pub(crate) fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>>
     let mut req = Request {
         method: method.to_ascii_uppercase(),
         path: path.to_string(),
+        query: query.to_string(),
         headers,
         body: Vec::new(),
     };
@@ -165,7 +195,19 @@ pub(crate) fn write_response<W: Write>(
 }
 
 /// What the connection loop should do after a request.
+/// A watch to stream.
+pub(crate) struct Watch {
+    pub(crate) resource: Resource,
+    pub(crate) namespace: String,
+    pub(crate) name: Option<String>,
+    pub(crate) from: Option<u64>,
+    pub(crate) bookmarks: bool,
+    pub(crate) timeout: std::time::Duration,
+}
+
 pub(crate) enum Outcome {
+    /// Stream watch events on this connection.
+    Watch(Watch),
     /// Send half of this response, then close.
     Truncated {
         code: u16,
@@ -184,6 +226,14 @@ pub(crate) enum Outcome {
 pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> Outcome {
     let basic_user = inner.basic_user(req.header("authorization"));
     let token = req.bearer_token().or(cert_user).or(basic_user);
+    // Watches are counted apart from GETs, as the API server's audit log calls them `watch`.
+    let watching =
+        req.method == "GET" && matches!(req.param("watch").as_deref(), Some("true" | "1"));
+    let verb = if watching {
+        "WATCH"
+    } else {
+        req.method.as_str()
+    };
     let impersonation: Vec<(String, String)> = req
         .headers
         .iter()
@@ -196,7 +246,7 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = impersonation;
     }
-    inner.count(&req.method, token);
+    inner.count(verb, token);
     match inner
         .faults
         .judge(token, &req.method, &req.path, &inner.down_or_stopped)
@@ -237,7 +287,14 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
             retry_after: None,
         };
     }
+    if let Some(w) = watch_request(req, inner) {
+        return w;
+    }
+    let mutating = req.method != "GET";
     let reply = route(inner, req);
+    if mutating {
+        inner.store_changed.notify_all();
+    }
     Outcome::Respond {
         code: reply.code,
         body: to_bytes(&reply.body),
@@ -294,6 +351,125 @@ fn route(inner: &Inner, req: &Request) -> Reply {
             ),
         },
     }
+}
+
+/// `GET .../namespaces/{ns}/{plural}?watch=true[&fieldSelector=metadata.name=x][&resourceVersion=N]`.
+fn watch_request(req: &Request, inner: &Inner) -> Option<Outcome> {
+    if req.method != "GET" || !matches!(req.param("watch").as_deref(), Some("true" | "1")) {
+        return None;
+    }
+    let path = req.path.strip_prefix(inner.path_prefix.as_str())?;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (gv, ns, plural) = match segments.as_slice() {
+        ["apis", g, v, "namespaces", ns, plural] => (format!("{g}/{v}"), *ns, *plural),
+        ["api", v, "namespaces", ns, plural] => (v.to_string(), *ns, *plural),
+        _ => return None,
+    };
+    let resource = Resource::from_path(&gv, plural)?;
+    let name = req
+        .param("fieldSelector")
+        .and_then(|f| f.strip_prefix("metadata.name=").map(str::to_string));
+    let from = req
+        .param("resourceVersion")
+        .filter(|v| !v.is_empty() && v != "0")
+        .and_then(|v| v.parse().ok());
+    let timeout = req
+        .param("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(300);
+    Some(Outcome::Watch(Watch {
+        resource,
+        namespace: ns.to_string(),
+        name,
+        from,
+        bookmarks: req.param("allowWatchBookmarks").as_deref() == Some("true"),
+        timeout: std::time::Duration::from_secs(timeout),
+    }))
+}
+
+fn chunk<W: Write>(w: &mut W, event: &Value) -> io::Result<()> {
+    let mut line = serde_json::to_vec(event).expect("a JSON value always serializes");
+    line.push(b'\n');
+    w.write_all(format!("{:x}\r\n", line.len()).as_bytes())?;
+    w.write_all(&line)?;
+    w.write_all(b"\r\n")?;
+    w.flush()
+}
+
+/// Stream a watch: replay the history after `from` (or the current objects), then changes as they
+/// happen, bookmarks every second when asked, until the timeout; `410 Gone` (as an ERROR event, as the
+/// real API server sends it) for a compacted version.
+pub(crate) fn stream<W: Write>(inner: &Inner, w: &mut W, watch: &Watch) -> io::Result<()> {
+    use super::lock;
+    let deadline = std::time::Instant::now() + watch.timeout;
+    w.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    let name = watch.name.as_deref();
+    let mut store = lock(&inner.store);
+    let mut last = match watch.from {
+        Some(rv) if rv < store.compacted_rv => {
+            let compacted = store.compacted_rv;
+            drop(store);
+            let gone = status(
+                410,
+                "Expired",
+                &format!("too old resource version: {rv} ({compacted})"),
+                None,
+            );
+            chunk(w, &json!({"type": "ERROR", "object": gone}))?;
+            return w.write_all(b"0\r\n\r\n");
+        }
+        Some(rv) => rv,
+        None => {
+            let current: Vec<Value> = store
+                .all(watch.resource, &watch.namespace)
+                .into_iter()
+                .filter(|o| name.is_none_or(|n| o["metadata"]["name"] == n))
+                .collect();
+            let rv = store.last_rv;
+            drop(store);
+            for o in current {
+                chunk(w, &json!({"type": "ADDED", "object": o}))?;
+            }
+            store = lock(&inner.store);
+            rv
+        }
+    };
+    let mut next_bookmark = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let changes = store.changes_after(last, watch.resource, &watch.namespace, name);
+        if let Some(c) = changes.last() {
+            last = c.rv;
+            drop(store);
+            for c in &changes {
+                chunk(w, &json!({"type": c.kind, "object": c.object}))?;
+            }
+            store = lock(&inner.store);
+            continue;
+        }
+        let now = std::time::Instant::now();
+        if inner.is_down() || now >= deadline {
+            break;
+        }
+        if watch.bookmarks && now >= next_bookmark {
+            let rv = store.last_rv;
+            drop(store);
+            let mark = json!({"type": "BOOKMARK", "object": {"kind": watch.resource.kind(), "apiVersion": watch.resource.api_version(), "metadata": {"resourceVersion": rv.to_string()}}});
+            chunk(w, &mark)?;
+            next_bookmark = now + std::time::Duration::from_secs(1);
+            store = lock(&inner.store);
+            continue;
+        }
+        store = inner
+            .store_changed
+            .wait_timeout(store, std::time::Duration::from_millis(100))
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    drop(store);
+    w.write_all(b"0\r\n\r\n")?;
+    w.flush()
 }
 
 fn not_found_path() -> Reply {

@@ -113,6 +113,7 @@ impl ApiServerBuilder {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             store: Mutex::new(Store::default()),
+            store_changed: Condvar::new(),
             faults: Faults::default(),
             tokens: Mutex::new(
                 (!self.tokens.is_empty() || !self.basic.is_empty())
@@ -307,7 +308,14 @@ impl ApiServer {
     /// Store a Lease object as given, bypassing validation (for malformed-record tests), with a new
     /// resourceVersion. Returns that version.
     pub fn put_lease_raw(&self, namespace: &str, name: &str, object: Value) -> String {
-        lock(&self.inner.store).put_raw(Resource::Leases, namespace, name, object)
+        let rv = lock(&self.inner.store).put_raw(Resource::Leases, namespace, name, object);
+        self.inner.store_changed.notify_all();
+        rv
+    }
+
+    /// Forget the change history, as an etcd compaction does: watches from older versions get 410 Gone.
+    pub fn compact(&self) {
+        lock(&self.inner.store).compact();
     }
 
     /// Any stored object by its plural (`leases`, `configmaps`, `endpoints`), if it exists.
@@ -332,21 +340,22 @@ impl ApiServer {
         object: Value,
     ) -> Option<String> {
         let r = Resource::from_plural(plural)?;
-        Some(lock(&self.inner.store).put_raw(r, namespace, name, object))
+        let rv = lock(&self.inner.store).put_raw(r, namespace, name, object);
+        self.inner.store_changed.notify_all();
+        Some(rv)
     }
 
     /// Delete any object by its plural, as an administrator would. Returns whether it existed.
     pub fn delete_object(&self, plural: &str, namespace: &str, name: &str) -> bool {
-        Resource::from_plural(plural)
-            .is_some_and(|r| lock(&self.inner.store).delete(r, namespace, name).code == 200)
+        let deleted = Resource::from_plural(plural)
+            .is_some_and(|r| lock(&self.inner.store).delete(r, namespace, name).code == 200);
+        self.inner.store_changed.notify_all();
+        deleted
     }
 
     /// Delete a Lease, as an administrator would. Returns whether it existed.
     pub fn delete_lease(&self, namespace: &str, name: &str) -> bool {
-        lock(&self.inner.store)
-            .delete(Resource::Leases, namespace, name)
-            .code
-            == 200
+        self.delete_object("leases", namespace, name)
     }
 
     /// The `Impersonate-*` headers of the last request that carried any.
@@ -431,6 +440,8 @@ impl Drop for ApiServer {
 
 pub(crate) struct Inner {
     pub(crate) store: Mutex<Store>,
+    /// Notified after every change to the store (watches wait on it).
+    pub(crate) store_changed: Condvar,
     faults: Faults,
     tokens: Mutex<Option<HashSet<String>>>,
     /// base64(`user:password`) → user.
@@ -610,6 +621,11 @@ fn serve_io<S: Read + Write>(inner: &Inner, stream: S, cert_user: Option<&str>) 
         }
         match http::handle(inner, &req, cert_user) {
             http::Outcome::Close => return,
+            http::Outcome::Watch(w) => {
+                if http::stream(inner, reader.get_mut(), &w).is_err() {
+                    return;
+                }
+            }
             http::Outcome::Truncated { code, body } => {
                 let _ = http::write_truncated(reader.get_mut(), code, &body);
                 return;

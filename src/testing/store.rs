@@ -59,7 +59,7 @@ impl Resource {
         }
     }
 
-    fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Resource::Leases => "Lease",
             Resource::ConfigMaps => "ConfigMap",
@@ -69,7 +69,7 @@ impl Resource {
         }
     }
 
-    fn api_version(self) -> &'static str {
+    pub(crate) fn api_version(self) -> &'static str {
         match self {
             Resource::Leases => "coordination.k8s.io/v1",
             Resource::LeaseCandidates => "coordination.k8s.io/v1beta1",
@@ -174,9 +174,26 @@ type Key = (Resource, String, String);
 #[derive(Debug)]
 pub(crate) struct Store {
     objects: BTreeMap<Key, Value>,
-    last_rv: u64,
+    pub(crate) last_rv: u64,
     next_uid: u64,
+    /// The change history watches replay from (bounded, as etcd's is by compaction).
+    history: std::collections::VecDeque<Change>,
+    /// Watches from a resourceVersion older than this get 410 Gone.
+    pub(crate) compacted_rv: u64,
 }
+
+/// One change, as a watch event.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub(crate) rv: u64,
+    pub(crate) kind: &'static str,
+    pub(crate) resource: Resource,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) object: Value,
+}
+
+const HISTORY: usize = 1000;
 
 impl Default for Store {
     fn default() -> Self {
@@ -184,11 +201,63 @@ impl Default for Store {
             objects: BTreeMap::new(),
             last_rv: 100,
             next_uid: 1,
+            history: std::collections::VecDeque::new(),
+            compacted_rv: 100,
         }
     }
 }
 
 impl Store {
+    /// Record a change at the current resourceVersion.
+    fn changed(
+        &mut self,
+        kind: &'static str,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        object: &Value,
+    ) {
+        if self.history.len() == HISTORY {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted_rv = old.rv;
+            }
+        }
+        self.history.push_back(Change {
+            rv: self.last_rv,
+            kind,
+            resource,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            object: object.clone(),
+        });
+    }
+
+    /// The changes after `rv` to objects of `resource` in `ns` (and named `name`, if given).
+    pub(crate) fn changes_after(
+        &self,
+        rv: u64,
+        resource: Resource,
+        ns: &str,
+        name: Option<&str>,
+    ) -> Vec<Change> {
+        self.history
+            .iter()
+            .filter(|c| {
+                c.rv > rv
+                    && c.resource == resource
+                    && c.namespace == ns
+                    && name.is_none_or(|n| c.name == n)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Forget the history, as an etcd compaction does: older watches get 410 Gone.
+    pub(crate) fn compact(&mut self) {
+        self.history.clear();
+        self.compacted_rv = self.last_rv;
+    }
+
     pub(crate) fn get(&self, r: Resource, ns: &str, name: &str) -> Option<&Value> {
         self.objects.get(&(r, ns.to_string(), name.to_string()))
     }
@@ -250,8 +319,10 @@ impl Store {
 
     pub(crate) fn delete(&mut self, r: Resource, ns: &str, name: &str) -> Reply {
         match self.objects.remove(&(r, ns.to_string(), name.to_string())) {
-            Some(_) => {
+            Some(mut old) => {
                 self.last_rv += 1;
+                old["metadata"]["resourceVersion"] = json!(self.last_rv.to_string());
+                self.changed("DELETED", r, ns, name, &old);
                 reply(
                     200,
                     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -275,6 +346,12 @@ impl Store {
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(rv));
         }
+        let kind = if self.get(r, ns, name).is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.changed(kind, r, ns, name, &object);
         self.objects
             .insert((r, ns.to_string(), name.to_string()), object);
         rv
@@ -345,6 +422,7 @@ impl Store {
         meta["uid"] = json!(uid);
         meta["resourceVersion"] = json!(self.last_rv.to_string());
         meta["creationTimestamp"] = json!(crate::record::format_seconds_time(&chrono::Utc::now()));
+        self.changed("ADDED", r, ns, name, object);
         self.objects
             .insert((r, ns.to_string(), name.to_string()), object.clone());
     }
@@ -426,6 +504,7 @@ impl Store {
         }
         self.last_rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.last_rv.to_string());
+        self.changed("MODIFIED", r, ns, name, &object);
         self.objects.insert(key, object.clone());
         reply(200, object)
     }
