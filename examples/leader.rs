@@ -26,10 +26,11 @@ struct Args {
     release_on_cancel: bool,
     run_for: Option<Duration>,
     lock: LockKind,
+    watch: bool,
 }
 
 const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases|configmaps|endpoints|configmapsleases|endpointsleases] \
-[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--run-for D]";
+[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--watch] [--run-for D]";
 
 /// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -75,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         release_on_cancel: false,
         run_for: None,
         lock: LockKind::Leases,
+        watch: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +106,7 @@ fn parse_args() -> Result<Args, String> {
             "--retry-period" => args.retry_period = parse_duration(&value()?)?,
             "--run-for" => args.run_for = Some(parse_duration(&value()?)?),
             "--release-on-cancel" => args.release_on_cancel = true,
+            "--watch" => args.watch = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -190,7 +193,8 @@ fn main() {
         .renew_deadline(args.renew_deadline)
         .retry_period(args.retry_period)
         .release_on_stop(args.release_on_cancel)
-        .lock_kind(args.lock);
+        .lock_kind(args.lock)
+        .watch(args.watch);
     if let Some(ns) = &args.namespace {
         builder = builder.namespace(ns);
     }

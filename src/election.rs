@@ -424,6 +424,14 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         Ok(true)
     }
 
+    /// Record a change seen on a watch, as observed now (when it arrived). It only informs the expiry
+    /// countdown and [`observed_holder`](Elector::observed_holder): leadership still changes only through
+    /// `try_acquire_or_renew`, which reads before it writes.
+    pub fn observe_watched(&mut self, versioned: VersionedRecord) {
+        let now = self.clock.now();
+        self.observe(versioned, now);
+    }
+
     /// The candidate the API server prefers over the current holder, when it has said so.
     pub fn preferred_holder(&self) -> Option<&str> {
         self.observed

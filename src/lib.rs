@@ -14,6 +14,7 @@ mod lock;
 mod random;
 mod record;
 mod runner;
+mod watch;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -18,6 +18,7 @@ use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent, StopReason};
 use crate::lock::{Lock, LockKind, ObjectReference};
 use crate::random::Rng;
+use crate::watch::{WatchUpdate, Watcher};
 
 /// Entry point of the threaded API: `LeaderElector::builder(config, "my-lock")…start()`.
 #[derive(Debug)]
@@ -41,6 +42,7 @@ impl LeaderElector {
             record_events: false,
             labels: BTreeMap::new(),
             coordinated: None,
+            watch: false,
         }
     }
 
@@ -54,6 +56,7 @@ impl LeaderElector {
             record_events: false,
             labels: BTreeMap::new(),
             coordinated: None,
+            watch: false,
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct LeaderElectorBuilder {
     record_events: bool,
     labels: BTreeMap<String, String>,
     coordinated: Option<CandidateInfo>,
+    watch: bool,
 }
 
 impl std::fmt::Debug for LeaderElectorBuilder {
@@ -192,6 +196,16 @@ impl LeaderElectorBuilder {
         self
     }
 
+    /// Follow by watching the lock object instead of polling it (default false): a follower observes every
+    /// change the moment it happens, takes a released lock within a round trip, wakes exactly when the
+    /// holder's lease expires, and makes no periodic GETs while it waits. Falls back to polling while the
+    /// watch is down or refused. Needs `watch` (and `list`) on the lock's resource in RBAC. Multi-locks
+    /// always poll. One extra thread per elector.
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
+        self
+    }
+
     /// After losing leadership, campaign again (default true). When false, the thread ends after the
     /// first loss.
     pub fn keep_campaigning(mut self, keep: bool) -> Self {
@@ -203,6 +217,7 @@ impl LeaderElectorBuilder {
     pub fn start(self) -> Result<LeaderHandle> {
         let mut recorder = None;
         let mut candidate = None;
+        let mut watcher = None;
         let lock: Box<dyn Lock> = match self.target {
             Target::Lease {
                 config,
@@ -243,6 +258,11 @@ impl LeaderElectorBuilder {
                 if self.record_events {
                     recorder = Some(EventRecorder::start(&config, identity.clone())?);
                 }
+                if self.watch {
+                    self.timing.validate()?;
+                    watcher =
+                        Watcher::start(&config, kind, &namespace, &name, self.timing.retry_period)?;
+                }
                 kind.lock_with_labels(&config, &namespace, &name, &identity, &self.labels)?
             }
             Target::Custom(lock) => {
@@ -279,6 +299,8 @@ impl LeaderElectorBuilder {
             keep_campaigning: self.keep_campaigning,
             rng: Rng::new(),
             candidate,
+            watcher,
+            last_holder: None,
         };
         let thread = std::thread::Builder::new()
             .name("kube-elector-renew".into())
@@ -414,6 +436,30 @@ impl Shared {
     }
 }
 
+/// Send `NewLeader` when the holder we observe changed since the last report.
+fn report_holder(
+    elector: &Elector<Box<dyn Lock>>,
+    shared: &Shared,
+    last: &mut Option<Option<String>>,
+) {
+    if elector.observed_record().is_none() {
+        return;
+    }
+    let holder = elector.observed_holder().map(str::to_string);
+    if last.as_ref() != Some(&holder) {
+        shared.set_leader(holder.clone());
+        shared.events.publish(LeaderEvent::NewLeader {
+            identity: holder.clone(),
+        });
+        shared
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leader_changes_seen += 1;
+        *last = Some(holder);
+    }
+}
+
 struct Worker {
     elector: Elector<Box<dyn Lock>>,
     shared: Arc<Shared>,
@@ -423,9 +469,61 @@ struct Worker {
     rng: Rng,
     /// Coordinated leader election: our LeaseCandidate.
     candidate: Option<LeaseCandidate>,
+    /// Watch-based following, when enabled and possible for the lock kind.
+    watcher: Option<Watcher>,
+    last_holder: Option<Option<String>>,
 }
 
 impl Worker {
+    /// Wait before the next attempt: `wait` as a poller would, or, for a follower with a healthy watch,
+    /// until the holder's lease expires or a change calls for an attempt (a release, a deletion). Watched
+    /// changes are observed the moment they arrive. True when the handle was stopped.
+    fn wait(&mut self, wait: Duration, leading: bool) -> bool {
+        let polling_until = Instant::now() + wait;
+        let spread = self
+            .elector
+            .timing()
+            .retry_period
+            .mul_f64(0.1 * self.rng.next_f64());
+        let Some(watcher) = self.watcher.as_ref() else {
+            return !matches!(
+                self.stop_rx.recv_timeout(wait),
+                Err(RecvTimeoutError::Timeout)
+            );
+        };
+        if leading {
+            // Our own renews come back on the watch: nothing to learn from them.
+            watcher.take();
+            return !matches!(
+                self.stop_rx.recv_timeout(wait),
+                Err(RecvTimeoutError::Timeout)
+            );
+        }
+        loop {
+            let now = Instant::now();
+            let until = match self.elector.holder_expiry() {
+                Some(expiry) if watcher.healthy() && expiry > now => expiry + spread,
+                _ => polling_until,
+            };
+            crossbeam_channel::select! {
+                recv(self.stop_rx) -> _ => return true,
+                recv(watcher.wake()) -> _ => match watcher.take() {
+                    Some(WatchUpdate::Changed(v)) => {
+                        self.elector.observe_watched(v);
+                        report_holder(&self.elector, &self.shared, &mut self.last_holder);
+                        // Released, or naming us: try at once. Held by another: wait for its new expiry.
+                        if self.elector.holder_expiry().is_none() {
+                            return false;
+                        }
+                    }
+                    Some(WatchUpdate::Deleted) => return false,
+                    None => {}
+                },
+                default(until.saturating_duration_since(now)) => return false,
+            }
+        }
+    }
+
     fn stats(&self) -> std::sync::MutexGuard<'_, ElectorStats> {
         self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -468,7 +566,6 @@ impl Worker {
         let timing = self.elector.timing();
         let describe = self.elector.lock().describe();
         let mut leading = false;
-        let mut last_holder: Option<Option<String>> = None;
         let mut last_error: Option<String> = None;
         loop {
             if let Some(c) = self.candidate.as_mut() {
@@ -489,17 +586,7 @@ impl Worker {
                     last_error = Some(e.to_string());
                 }
             }
-            if self.elector.observed_record().is_some() {
-                let holder = self.elector.observed_holder().map(str::to_string);
-                if last_holder.as_ref() != Some(&holder) {
-                    self.shared.set_leader(holder.clone());
-                    self.shared.events.publish(LeaderEvent::NewLeader {
-                        identity: holder.clone(),
-                    });
-                    self.stats().leader_changes_seen += 1;
-                    last_holder = Some(holder);
-                }
-            }
+            report_holder(&self.elector, &self.shared, &mut self.last_holder);
             let deadline = self
                 .elector
                 .leader_deadline()
@@ -582,9 +669,8 @@ impl Worker {
                 }
             };
             self.stats().is_leader = leading;
-            match self.stop_rx.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => continue,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            if self.wait(wait, leading) {
+                break;
             }
         }
         self.shared.deadline.store(STOPPED, Ordering::Release);

@@ -72,6 +72,50 @@ impl RestClient {
         Ok(slot.0.clone())
     }
 
+    /// Open a streaming GET (a watch): the body as a line reader, for at most `max`. Non-2xx answers are
+    /// API errors as usual.
+    pub(crate) fn stream(
+        &self,
+        path: &str,
+        max: Duration,
+        context: &str,
+    ) -> Result<Box<dyn std::io::BufRead + Send>> {
+        let url = format!("{}{}", self.base, path);
+        let resolved = self.credentials.resolve()?;
+        let agent = self.agent(resolved.client_cert.as_ref())?;
+        let mut req = agent.get(url);
+        if let Some(a) = &resolved.header {
+            req = req.header("Authorization", &**a);
+        }
+        for (k, v) in &self.extra_headers {
+            req = req.header(k, v);
+        }
+        let response = req.config().timeout_global(Some(max)).build().call();
+        let response = match response {
+            Ok(r) if r.status().is_success() => r,
+            other => {
+                return finish(other, max, context)
+                    .map(|_| -> Box<dyn std::io::BufRead + Send> { Box::new(std::io::empty()) });
+            }
+        };
+        let reader = response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader();
+        Ok(Box::new(std::io::BufReader::new(reader)))
+    }
+
+    /// Interrupt every request in flight on this client, from another thread (ureq's `Agent::shutdown`).
+    pub(crate) fn shutdown(&self) {
+        self.agent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+            .shutdown();
+    }
+
     /// GET `path`; `Ok(body)` for 2xx.
     pub(crate) fn get(&self, path: &str, timeout: Duration, context: &str) -> Result<Vec<u8>> {
         self.request("GET", path, None, timeout, context)

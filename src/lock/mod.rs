@@ -3,7 +3,7 @@
 mod annotation;
 mod lease;
 mod multi;
-mod object;
+pub(crate) mod object;
 
 pub use annotation::{
     ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION, decode_annotation,

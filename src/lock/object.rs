@@ -56,6 +56,16 @@ impl<K> fmt::Debug for ObjectLock<K> {
     }
 }
 
+/// `/apis/{group}/{version}/namespaces/{ns}/{plural}` (or `/api/v1/...` for core kinds).
+pub(crate) fn collection_path<K: LockObject>(namespace: &str) -> String {
+    let api = if K::API_VERSION.contains('/') {
+        format!("/apis/{}", K::API_VERSION)
+    } else {
+        format!("/api/{}", K::API_VERSION)
+    };
+    format!("{api}/namespaces/{namespace}/{}", K::PLURAL)
+}
+
 impl<K: LockObject> ObjectLock<K> {
     /// A lock in the object `namespace/name` on the API server of `config`, written as `identity`. The
     /// lock gets its own HTTP agent, so its requests reuse one pooled connection.
@@ -66,12 +76,7 @@ impl<K: LockObject> ObjectLock<K> {
         identity: impl Into<String>,
     ) -> Result<Self> {
         let (namespace, name) = (namespace.into(), name.into());
-        let api = if K::API_VERSION.contains('/') {
-            format!("/apis/{}", K::API_VERSION)
-        } else {
-            format!("/api/{}", K::API_VERSION)
-        };
-        let collection_path = format!("{api}/namespaces/{namespace}/{}", K::PLURAL);
+        let collection_path = collection_path::<K>(&namespace);
         Ok(ObjectLock {
             client: RestClient::new(config)?,
             item_path: format!("{collection_path}/{name}"),

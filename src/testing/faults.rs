@@ -112,7 +112,7 @@ impl Fault {
         self
     }
 
-    /// Only requests with this HTTP method (`GET`, `PUT`, `POST`, ...).
+    /// Only requests with this HTTP method (`GET`, `PUT`, `POST`, ...), or `WATCH` for watch requests.
     pub fn for_verb(mut self, verb: impl Into<String>) -> Self {
         self.verb = Some(verb.into().to_ascii_uppercase());
         self

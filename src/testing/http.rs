@@ -249,7 +249,7 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
     inner.count(verb, token);
     match inner
         .faults
-        .judge(token, &req.method, &req.path, &inner.down_or_stopped)
+        .judge(token, verb, &req.path, &inner.down_or_stopped)
     {
         Verdict::Proceed => {}
         Verdict::Drop => return Outcome::Close,

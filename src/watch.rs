@@ -1,0 +1,241 @@
+//! Watch-based followers: one helper thread per elector keeps a watch on the lock object and hands every
+//! change to the renew thread the moment it arrives, so a follower observes renews at once, takes a
+//! released lock within a round trip, wakes exactly at expiry, and makes no periodic GETs while it waits.
+//! The renew thread still reads before it writes (the takeover path is unchanged), so a stalled or lying
+//! watch can delay a takeover but never cause a wrong one. When the watch fails or is refused, the renew
+//! thread polls as usual until it is back.
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use serde_json::Value;
+
+use crate::client::RestClient;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lock::{ConfigMap, Endpoints, Lease, LockKind};
+use crate::record::VersionedRecord;
+
+/// How long one watch request may stay open before it is renewed (the server ends it first).
+const WATCH_SECONDS: u64 = 300;
+
+/// What the watch saw last.
+#[derive(Debug, Clone)]
+pub(crate) enum WatchUpdate {
+    Changed(VersionedRecord),
+    Deleted,
+}
+
+type Decoder = fn(&Value) -> std::result::Result<VersionedRecord, String>;
+
+struct Shared {
+    latest: Mutex<Option<WatchUpdate>>,
+    healthy: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// The helper thread and what it shares with the renew thread.
+pub(crate) struct Watcher {
+    shared: Arc<Shared>,
+    wake: Receiver<()>,
+    client: Arc<RestClient>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("healthy", &self.healthy())
+            .finish_non_exhaustive()
+    }
+}
+
+fn path_and_decoder(kind: LockKind, namespace: &str) -> Option<(String, Decoder)> {
+    use crate::lock::object::{collection_path, decode};
+    Some(match kind {
+        LockKind::Leases => (
+            collection_path::<Lease>(namespace),
+            decode::<Lease> as Decoder,
+        ),
+        LockKind::ConfigMaps => (
+            collection_path::<ConfigMap>(namespace),
+            decode::<ConfigMap> as Decoder,
+        ),
+        LockKind::Endpoints => (
+            collection_path::<Endpoints>(namespace),
+            decode::<Endpoints> as Decoder,
+        ),
+        // A multi-lock is two objects; its followers poll.
+        LockKind::ConfigMapsLeases | LockKind::EndpointsLeases => return None,
+    })
+}
+
+impl Watcher {
+    /// Start watching `namespace/name` of `kind`; `None` for kinds that cannot be watched as one object.
+    pub(crate) fn start(
+        config: &Config,
+        kind: LockKind,
+        namespace: &str,
+        name: &str,
+        retry: Duration,
+    ) -> Result<Option<Self>> {
+        let Some((collection, decoder)) = path_and_decoder(kind, namespace) else {
+            return Ok(None);
+        };
+        let client = Arc::new(RestClient::new(config)?);
+        let shared = Arc::new(Shared {
+            latest: Mutex::new(None),
+            healthy: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let (wake_tx, wake) = bounded(1);
+        let context = format!("watch {} {namespace}/{name}", kind.as_str());
+        let path = format!(
+            "{collection}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&fieldSelector=metadata.name%3D{name}"
+        );
+        let (c, s) = (client.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("kube-elector-watch".into())
+            .spawn(move || watch_loop(&c, &s, &wake_tx, &path, &context, decoder, retry))
+            .map_err(|e| Error::Io {
+                context: "spawning the watch thread".into(),
+                source: e,
+            })?;
+        Ok(Some(Watcher {
+            shared,
+            wake,
+            client,
+            thread: Some(thread),
+        }))
+    }
+
+    /// Whether a watch stream is open right now.
+    pub(crate) fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// Wakes the renew thread when an update arrives.
+    pub(crate) fn wake(&self) -> &Receiver<()> {
+        &self.wake
+    }
+
+    /// The latest update, if one arrived since the last call.
+    pub(crate) fn take(&self) -> Option<WatchUpdate> {
+        self.shared
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Interrupt the blocked read of the open watch.
+        self.client.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn publish(shared: &Shared, wake: &Sender<()>, update: WatchUpdate) {
+    *shared.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(update);
+    let _ = wake.try_send(());
+}
+
+fn watch_loop(
+    client: &RestClient,
+    shared: &Shared,
+    wake: &Sender<()>,
+    path: &str,
+    context: &str,
+    decode: Decoder,
+    retry: Duration,
+) {
+    let mut rv: Option<String> = None;
+    let mut failures = 0u32;
+    while !shared.stop.load(Ordering::Acquire) {
+        let url = match &rv {
+            Some(v) => format!("{path}&resourceVersion={v}"),
+            None => path.to_string(),
+        };
+        match client.stream(&url, Duration::from_secs(WATCH_SECONDS + 30), context) {
+            Ok(reader) => {
+                shared.healthy.store(true, Ordering::Release);
+                failures = 0;
+                if read_events(reader, shared, wake, decode, &mut rv).is_err() {
+                    failures += 1;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if !shared.stop.load(Ordering::Acquire) {
+                    log::warn!("{context}: {e}; followers poll until the watch is back");
+                }
+            }
+        }
+        shared.healthy.store(false, Ordering::Release);
+        if failures > 0 {
+            // Back off, interruptibly.
+            let pause = retry.saturating_mul(failures.min(15));
+            let until = Instant::now() + pause;
+            while Instant::now() < until && !shared.stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Read one watch stream to its end. `Err` when it failed rather than ended.
+fn read_events(
+    reader: Box<dyn BufRead + Send>,
+    shared: &Shared,
+    wake: &Sender<()>,
+    decode: Decoder,
+    rv: &mut Option<String>,
+) -> std::result::Result<(), ()> {
+    for line in reader.lines() {
+        let line = line.map_err(|_| ())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&line).map_err(|_| ())?;
+        let object_rv = event["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        match event["type"].as_str() {
+            Some("ADDED" | "MODIFIED") => match decode(&event["object"]) {
+                Ok(v) => {
+                    *rv = Some(v.resource_version.clone());
+                    publish(shared, wake, WatchUpdate::Changed(v));
+                }
+                // A malformed record: the renew thread will read it and report the error itself.
+                Err(e) => {
+                    log::warn!("watch: malformed lock object: {e}");
+                    *rv = object_rv;
+                }
+            },
+            Some("DELETED") => {
+                *rv = object_rv;
+                publish(shared, wake, WatchUpdate::Deleted);
+            }
+            Some("BOOKMARK") => *rv = object_rv.or(rv.take()),
+            Some("ERROR") => {
+                if event["object"]["code"].as_u64() == Some(410) {
+                    // Too old: list again (a watch without a version starts with the current object).
+                    *rv = None;
+                    return Ok(());
+                }
+                return Err(());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
