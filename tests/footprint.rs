@@ -1,0 +1,104 @@
+//! Footprint: `is_leader()` allocates nothing, and an elector is one thread (two with a watch).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use kube_elector::LeaderElector;
+use kube_elector::testing::ApiServer;
+
+/// Counts allocations made by the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
+    let server = ApiServer::start().unwrap();
+    let before = threads_named("kube-elector");
+    let mut h = LeaderElector::builder(server.config(), "footprint")
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(1))
+        .retry_period(Duration::from_millis(100))
+        .start()
+        .unwrap();
+    let status = h.status();
+    let start = std::time::Instant::now();
+    while !h.is_leader() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let allocations = ALLOCATIONS.with(Cell::get);
+    let mut leading = 0;
+    for _ in 0..100_000 {
+        leading += usize::from(h.is_leader()) + usize::from(status.is_leader());
+    }
+    assert_eq!(
+        ALLOCATIONS.with(Cell::get),
+        allocations,
+        "is_leader() must not allocate"
+    );
+    assert_eq!(leading, 200_000);
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            threads_named("kube-elector") - before,
+            1,
+            "one renew thread"
+        );
+    }
+    h.stop().unwrap();
+
+    let mut w = LeaderElector::builder(server.config(), "footprint-watch")
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(1))
+        .retry_period(Duration::from_millis(100))
+        .watch(true)
+        .start()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            threads_named("kube-elector") - before,
+            2,
+            "plus one watch thread"
+        );
+    }
+    w.stop().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            threads_named("kube-elector"),
+            before,
+            "both end with stop()"
+        );
+    }
+}
