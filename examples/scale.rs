@@ -131,10 +131,10 @@ fn run(followers: usize, watch: bool, seconds: u64, repeats: usize) -> Row {
             let mut leader = handles.remove(i);
             let t = Instant::now();
             if graceful {
-                leader.stop().ok()
+                let _ = leader.stop();
             } else {
-                Some(leader.abandon())
-            };
+                leader.abandon();
+            }
             let rest = statuses(&handles);
             // From the moment the leader was told to go, until a follower leads.
             if time_to_leader(&rest, LEASE * 3).is_some() {
