@@ -405,6 +405,13 @@ impl Shared {
             });
     }
 
+    fn leader(&self) -> Option<String> {
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn set_leader(&self, holder: Option<String>) {
         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = holder;
     }
@@ -706,11 +713,7 @@ impl LeaderHandle {
 
     /// The holder we observed last (`None` before the first observation or while the lock is free).
     pub fn leader(&self) -> Option<String> {
-        self.shared
-            .leader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.leader()
     }
 
     /// This candidate's identity.
@@ -806,11 +809,7 @@ impl LeaderStatus {
 
     /// Same as [`LeaderHandle::leader`].
     pub fn leader(&self) -> Option<String> {
-        self.shared
-            .leader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.leader()
     }
 
     /// The candidate's identity.

@@ -83,13 +83,7 @@ impl RestClient {
         let url = format!("{}{}", self.base, path);
         let resolved = self.credentials.resolve()?;
         let agent = self.agent(resolved.client_cert.as_ref())?;
-        let mut req = agent.get(url);
-        if let Some(a) = &resolved.header {
-            req = req.header("Authorization", &**a);
-        }
-        for (k, v) in &self.extra_headers {
-            req = req.header(k, v);
-        }
+        let req = self.authorize(agent.get(url), &resolved.header);
         let response = req.config().timeout_global(Some(max)).build().call();
         let response = match response {
             Ok(r) if r.status().is_success() => r,
@@ -104,6 +98,21 @@ impl RestClient {
             .limit(u64::MAX)
             .reader();
         Ok(Box::new(std::io::BufReader::new(reader)))
+    }
+
+    /// The `Authorization` and impersonation headers on a request.
+    fn authorize<B>(
+        &self,
+        mut req: ureq::RequestBuilder<B>,
+        authorization: &Option<Arc<str>>,
+    ) -> ureq::RequestBuilder<B> {
+        if let Some(a) = authorization {
+            req = req.header("Authorization", &**a);
+        }
+        for (k, v) in &self.extra_headers {
+            req = req.header(k, v);
+        }
+        req
     }
 
     /// Interrupt every request in flight on this client, from another thread (ureq's `Agent::shutdown`).
@@ -182,20 +191,9 @@ impl RestClient {
         let resolved = self.credentials.resolve()?;
         let agent = self.agent(resolved.client_cert.as_ref())?;
         let authorization = resolved.header;
-        macro_rules! with_headers {
-            ($req:expr) => {{
-                let mut req = $req;
-                if let Some(a) = &authorization {
-                    req = req.header("Authorization", &**a);
-                }
-                for (k, v) in &self.extra_headers {
-                    req = req.header(k, v);
-                }
-                req
-            }};
-        }
         let result = match (verb, body) {
-            ("GET", _) => with_headers!(agent.get(url))
+            ("GET", _) => self
+                .authorize(agent.get(url), &authorization)
                 .config()
                 .timeout_global(Some(timeout))
                 .build()
@@ -206,11 +204,14 @@ impl RestClient {
                 } else {
                     agent.put(url)
                 };
-                with_headers!(req.header("Content-Type", "application/json"))
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .send(body.unwrap_or_default())
+                self.authorize(
+                    req.header("Content-Type", "application/json"),
+                    &authorization,
+                )
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send(body.unwrap_or_default())
             }
         };
         finish(result, timeout, context)
