@@ -33,6 +33,7 @@ fn describe(event: &LeaderEvent) -> String {
         }
         LeaderEvent::StoppedLeading { reason } => match reason {
             StopReason::Stopped => "✖ stopped leading (stopped by its owner)".into(),
+            StopReason::Abandoned => "✖ gone (crashed: no release)".into(),
             StopReason::LeaseLost { holder } => {
                 format!("✖ stopped leading (lease taken by {holder:?})")
             }

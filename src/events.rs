@@ -32,6 +32,9 @@ pub enum LeaderEvent {
 pub enum StopReason {
     /// The handle was stopped or dropped.
     Stopped,
+    /// The handle was abandoned ([`LeaderHandle::abandon`](crate::LeaderHandle::abandon)): stopped without
+    /// releasing, as a crash would.
+    Abandoned,
     /// Another candidate holds the lock now (or wrote it first).
     LeaseLost {
         /// The holder we saw last, if any.

@@ -681,7 +681,12 @@ impl Worker {
             }
         }
         self.shared.deadline.store(STOPPED, Ordering::Release);
-        self.shared.announce_stopped(StopReason::Stopped);
+        let abandoned = self.shared.skip_release.load(Ordering::Acquire);
+        self.shared.announce_stopped(if abandoned {
+            StopReason::Abandoned
+        } else {
+            StopReason::Stopped
+        });
         if self.release_on_stop && !self.shared.skip_release.load(Ordering::Acquire) {
             match self.elector.release() {
                 Ok(true) => log::info!("{describe}: released"),

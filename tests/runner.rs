@@ -409,3 +409,25 @@ fn bad_settings_fail_at_start_not_in_the_thread() {
             .is_err()
     );
 }
+
+#[test]
+fn abandon_reports_abandoned_and_leaves_the_lease_held() {
+    let server = ApiServer::start().unwrap();
+    let mut a = start(server.config(), "abandoned", "a", 5);
+    let rx = a.events();
+    assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
+    a.abandon();
+    assert!(!a.is_leader());
+    assert_eq!(
+        server.lease_holder(NS, "abandoned").as_deref(),
+        Some("a"),
+        "no release"
+    );
+    let events = drain(&rx);
+    assert_eq!(
+        events.last(),
+        Some(&LeaderEvent::StoppedLeading {
+            reason: StopReason::Abandoned
+        })
+    );
+}
