@@ -3,7 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use kube_elector::{Config, InClusterOptions, KubeconfigOptions};
+
+/// base64 with a line break in the middle, as some tools write it.
+fn b64(data: &str) -> String {
+    let out = common::b64(data);
+    let mid = out.len() / 2 / 4 * 4;
+    format!("{}\n{}", &out[..mid], &out[mid..])
+}
 
 /// A fresh temporary folder for one test.
 fn temp_dir(tag: &str) -> PathBuf {
@@ -23,30 +32,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 const CA: &str = include_str!("fixtures/ca.pem");
-
-fn b64(data: &str) -> String {
-    // Standard base64, with a line break in the middle as some tools write it.
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = data.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    let mid = out.len() / 2 / 4 * 4;
-    format!("{}\n{}", &out[..mid], &out[mid..])
-}
 
 fn kubeconfig(cluster: &str, user: &str, extra: &str) -> String {
     format!(

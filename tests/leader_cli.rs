@@ -8,13 +8,9 @@ use std::time::{Duration, Instant};
 
 use kube_elector::testing::ApiServer;
 
-fn leader_bin() -> PathBuf {
-    // target/debug/deps/leader_cli-HASH → target/debug/examples/leader
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples")
-        .join(format!("leader{}", std::env::consts::EXE_SUFFIX))
-}
+mod common;
+
+use common::leader_bin;
 
 fn temp_kubeconfig(server: &ApiServer, tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kube-elector-cli-{}-{tag}", std::process::id()));

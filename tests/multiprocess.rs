@@ -4,26 +4,19 @@
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, unbounded};
 use kube_elector::testing::ApiServer;
 
+mod common;
+
+use common::leader_bin;
+
 const LEASE: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(200);
 const SLACK: Duration = Duration::from_millis(1500);
-
-fn leader_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("leader")
-}
 
 struct Proc {
     id: String,
