@@ -283,8 +283,7 @@ impl LeaderElectorBuilder {
             skip_release: AtomicBool::new(false),
             leader: Mutex::new(None),
             events: EventHub::default(),
-            last_renew: AtomicU64::new(0),
-            lease_duration: self.timing.lease_duration,
+            timing: self.timing,
             stats: Mutex::new(ElectorStats::default()),
             recorder,
             identity: identity.clone(),
@@ -334,9 +333,8 @@ struct Shared {
     skip_release: AtomicBool,
     leader: Mutex<Option<String>>,
     events: EventHub,
-    /// Start of the last successful acquire or renew, in nanoseconds since `base` (0: none yet).
-    last_renew: AtomicU64,
-    lease_duration: Duration,
+    /// The election's durations (`check()` derives the last renew from the deadline with them).
+    timing: Timing,
     stats: Mutex<ElectorStats>,
     /// Posts Kubernetes Events, when enabled.
     recorder: Option<EventRecorder>,
@@ -602,15 +600,6 @@ impl Worker {
                 Some(d) => self.shared.set_deadline(d),
                 None => false,
             };
-            if now_leading {
-                // The deadline is start + renew_deadline: recover the start for check().
-                let start = deadline.map(|d| d - timing.renew_deadline);
-                if let Some(start) = start {
-                    self.shared
-                        .last_renew
-                        .store(self.shared.nanos(start).max(1), Ordering::Release);
-                }
-            }
             if now_leading && !leading {
                 last_error = None;
                 self.stats().acquisitions += 1;
@@ -675,7 +664,6 @@ impl Worker {
                     }
                 }
             };
-            self.stats().is_leader = leading;
             if self.wait(wait, leading) {
                 break;
             }
@@ -761,11 +749,19 @@ impl LeaderHandle {
         if !self.shared.announced.load(Ordering::Acquire) {
             return Ok(());
         }
-        let last = self.shared.last_renew.load(Ordering::Acquire);
+        // The deadline is the start of the last successful renew + renew_deadline; it stays put while
+        // the renew thread is stuck, and is cleared when leadership ends.
+        let deadline = self.shared.deadline.load(Ordering::Acquire);
+        if deadline <= STOPPED {
+            return Ok(());
+        }
+        let timing = self.shared.timing;
+        let renew_deadline = u64::try_from(timing.renew_deadline.as_nanos()).unwrap_or(u64::MAX);
+        let last = deadline.saturating_sub(renew_deadline);
         let now = self.shared.nanos(Instant::now());
         let age = Duration::from_nanos(now.saturating_sub(last));
-        let limit = self.shared.lease_duration + max_tolerable_expired;
-        if last != 0 && age > limit {
+        let limit = timing.lease_duration + max_tolerable_expired;
+        if age > limit {
             return Err(Error::Unhealthy(format!(
                 "leading, but the last successful renew was {age:?} ago (more than lease duration + {max_tolerable_expired:?} = {limit:?}): the renew thread is stuck"
             )));

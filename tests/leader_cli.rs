@@ -30,14 +30,7 @@ fn spawn(kubeconfig: &std::path::Path, id: &str, extra: &[&str]) -> Child {
             "--id",
             id,
         ])
-        .args([
-            "--lease-duration",
-            "2s",
-            "--renew-deadline",
-            "1s",
-            "--retry-period",
-            "200ms",
-        ])
+        .args(common::FAST_TIMING)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -170,14 +163,7 @@ fn without_flags_the_cli_infers_its_config_from_the_environment() {
     let run = |kubeconfig_env: Option<&str>| {
         let mut cmd = Command::new(leader_bin());
         cmd.args(["--name", "inferred", "--id", "p9", "--run-for", "300ms"])
-            .args([
-                "--lease-duration",
-                "2s",
-                "--renew-deadline",
-                "1s",
-                "--retry-period",
-                "200ms",
-            ])
+            .args(common::FAST_TIMING)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
             .env("HOME", &empty_home);
@@ -237,16 +223,8 @@ fn the_cli_takes_every_lock_kind() {
                 "--lock",
                 kind,
             ])
-            .args([
-                "--lease-duration",
-                "2s",
-                "--renew-deadline",
-                "1s",
-                "--retry-period",
-                "200ms",
-                "--run-for",
-                "300ms",
-            ])
+            .args(common::FAST_TIMING)
+            .args(["--run-for", "300ms"])
             .output()
             .unwrap();
         assert_eq!(

@@ -72,14 +72,7 @@ fn sigkill_fails_over_after_the_lease_and_sigterm_hands_off_at_once() {
                     "--id",
                     &id,
                 ])
-                .args([
-                    "--lease-duration",
-                    "2s",
-                    "--renew-deadline",
-                    "1s",
-                    "--retry-period",
-                    "200ms",
-                ])
+                .args(common::FAST_TIMING)
                 .args(["--release-on-cancel", "--run-for", "60s"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())

@@ -84,14 +84,21 @@ impl RestClient {
         let resolved = self.credentials.resolve()?;
         let agent = self.agent(resolved.client_cert.as_ref())?;
         let req = self.authorize(agent.get(url), &resolved.header);
-        let response = req.config().timeout_global(Some(max)).build().call();
-        let response = match response {
-            Ok(r) if r.status().is_success() => r,
-            other => {
-                return finish(other, max, context)
-                    .map(|_| -> Box<dyn std::io::BufRead + Send> { Box::new(std::io::empty()) });
-            }
-        };
+        let response = req
+            .config()
+            .timeout_global(Some(max))
+            .build()
+            .call()
+            .map_err(|e| transport_error(e, max, context))?;
+        if !response.status().is_success() {
+            let (status, retry_after, body) = read_answer(response, max, context)?;
+            return Err(Error::Api(ApiError::from_response(
+                context.to_string(),
+                status,
+                &body,
+                retry_after,
+            )));
+        }
         let reader = response
             .into_body()
             .into_with_config()
@@ -276,12 +283,9 @@ fn build_agent(config: &Config) -> Result<Agent> {
     }
 }
 
-fn finish(
-    result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    timeout: Duration,
-    context: &str,
-) -> Result<Vec<u8>> {
-    let transport = |e: ureq::Error| match e {
+/// A failed request: a timeout, or a transport error.
+fn transport_error(e: ureq::Error, timeout: Duration, context: &str) -> Error {
+    match e {
         ureq::Error::Timeout(_) => Error::Timeout {
             context: context.to_string(),
             after: timeout,
@@ -294,8 +298,15 @@ fn finish(
             context: context.to_string(),
             source: other,
         },
-    };
-    let mut response = result.map_err(transport)?;
+    }
+}
+
+/// Status, `Retry-After` and body of an answer (bounded by `MAX_BODY`).
+fn read_answer(
+    mut response: ureq::http::Response<ureq::Body>,
+    timeout: Duration,
+    context: &str,
+) -> Result<(u16, Option<Duration>, Vec<u8>)> {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -308,22 +319,18 @@ fn finish(
         .with_config()
         .limit(MAX_BODY)
         .read_to_vec()
-        .map_err(|e| match e {
-            ureq::Error::Timeout(_) => Error::Timeout {
-                context: context.to_string(),
-                after: timeout,
-            },
-            ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                Error::Timeout {
-                    context: context.to_string(),
-                    after: timeout,
-                }
-            }
-            other => Error::Transport {
-                context: context.to_string(),
-                source: other,
-            },
-        })?;
+        .map_err(|e| transport_error(e, timeout, context))?;
+    Ok((status, retry_after, body))
+}
+
+/// The body of a 2xx answer; any other answer is an API error decoded from its Status body.
+fn finish(
+    result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    timeout: Duration,
+    context: &str,
+) -> Result<Vec<u8>> {
+    let response = result.map_err(|e| transport_error(e, timeout, context))?;
+    let (status, retry_after, body) = read_answer(response, timeout, context)?;
     if (200..300).contains(&status) {
         Ok(body)
     } else {

@@ -35,9 +35,11 @@ pub struct ObjectLock<K> {
     namespace: String,
     name: String,
     identity: String,
-    /// Built once: renews are hot.
+    /// Built once, as are the request contexts below: renews are hot.
     item_path: String,
     collection_path: String,
+    get_context: String,
+    update_context: String,
     /// The whole object last read or written: sent back on update, unknown fields included.
     cached: Option<Value>,
     /// Labels the holder puts on the object when it writes.
@@ -77,10 +79,14 @@ impl<K: LockObject> ObjectLock<K> {
     ) -> Result<Self> {
         let (namespace, name) = (namespace.into(), name.into());
         let collection_path = collection_path::<K>(&namespace);
+        let get_context = format!("get {} {namespace}/{name}", K::PLURAL);
+        let update_context = format!("update {} {namespace}/{name}", K::PLURAL);
         Ok(ObjectLock {
             client: RestClient::new(config)?,
             item_path: format!("{collection_path}/{name}"),
             collection_path,
+            get_context,
+            update_context,
             namespace,
             name,
             identity: identity.into(),
@@ -113,15 +119,18 @@ impl<K: LockObject> ObjectLock<K> {
         format!("{verb} {} {}/{}", K::PLURAL, self.namespace, self.name)
     }
 
-    /// Decode a body, cache the object and return its record.
+    fn decode_error(&self, message: String) -> Error {
+        Error::Decode {
+            context: format!("{} {}/{}", K::KIND, self.namespace, self.name),
+            message,
+        }
+    }
+
+    /// Decode a body, cache the object and return its record. (Error contexts are only built on errors.)
     fn accept(&mut self, body: &[u8]) -> Result<VersionedRecord> {
-        let context = format!("{} {}/{}", K::KIND, self.namespace, self.name);
-        let object: Value = serde_json::from_slice(body).map_err(|e| Error::Decode {
-            context: context.clone(),
-            message: format!("not JSON: {e}"),
-        })?;
-        let versioned =
-            decode::<K>(&object).map_err(|message| Error::Decode { context, message })?;
+        let object: Value = serde_json::from_slice(body)
+            .map_err(|e| self.decode_error(format!("not JSON: {e}")))?;
+        let versioned = decode::<K>(&object).map_err(|m| self.decode_error(m))?;
         self.cached = Some(object);
         Ok(versioned)
     }
@@ -156,10 +165,7 @@ fn to_vec(v: &Value) -> Vec<u8> {
 
 impl<K: LockObject> Lock for ObjectLock<K> {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
-        match self
-            .client
-            .get(&self.item_path, timeout, &self.context("get"))
-        {
+        match self.client.get(&self.item_path, timeout, &self.get_context) {
             Ok(body) => self.accept(&body).map(Some),
             Err(e) if e.is_not_found() => {
                 self.cached = None;
@@ -204,7 +210,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             &self.item_path,
             &to_vec(&object),
             timeout,
-            &self.context("update"),
+            &self.update_context,
         ) {
             Ok(answer) => self.accept(&answer),
             Err(e) => {

@@ -118,3 +118,13 @@ pub fn leader_bin() -> std::path::PathBuf {
     dir.join("examples")
         .join(format!("leader{}", std::env::consts::EXE_SUFFIX))
 }
+
+/// The `leader` CLI's timing flags for tests: a 2 s lease, 1 s renew deadline, 200 ms retry.
+pub const FAST_TIMING: [&str; 6] = [
+    "--lease-duration",
+    "2s",
+    "--renew-deadline",
+    "1s",
+    "--retry-period",
+    "200ms",
+];
