@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use kube_elector::election::Elector;
+use kube_elector::lock::LeaseLock;
+use kube_elector::record::LeaderElectionRecord;
 use kube_elector::testing::ApiServer;
-use kube_elector::{
-    Elector, LeaderElectionRecord, LeaderElector, LeaseLock, Lock, Timing, decode_annotation,
-    encode_annotation,
-};
+use kube_elector::testing::codec::{decode_annotation, encode_annotation};
+use kube_elector::{LeaderElector, Timing};
 use serde_json::{Value, json};
 
 fn timing() -> Timing {
@@ -121,9 +122,15 @@ fn bench_codecs(c: &mut Criterion) {
     let mut e = Elector::new(lock, timing()).unwrap();
     assert!(e.try_acquire_or_renew().unwrap());
     let lease_text = serde_json::to_string(&server.lease("default", "codec").unwrap()).unwrap();
-    let record: LeaderElectionRecord = e.observed_record().unwrap().record.clone();
+    let lease = server.lease("default", "codec").unwrap();
+    let record = LeaderElectionRecord::from_json_object(
+        lease["spec"].as_object().unwrap(),
+        "leaseTransitions",
+    )
+    .unwrap();
     let annotation = encode_annotation(&record);
-    let cm = json!({"metadata": {"annotations": {kube_elector::LEADER_ANNOTATION: annotation}}});
+    let cm =
+        json!({"metadata": {"annotations": {kube_elector::lock::LEADER_ANNOTATION: annotation}}});
     let mut group = c.benchmark_group("codec");
     group.bench_function("lease_json_parse_baseline", |b| {
         b.iter(|| black_box(serde_json::from_str::<Value>(&lease_text).unwrap()))
@@ -147,7 +154,7 @@ fn bench_codecs(c: &mut Criterion) {
         b.iter(|| black_box(decode_annotation(&cm).unwrap()))
     });
     group.finish();
-    let _ = e.lock().describe();
+    assert!(e.release().unwrap());
 }
 
 fn main() {

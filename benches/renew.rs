@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use kube_elector::Timing;
+use kube_elector::election::Elector;
+use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Elector, LeaseLock, Timing};
 use serde_json::Value;
 use ureq::Agent;
 
@@ -84,8 +86,9 @@ impl RawPut {
     }
 
     fn put(&mut self) {
-        self.object["spec"]["renewTime"] =
-            Value::String(kube_elector::format_micro_time(&chrono::Utc::now()));
+        self.object["spec"]["renewTime"] = Value::String(
+            kube_elector::testing::codec::format_micro_time(&chrono::Utc::now()),
+        );
         let mut req = self
             .agent
             .put(&self.url)

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kube_elector::{Config, KubeconfigOptions, LeaderElector, LeaderEvent, LockKind};
+use kube_elector::config::KubeconfigOptions;
+use kube_elector::{Config, LeaderElector, LeaderEvent, LockKind};
 
 struct Args {
     kubeconfig: Option<PathBuf>,

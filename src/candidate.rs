@@ -34,6 +34,81 @@ impl CandidateInfo {
     }
 }
 
+/// Keeps our LeaseCandidate on a thread of its own, so its requests never delay a renew. Dropping it
+/// stops the thread.
+pub(crate) struct CandidateKeeper {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    interrupter: crate::client::Interrupter,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for CandidateKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CandidateKeeper").finish_non_exhaustive()
+    }
+}
+
+impl CandidateKeeper {
+    /// Start the upkeep: the candidate is created at once and checked for pings every retry period.
+    pub(crate) fn start(
+        config: &Config,
+        namespace: &str,
+        lease_name: &str,
+        identity: &str,
+        info: CandidateInfo,
+        timing: crate::Timing,
+    ) -> Result<Self> {
+        let mut candidate = LeaseCandidate::new(config, namespace, lease_name, identity, info)?;
+        let interrupter = candidate.client.interrupter();
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let describe = format!("leasecandidate {namespace}/{identity}");
+        let thread = std::thread::Builder::new()
+            .name("kube-elector-candidate".into())
+            .spawn(move || {
+                let mut failing = false;
+                loop {
+                    match candidate.maintain(timing.request_timeout_cap()) {
+                        Ok(()) if failing => {
+                            failing = false;
+                            log::info!("{describe}: kept again");
+                        }
+                        Ok(()) => {}
+                        Err(e) if !failing => {
+                            failing = true;
+                            log::warn!("{describe}: keeping our LeaseCandidate failed (retrying every retry period): {e}");
+                        }
+                        Err(e) => log::debug!("{describe}: {e}"),
+                    }
+                    if !matches!(
+                        stopped.recv_timeout(timing.retry_period),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                    ) {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Io {
+                context: "spawning the LeaseCandidate thread".into(),
+                source: e,
+            })?;
+        Ok(CandidateKeeper {
+            stop: Some(stop),
+            interrupter,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for CandidateKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        self.interrupter.interrupt();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Our LeaseCandidate and its upkeep.
 pub(crate) struct LeaseCandidate {
     client: RestClient,

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The election settings are inconsistent (SPEC: durations, identity, lock name).
+    /// The election settings are inconsistent (durations, identity, lock name).
     InvalidElectionConfig(String),
     /// The connection configuration (server URL, CA, token, kubeconfig) is unusable.
     Config(String),
@@ -33,6 +33,11 @@ pub enum Error {
         context: String,
         /// Why it could not be decoded.
         message: String,
+    },
+    /// The request was interrupted because the elector is stopping.
+    Interrupted {
+        /// What was being done.
+        context: String,
     },
     /// The leadership deadline passed before the request could be sent.
     DeadlineExceeded {
@@ -61,6 +66,17 @@ impl Error {
             Error::Api(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// A 404 for a lock object that vanished between a read and a write.
+    pub(crate) fn lock_gone(lock: &str) -> Error {
+        Error::Api(ApiError {
+            context: format!("update {lock}"),
+            code: 404,
+            reason: StatusReason::NotFound,
+            message: "the lock object does not exist (deleted?)".into(),
+            retry_after: None,
+        })
     }
 
     /// True for a 404 `NotFound` from the API server.
@@ -100,6 +116,9 @@ impl fmt::Display for Error {
                     f,
                     "{context}: the API server sent a malformed object: {message}"
                 )
+            }
+            Error::Interrupted { context } => {
+                write!(f, "{context}: interrupted: the elector is stopping")
             }
             Error::DeadlineExceeded { lock } => write!(
                 f,

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::client::RestClient;
 use crate::config::Config;
+use crate::election::Watched;
 use crate::error::{Error, Result};
 use crate::lock::{ConfigMap, Endpoints, Lease, LockKind};
 use crate::record::VersionedRecord;
@@ -23,17 +24,10 @@ use crate::record::VersionedRecord;
 /// How long one watch request may stay open before it is renewed (the server ends it first).
 const WATCH_SECONDS: u64 = 300;
 
-/// What the watch saw last.
-#[derive(Debug, Clone)]
-pub(crate) enum WatchUpdate {
-    Changed(VersionedRecord),
-    Deleted,
-}
-
 type Decoder = fn(&Value) -> std::result::Result<VersionedRecord, String>;
 
 struct Shared {
-    latest: Mutex<Option<WatchUpdate>>,
+    latest: Mutex<Option<Watched>>,
     healthy: AtomicBool,
     stop: AtomicBool,
 }
@@ -124,7 +118,7 @@ impl Watcher {
     }
 
     /// The latest update, if one arrived since the last call.
-    pub(crate) fn take(&self) -> Option<WatchUpdate> {
+    pub(crate) fn take(&self) -> Option<Watched> {
         self.shared
             .latest
             .lock()
@@ -144,7 +138,7 @@ impl Drop for Watcher {
     }
 }
 
-fn publish(shared: &Shared, wake: &Sender<()>, update: WatchUpdate) {
+fn publish(shared: &Shared, wake: &Sender<()>, update: Watched) {
     *shared.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(update);
     let _ = wake.try_send(());
 }
@@ -213,7 +207,7 @@ fn read_events(
             Some("ADDED" | "MODIFIED") => match decode(&event["object"]) {
                 Ok(v) => {
                     *rv = Some(v.resource_version.clone());
-                    publish(shared, wake, WatchUpdate::Changed(v));
+                    publish(shared, wake, Watched::Changed(v));
                 }
                 // A malformed record: the renew thread will read it and report the error itself.
                 Err(e) => {
@@ -223,7 +217,7 @@ fn read_events(
             },
             Some("DELETED") => {
                 *rv = object_rv;
-                publish(shared, wake, WatchUpdate::Deleted);
+                publish(shared, wake, Watched::Deleted);
             }
             Some("BOOKMARK") => *rv = object_rv.or(rv.take()),
             Some("ERROR") => {

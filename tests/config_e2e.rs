@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::wait_until;
+use kube_elector::config::InClusterOptions;
+use kube_elector::election::Elector;
+use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, Elector, Error, InClusterOptions, LeaderElector, LeaseLock, Timing};
+use kube_elector::{Config, Error, LeaderElector, Timing};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kube-elector-e2e-{}-{tag}", std::process::id()));

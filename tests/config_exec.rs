@@ -9,8 +9,10 @@ use std::time::Duration;
 mod common;
 
 use common::b64;
+use kube_elector::election::Elector;
+use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, Elector, LeaseLock, Timing};
+use kube_elector::{Config, Timing};
 use serde_json::{Value, json};
 
 struct Plugin {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use kube_elector::{Config, InClusterOptions, KubeconfigOptions};
+use kube_elector::Config;
+use kube_elector::config::{InClusterOptions, KubeconfigOptions};
 
 /// base64 with a line break in the middle, as some tools write it.
 fn b64(data: &str) -> String {

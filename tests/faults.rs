@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{assert_well_formed, wait_event, wait_until};
 use crossbeam_channel::Receiver;
+use kube_elector::election::Elector;
+use kube_elector::lock::LeaseLock;
 use kube_elector::testing::{ApiServer, Fault};
-use kube_elector::{
-    Elector, LeaderElector, LeaderEvent, LeaderHandle, LeaseLock, StopReason, Timing,
-};
+use kube_elector::{LeaderElector, LeaderEvent, LeaderHandle, StopReason, Timing};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(3);

@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{assert_well_formed, wait_event, wait_until};
+use kube_elector::lock::{LeaseLock, Lock};
+use kube_elector::record::{LeaderElectionRecord, VersionedRecord};
 use kube_elector::testing::{ApiServer, Fault};
-use kube_elector::{
-    Error, LeaderElectionRecord, LeaderElector, LeaderEvent, LeaseLock, Lock, StopReason,
-    VersionedRecord,
-};
+use kube_elector::{Error, LeaderElector, LeaderEvent, StopReason};
 
 /// A Lease lock that a test can make panic or hang (ignoring its timeout, as a wedged thread would).
 struct Sabotaged {
@@ -47,10 +46,11 @@ impl Lock for Sabotaged {
     fn update(
         &mut self,
         r: &LeaderElectionRecord,
+        resource_version: &str,
         timeout: Duration,
     ) -> kube_elector::Result<VersionedRecord> {
         self.trap();
-        self.inner.update(r, timeout)
+        self.inner.update(r, resource_version, timeout)
     }
     fn identity(&self) -> &str {
         self.inner.identity()

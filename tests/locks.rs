@@ -7,11 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{ManualClock, assert_well_formed};
+use kube_elector::election::Elector;
+use kube_elector::lock::{ConfigMapLock, EndpointsLock, LEADER_ANNOTATION, Lock};
 use kube_elector::testing::ApiServer;
-use kube_elector::{
-    ConfigMapLock, Elector, EndpointsLock, LEADER_ANNOTATION, LeaderElector, LeaderEvent,
-    LeaderHandle, Lock, LockKind, Timing,
-};
+use kube_elector::{LeaderElector, LeaderEvent, LeaderHandle, LockKind, Timing};
 use serde_json::{Value, json};
 
 fn fixture_body(name: &str) -> Value {
@@ -51,7 +50,9 @@ fn client_go_and_python_annotation_records_are_read_and_ours_match_client_gos() 
         ("holder-a", 15)
     );
     // Writing the same record back gives byte-for-byte client-go's annotation.
-    let written = lock.update(&v.record, Duration::from_secs(5)).unwrap();
+    let written = lock
+        .update(&v.record, &v.resource_version, Duration::from_secs(5))
+        .unwrap();
     assert_eq!(written.record, v.record);
     let stored = server
         .object("configmaps", "default", "example-cm-lock")
@@ -82,7 +83,7 @@ fn client_go_and_python_annotation_records_are_read_and_ours_match_client_gos() 
     let lock = ConfigMapLock::new(&server.config(), "default", "py", "me").unwrap();
     let mut e = Elector::with_clock(lock, timing(), clock.clone()).unwrap();
     assert!(!e.try_acquire_or_renew().unwrap());
-    assert_eq!(e.observed_holder(), Some("acc-crash-1795741501-c0"));
+    assert_eq!(e.election().holder(), Some("acc-crash-1795741501-c0"));
     clock.advance(Duration::from_secs(6));
     assert!(e.try_acquire_or_renew().unwrap(), "its \"6\" seconds count");
     let stored = server.object("configmaps", "default", "py").unwrap();
@@ -134,7 +135,7 @@ fn a_renew_is_one_put_per_object_for_every_kind() {
     for kind in LockKind::ALL {
         let server = ApiServer::start().unwrap();
         let lock = kind
-            .lock(&server.config(), "default", "one-put", "me")
+            .locks(&server.config(), "default", "one-put", "me")
             .unwrap();
         let clock = ManualClock::new();
         let mut e = Elector::with_clock(lock, timing(), clock.clone()).unwrap();
@@ -143,7 +144,9 @@ fn a_renew_is_one_put_per_object_for_every_kind() {
             // More than a second apart: seconds-precision records change on every renew.
             clock.advance(Duration::from_millis(1100));
             server.reset_counters();
-            assert!(e.try_acquire_or_renew().unwrap(), "{kind}");
+            let outcome = e.step();
+            assert!(outcome.is_leading() && outcome.renewed, "{kind}");
+            assert!(!outcome.slow_path, "{kind}: the fast path");
             let objects = if kind.as_str().ends_with("leases") && kind != LockKind::Leases {
                 2
             } else {
@@ -155,7 +158,6 @@ fn a_renew_is_one_put_per_object_for_every_kind() {
                 "{kind}"
             );
         }
-        assert_eq!(e.slow_path_renews(), 0, "{kind}");
     }
 }
 
@@ -281,18 +283,21 @@ fn a_multi_lock_whose_records_disagree_reports_an_unknown_leader() {
     .unwrap();
     assert!(cm.try_acquire_or_renew().unwrap());
     let mut lease = Elector::with_clock(
-        kube_elector::LeaseLock::new(&server.config(), "default", "split", "new").unwrap(),
+        kube_elector::lock::LeaseLock::new(&server.config(), "default", "split", "new").unwrap(),
         timing(),
         clock.clone(),
     )
     .unwrap();
     assert!(lease.try_acquire_or_renew().unwrap());
     let multi = LockKind::ConfigMapsLeases
-        .lock(&server.config(), "default", "split", "mid")
+        .locks(&server.config(), "default", "split", "mid")
         .unwrap();
     let mut e = Elector::with_clock(multi, timing(), clock.clone()).unwrap();
     assert!(!e.try_acquire_or_renew().unwrap());
-    assert_eq!(e.observed_holder(), Some(kube_elector::UNKNOWN_LEADER));
+    assert_eq!(
+        e.election().holder(),
+        Some(kube_elector::election::UNKNOWN_LEADER)
+    );
     // The Lease holder keeps renewing: the pair keeps changing, so it never expires for the multi-lock.
     for _ in 0..15 {
         clock.advance(Duration::from_secs(1));

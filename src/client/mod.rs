@@ -6,6 +6,7 @@ mod tls_connector;
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use ureq::Agent;
 
 use std::sync::{Arc, Mutex};
@@ -16,15 +17,52 @@ use crate::error::{ApiError, Error, Result};
 /// The largest response body we read: lock objects are a few kilobytes.
 const MAX_BODY: u64 = 4 * 1024 * 1024;
 
+/// The agent of a client, and the exec-plugin client certificate it was built with (rebuilt when that
+/// changes).
+struct AgentSlot {
+    agent: Agent,
+    cert: Option<Arc<ClientIdentity>>,
+    /// Interrupted: every request fails until [`Interrupter::resume`].
+    interrupted: bool,
+    /// The agent was shut down: build a new one for the next request.
+    closed: bool,
+}
+
+/// Interrupts a client's requests in flight from another thread, and refuses new ones until resumed.
+#[derive(Clone)]
+pub(crate) struct Interrupter(Arc<Mutex<AgentSlot>>);
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupter").finish_non_exhaustive()
+    }
+}
+
+impl Interrupter {
+    /// Interrupt whatever is in flight (ureq's `Agent::shutdown`) and refuse new requests.
+    pub(crate) fn interrupt(&self) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.interrupted = true;
+        slot.closed = true;
+        slot.agent.clone().shutdown();
+    }
+
+    /// Accept requests again, on a fresh connection.
+    pub(crate) fn resume(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).interrupted = false;
+    }
+}
+
 /// A blocking client for one API server, with one pooled connection.
 pub(crate) struct RestClient {
-    /// The agent, and the exec-plugin client certificate it was built with (rebuilt when that changes).
-    agent: Mutex<(Agent, Option<Arc<ClientIdentity>>)>,
+    agent: Arc<Mutex<AgentSlot>>,
     config: Config,
     base: String,
     credentials: Credentials,
     /// `Impersonate-*` headers, computed once.
     extra_headers: Vec<(String, String)>,
+    /// The `Date` header of the last answer: the API server's clock.
+    last_date: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -41,7 +79,12 @@ impl RestClient {
     pub(crate) fn new(config: &Config) -> Result<Self> {
         config.validate()?;
         Ok(RestClient {
-            agent: Mutex::new((build_agent(config)?, None)),
+            agent: Arc::new(Mutex::new(AgentSlot {
+                agent: build_agent(config)?,
+                cert: None,
+                interrupted: false,
+                closed: false,
+            })),
             config: config.clone(),
             base: config.server().to_string(),
             credentials: config.credentials().clone(),
@@ -49,27 +92,48 @@ impl RestClient {
                 .impersonation()
                 .map(|i| i.headers())
                 .unwrap_or_default(),
+            last_date: Mutex::new(None),
         })
     }
 
+    /// The API server's clock in its last answer (its `Date` header, whole seconds).
+    pub(crate) fn last_server_date(&self) -> Option<DateTime<Utc>> {
+        *self.last_date.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The agent for a request: the current one, or a new one when an exec plugin handed us another
-    /// client certificate.
-    fn agent(&self, cert: Option<&Arc<ClientIdentity>>) -> Result<Agent> {
+    /// client certificate or the old one was shut down by an interrupt.
+    fn agent(&self, cert: Option<&Arc<ClientIdentity>>, context: &str) -> Result<Agent> {
         let mut slot = self.agent.lock().unwrap_or_else(|p| p.into_inner());
-        let same = match (cert, &slot.1) {
-            (None, _) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        if slot.interrupted {
+            return Err(Error::Interrupted {
+                context: context.to_string(),
+            });
+        }
+        let same = match (cert, &slot.cert) {
+            (None, _) => !slot.closed,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) && !slot.closed,
             (Some(_), None) => false,
         };
         if !same {
-            let cert = cert.expect("checked above").clone();
-            let config = self
-                .config
-                .clone()
-                .with_client_cert(cert.cert_pem.clone(), cert.key_pem.clone());
-            *slot = (build_agent(&config)?, Some(cert));
+            let cert = cert.cloned().or_else(|| slot.cert.clone());
+            let config = match &cert {
+                Some(c) => self
+                    .config
+                    .clone()
+                    .with_client_cert(c.cert_pem.clone(), c.key_pem.clone()),
+                None => self.config.clone(),
+            };
+            slot.agent = build_agent(&config)?;
+            slot.cert = cert;
+            slot.closed = false;
         }
-        Ok(slot.0.clone())
+        Ok(slot.agent.clone())
+    }
+
+    /// A handle that interrupts this client's requests from another thread.
+    pub(crate) fn interrupter(&self) -> Interrupter {
+        Interrupter(self.agent.clone())
     }
 
     /// Open a streaming GET (a watch): the body as a line reader, for at most `max`. Non-2xx answers are
@@ -82,7 +146,7 @@ impl RestClient {
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
         let url = format!("{}{}", self.base, path);
         let resolved = self.credentials.resolve()?;
-        let agent = self.agent(resolved.client_cert.as_ref())?;
+        let agent = self.agent(resolved.client_cert.as_ref(), context)?;
         let req = self.authorize(agent.get(url), &resolved.header);
         let response = req
             .config()
@@ -124,12 +188,7 @@ impl RestClient {
 
     /// Interrupt every request in flight on this client, from another thread (ureq's `Agent::shutdown`).
     pub(crate) fn shutdown(&self) {
-        self.agent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
-            .shutdown();
+        self.interrupter().interrupt();
     }
 
     /// GET `path`; `Ok(body)` for 2xx.
@@ -196,7 +255,7 @@ impl RestClient {
     ) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
         let resolved = self.credentials.resolve()?;
-        let agent = self.agent(resolved.client_cert.as_ref())?;
+        let agent = self.agent(resolved.client_cert.as_ref(), context)?;
         let authorization = resolved.header;
         let result = match (verb, body) {
             ("GET", _) => self
@@ -221,8 +280,21 @@ impl RestClient {
                 .send(body.unwrap_or_default())
             }
         };
+        if let Ok(response) = &result {
+            if let Some(date) = server_date(response) {
+                *self.last_date.lock().unwrap_or_else(|p| p.into_inner()) = Some(date);
+            }
+        }
         finish(result, timeout, context)
     }
+}
+
+/// The `Date` header of an answer (an HTTP date: `Fri, 27 Nov 2026 00:46:32 GMT`).
+fn server_date(response: &ureq::http::Response<ureq::Body>) -> Option<DateTime<Utc>> {
+    let text = response.headers().get("date")?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(text)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// One ureq agent for a config: its TLS settings, our resolver, statuses as values.

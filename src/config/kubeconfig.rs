@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// Which kubeconfig files to read and which context to use.
 ///
 /// ```no_run
-/// use kube_elector::KubeconfigOptions;
+/// use kube_elector::config::KubeconfigOptions;
 /// let config = KubeconfigOptions::new()
 ///     .paths(["/etc/kube/base.yaml", "/home/me/.kube/config"])
 ///     .context("staging")

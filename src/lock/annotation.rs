@@ -1,4 +1,4 @@
-//! The annotation locks (SPEC §2): the record as JSON in the `control-plane.alpha.kubernetes.io/leader`
+//! The annotation locks: the record as JSON in the `control-plane.alpha.kubernetes.io/leader`
 //! annotation of a ConfigMap or an Endpoints object, times in RFC 3339 seconds, field names as client-go
 //! writes them. Older clusters and other clients (client-go before 1.24, the Python client) still use
 //! them. Every other annotation, label and data key of the object is left untouched.

@@ -1,4 +1,4 @@
-//! The `coordination.k8s.io/v1` Lease lock (SPEC §2): the record is the Lease's spec, times as MicroTime.
+//! The `coordination.k8s.io/v1` Lease lock: the record is the Lease's spec, times as MicroTime.
 
 use serde_json::{Map, Value, json};
 

@@ -1,22 +1,18 @@
-//! Locks: the objects an election is held on. The election code talks to them only through [`Lock`].
+//! Locks: the objects an election is held on. The election drives them only through [`Lock`].
 
-mod annotation;
+pub(crate) mod annotation;
 mod lease;
-mod multi;
 pub(crate) mod object;
 
-pub use annotation::{
-    ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION, decode_annotation,
-    encode_annotation,
-};
+pub use annotation::{ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION};
 pub use lease::{Lease, LeaseLock};
-pub use multi::{MultiLock, UNKNOWN_LEADER};
 pub use object::{LockObject, ObjectLock};
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::client::Interrupter;
 use crate::config::Config;
 use crate::error::Error;
 
@@ -65,49 +61,76 @@ impl LockKind {
         }
     }
 
-    /// Build a lock of this kind on `namespace/name`, written as `identity`.
-    pub fn lock(
-        self,
-        config: &Config,
-        namespace: &str,
-        name: &str,
-        identity: &str,
-    ) -> crate::Result<Box<dyn Lock>> {
-        self.lock_with_labels(config, namespace, name, identity, &BTreeMap::new())
+    /// Whether this kind is a migration pair (the old kind, then a Lease).
+    pub fn is_pair(self) -> bool {
+        matches!(self, Self::ConfigMapsLeases | Self::EndpointsLeases)
     }
 
-    /// Like [`lock`](LockKind::lock), with labels the holder puts on the lock object(s) when it writes
-    /// (client-go's `NewWithLabels`).
-    pub fn lock_with_labels(
+    /// The lock(s) and a way to interrupt their requests in flight (for `stop()`).
+    pub(crate) fn build(
         self,
         config: &Config,
         namespace: &str,
         name: &str,
         identity: &str,
         labels: &BTreeMap<String, String>,
-    ) -> crate::Result<Box<dyn Lock>> {
-        let lease = || {
-            Ok::<_, Error>(
-                LeaseLock::new(config, namespace, name, identity)?.with_labels(labels.clone()),
-            )
+    ) -> crate::Result<(Locks, Vec<Interrupter>)> {
+        let mut interrupters = Vec::new();
+        let mut one = |plural: &str| -> crate::Result<Box<dyn Lock>> {
+            let lock: Box<dyn Lock> = match plural {
+                "configmaps" => {
+                    let l = ConfigMapLock::new(config, namespace, name, identity)?
+                        .with_labels(labels.clone());
+                    interrupters.push(l.interrupter());
+                    Box::new(l)
+                }
+                "endpoints" => {
+                    let l = EndpointsLock::new(config, namespace, name, identity)?
+                        .with_labels(labels.clone());
+                    interrupters.push(l.interrupter());
+                    Box::new(l)
+                }
+                _ => {
+                    let l = LeaseLock::new(config, namespace, name, identity)?
+                        .with_labels(labels.clone());
+                    interrupters.push(l.interrupter());
+                    Box::new(l)
+                }
+            };
+            Ok(lock)
         };
-        let cm = || {
-            Ok::<_, Error>(
-                ConfigMapLock::new(config, namespace, name, identity)?.with_labels(labels.clone()),
-            )
+        let locks = match self {
+            Self::Leases => Locks::one(one("leases")?),
+            Self::ConfigMaps => Locks::one(one("configmaps")?),
+            Self::Endpoints => Locks::one(one("endpoints")?),
+            Self::ConfigMapsLeases => Locks::pair(one("configmaps")?, one("leases")?)?,
+            Self::EndpointsLeases => Locks::pair(one("endpoints")?, one("leases")?)?,
         };
-        let ep = || {
-            Ok::<_, Error>(
-                EndpointsLock::new(config, namespace, name, identity)?.with_labels(labels.clone()),
-            )
-        };
-        Ok(match self {
-            Self::Leases => Box::new(lease()?),
-            Self::ConfigMaps => Box::new(cm()?),
-            Self::Endpoints => Box::new(ep()?),
-            Self::ConfigMapsLeases => Box::new(MultiLock::new(Box::new(cm()?), Box::new(lease()?))),
-            Self::EndpointsLeases => Box::new(MultiLock::new(Box::new(ep()?), Box::new(lease()?))),
-        })
+        Ok((locks, interrupters))
+    }
+
+    /// Build the lock(s) of this kind on `namespace/name`, written as `identity`.
+    pub fn locks(
+        self,
+        config: &Config,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+    ) -> crate::Result<Locks> {
+        self.locks_with_labels(config, namespace, name, identity, &BTreeMap::new())
+    }
+
+    /// Like [`locks`](LockKind::locks), with labels the holder puts on the lock object(s) when it writes
+    /// (client-go's `NewWithLabels`).
+    pub fn locks_with_labels(
+        self,
+        config: &Config,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> crate::Result<Locks> {
+        Ok(self.build(config, namespace, name, identity, labels)?.0)
     }
 }
 
@@ -130,14 +153,16 @@ impl FromStr for LockKind {
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
+use crate::election::Slot;
 use crate::error::Result;
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
-/// A lock object holding a [`LeaderElectionRecord`].
+/// A lock object holding a [`LeaderElectionRecord`]: the I/O the election asks for.
 ///
-/// Implementations cache the object they last read or wrote, so that [`Lock::update`] can send it back with
-/// its `resourceVersion` (optimistic concurrency: a stale version gets 409 Conflict) without a GET first.
-/// Every call gets the timeout it must finish within.
+/// Implementations keep the object they last read or wrote, so that [`Lock::update`] can send it back
+/// (unknown fields and all) without a GET first. Every call gets the timeout it must finish within.
 pub trait Lock: Send {
     /// Read the lock object. `Ok(None)` when it does not exist.
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>>;
@@ -147,10 +172,12 @@ pub trait Lock: Send {
         record: &LeaderElectionRecord,
         timeout: Duration,
     ) -> Result<VersionedRecord>;
-    /// Replace the record in the cached object, carrying its `resourceVersion`.
+    /// Replace the record in the object on condition that it is still at `resource_version` (the
+    /// version the election judged): a stale version must fail with 409 Conflict.
     fn update(
         &mut self,
         record: &LeaderElectionRecord,
+        resource_version: &str,
         timeout: Duration,
     ) -> Result<VersionedRecord>;
     /// The identity this lock writes as holder.
@@ -160,6 +187,99 @@ pub trait Lock: Send {
     /// The object to attach Kubernetes Events to, once it is known.
     fn object_ref(&self) -> Option<ObjectReference> {
         None
+    }
+    /// The API server's clock in its last answer (the `Date` header), if known.
+    fn server_date(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+}
+
+/// The lock objects of one election: one [`Lock`], or during a migration a primary (the old kind,
+/// written first) and a secondary (the Lease).
+pub struct Locks<L = Box<dyn Lock>> {
+    primary: L,
+    secondary: Option<L>,
+}
+
+impl<L: Lock> Locks<L> {
+    /// One lock object.
+    pub fn one(lock: L) -> Self {
+        Locks {
+            primary: lock,
+            secondary: None,
+        }
+    }
+
+    /// A migration pair. Both must write the same identity.
+    pub fn pair(primary: L, secondary: L) -> Result<Self> {
+        if primary.identity() != secondary.identity() {
+            return Err(Error::InvalidElectionConfig(format!(
+                "the two locks of a pair must write the same identity, not {:?} and {:?}",
+                primary.identity(),
+                secondary.identity()
+            )));
+        }
+        Ok(Locks {
+            primary,
+            secondary: Some(secondary),
+        })
+    }
+
+    /// Whether this is a migration pair.
+    pub fn is_pair(&self) -> bool {
+        self.secondary.is_some()
+    }
+
+    /// The identity the locks write.
+    pub fn identity(&self) -> &str {
+        self.primary.identity()
+    }
+
+    /// The lock(s) for messages, e.g. `configmaps default/x + leases default/x`.
+    pub fn describe(&self) -> String {
+        match &self.secondary {
+            None => self.primary.describe(),
+            Some(s) => format!("{} + {}", self.primary.describe(), s.describe()),
+        }
+    }
+
+    /// The primary lock.
+    pub fn primary(&self) -> &L {
+        &self.primary
+    }
+
+    pub(crate) fn get(&self, slot: Slot) -> Option<&L> {
+        match slot {
+            Slot::Primary => Some(&self.primary),
+            Slot::Secondary => self.secondary.as_ref(),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: Slot) -> Option<&mut L> {
+        match slot {
+            Slot::Primary => Some(&mut self.primary),
+            Slot::Secondary => self.secondary.as_mut(),
+        }
+    }
+
+    /// The object Events are attached to: the Lease of a pair, else the lock.
+    pub fn object_ref(&self) -> Option<ObjectReference> {
+        self.secondary
+            .as_ref()
+            .unwrap_or(&self.primary)
+            .object_ref()
+    }
+}
+
+impl<L: Lock> From<L> for Locks<L> {
+    fn from(lock: L) -> Self {
+        Locks::one(lock)
+    }
+}
+
+impl<L: Lock> fmt::Debug for Locks<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Locks").field(&self.describe()).finish()
     }
 }
 
@@ -192,9 +312,10 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     fn update(
         &mut self,
         record: &LeaderElectionRecord,
+        resource_version: &str,
         timeout: Duration,
     ) -> Result<VersionedRecord> {
-        (**self).update(record, timeout)
+        (**self).update(record, resource_version, timeout)
     }
     fn identity(&self) -> &str {
         (**self).identity()
@@ -204,5 +325,8 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     }
     fn object_ref(&self) -> Option<ObjectReference> {
         (**self).object_ref()
+    }
+    fn server_date(&self) -> Option<DateTime<Utc>> {
+        (**self).server_date()
     }
 }

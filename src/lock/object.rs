@@ -96,6 +96,11 @@ impl<K: LockObject> ObjectLock<K> {
         })
     }
 
+    /// Interrupts this lock's request in flight from another thread.
+    pub(crate) fn interrupter(&self) -> crate::client::Interrupter {
+        self.client.interrupter()
+    }
+
     /// Labels to put on the object whenever we write it (client-go's `NewWithLabels`); other labels stay.
     pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
         self.labels = labels;
@@ -198,14 +203,23 @@ impl<K: LockObject> Lock for ObjectLock<K> {
     fn update(
         &mut self,
         record: &LeaderElectionRecord,
+        resource_version: &str,
         timeout: Duration,
     ) -> Result<VersionedRecord> {
-        // Taken, not cloned (renews are hot), and put back if the write fails.
-        let mut object = self.cached.take().ok_or_else(|| Error::Decode {
-            context: self.context("update"),
-            message: "no cached object to update: get or create it first".into(),
-        })?;
+        // Taken, not cloned (renews are hot), and put back if the write fails. Without a cached object
+        // (never read by this lock), the record alone is written.
+        let mut object = self.cached.take().unwrap_or_else(|| {
+            json!({
+                "apiVersion": K::API_VERSION,
+                "kind": K::KIND,
+                "metadata": {"name": self.name, "namespace": self.namespace},
+            })
+        });
         self.write(&mut object, record);
+        // The version the election judged, whatever the cache holds.
+        if object["metadata"]["resourceVersion"].as_str() != Some(resource_version) {
+            object["metadata"]["resourceVersion"] = json!(resource_version);
+        }
         match self.client.put(
             &self.item_path,
             &to_vec(&object),
@@ -226,6 +240,10 @@ impl<K: LockObject> Lock for ObjectLock<K> {
 
     fn describe(&self) -> String {
         format!("{} {}/{}", K::PLURAL, self.namespace, self.name)
+    }
+
+    fn server_date(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.client.last_server_date()
     }
 
     fn object_ref(&self) -> Option<ObjectReference> {

@@ -22,6 +22,15 @@ mod tls;
 
 pub use faults::{Fault, FaultAction, FaultId};
 
+/// The record codecs, for tests and benches that check what goes over the wire. Not part of the stable
+/// API: the election uses them internally.
+pub mod codec {
+    pub use crate::lock::annotation::{decode_annotation, encode_annotation};
+    pub use crate::record::time::{
+        format_micro_time, format_seconds_time, parse_micro_time_strict, parse_time_lenient,
+    };
+}
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::record::parse_micro_time_strict;
+use crate::record::time::parse_micro_time_strict;
 
 /// A resource kind the server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kube_elector::{Clock, LeaderEvent};
+use kube_elector::LeaderEvent;
+use kube_elector::election::Clock;
 
 /// A clock the test moves by hand. Clones share the same time.
 #[derive(Clone)]

@@ -1,10 +1,17 @@
 //! The leader election record and the two time formats it is written in.
 //!
-//! Read leniently, write exactly (SPEC §2): a missing field reads as empty, a duration may be a number or a
-//! numeric string, an unparsable time reads as absent. Expiry never depends on these remote times anyway.
+//! Read leniently, write exactly: a missing field reads as empty, a duration may be a number or a numeric
+//! string (the Python client writes `"15"`), an unparsable time reads as absent. Expiry never depends on
+//! these remote times anyway.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+pub(crate) mod time;
+
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+#[cfg(test)]
+use time::parse_micro_time_strict;
+pub(crate) use time::{format_micro_time, format_seconds_time, parse_time_lenient};
 
 /// What a lock object says about its leader: the five core fields client-go writes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,43 +40,6 @@ pub struct VersionedRecord {
     pub record: LeaderElectionRecord,
     /// `metadata.resourceVersion` of the object: it changes on every write, so it detects renews.
     pub resource_version: String,
-}
-
-/// Format a time as a Kubernetes MicroTime: UTC, exactly six fractional digits.
-pub fn format_micro_time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// Format a time as RFC 3339 with seconds precision (the annotation record's format).
-pub fn format_seconds_time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// Parse a time leniently: RFC 3339 with any precision, or a naive `YYYY-MM-DD HH:MM:SS[.f]` (taken as UTC,
-/// as the Python client writes it). Anything else is `None`.
-pub fn parse_time_lenient(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for layout in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, layout) {
-            return Some(t.and_utc());
-        }
-    }
-    None
-}
-
-/// Parse a MicroTime strictly, as the API server does: RFC 3339 in UTC or with an offset, exactly six
-/// fractional digits.
-pub fn parse_micro_time_strict(s: &str) -> Option<DateTime<Utc>> {
-    let frac = s.split_once('.')?.1;
-    let digits = frac.chars().take_while(|c| c.is_ascii_digit()).count();
-    if digits != 6 {
-        return None;
-    }
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Errors in a record field: which field and why.

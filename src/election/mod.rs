@@ -1,0 +1,63 @@
+//! The election: client-go's leader-election algorithm, with stricter rules where client-go can elect two
+//! leaders.
+//!
+//! # The algorithm
+//!
+//! Candidates share one lock object (a Lease, or the leader annotation of a ConfigMap or Endpoints
+//! object) holding a [`LeaderElectionRecord`](crate::LeaderElectionRecord): the holder's identity, its
+//! lease duration, when it acquired and last renewed, and a transition counter. Every write is
+//! conditional on the object's `resourceVersion`, so of two racing writers one gets 409 Conflict.
+//!
+//! * **A follower** reads the lock every retry period (with client-go's jitter) or watches it. Each
+//!   time the record changes it notes *when it saw the change* on its own monotonic clock. It takes the
+//!   lock, writing itself as holder with the counter incremented, only when the record names nobody
+//!   (released) or when it has seen no change for the holder's full advertised lease duration. It never
+//!   judges expiry by the remote `renewTime`: clocks on different machines disagree, clock *rates*
+//!   hardly do.
+//! * **A leader** renews every retry period with one conditional write of the object it holds (no read
+//!   first). It leads until *the start of its last successful renew + `renew_deadline`*, and every
+//!   request's timeout ends before that instant, so a leader cut off from the API server stops
+//!   claiming leadership on time even while a request hangs. A renew counts only if followers can see
+//!   it: the object's version must change (an identical write, as two annotation renews within one
+//!   wall-clock second are, leaves it unchanged and moves nothing).
+//! * **A failed renew** reads the lock and judges it again (the slow path); a 409 means someone wrote
+//!   first and is never taken for "still leader".
+//! * **Releasing** reads the lock and, only if the freshly read record still names us, writes holder
+//!   `""` with a 1 s duration, so a follower takes over at once.
+//! * **A deleted lock object** (an administrator's delete) is treated as still held by the holder last
+//!   seen until that holder's lease expires by our clock; the holder itself may re-create it within its
+//!   term.
+//! * **A migration pair** (`configmapsleases`, `endpointsleases`) writes the old kind first, then the
+//!   Lease. When the two records name different holders, the holder is
+//!   [`UNKNOWN_LEADER`](machine::UNKNOWN_LEADER) and followers wait for the longest duration either
+//!   record advertises. Every write is of a record this candidate has just judged.
+//!
+//! # The clock model
+//!
+//! Only monotonic instants ([`std::time::Instant`]) decide anything. A follower waits
+//! `lease_duration` from *after* the leader's write took effect; the leader stops at `renew_deadline`
+//! from *before* it sent that write. So the two never overlap as long as the clocks' rates differ by
+//! less than `(lease_duration - renew_deadline) / (lease_duration + renew_deadline)` (20% with the
+//! defaults of 15 s and 10 s). Wall-clock time is only written into records, for humans and other
+//! clients, except in coordinated mode, where the API server judges expiry by `renewTime` on its own
+//! clock: there we write renew times on the server's clock as read from its `Date` headers.
+//!
+//! # Shape
+//!
+//! [`Election`] is the algorithm as a state machine with no I/O and no clock: it asks for requests and
+//! is fed their replies, and each step ends with an [`Outcome`]. [`Elector`] drives it over
+//! [`Lock`](crate::lock::Lock)s one blocking step at a time; the threaded runner
+//! ([`LeaderElector`](crate::LeaderElector)) drives it on a background thread.
+
+mod elector;
+mod machine;
+mod timing;
+
+pub use crate::identity::default_identity;
+pub use elector::{Clock, Elector, SystemClock};
+pub(crate) use machine::later;
+pub use machine::{
+    Action, Election, ElectionConfig, Outcome, Reply, Request, Slot, Status, UNKNOWN_LEADER,
+    WatchReaction, Watched,
+};
+pub use timing::{JITTER_FACTOR, Timing};

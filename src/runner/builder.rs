@@ -1,0 +1,351 @@
+//! The builder: settings, validated in one place, assembled into locks and helper threads, then the renew
+//! thread spawned. A lock the builder makes and a lock you bring take different paths, so no setter is
+//! ever ignored.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+
+use super::handle::LeaderHandle;
+use super::state::State;
+use super::worker::Worker;
+use crate::candidate::{CandidateInfo, CandidateKeeper, valid_object_name};
+use crate::client::Interrupter;
+use crate::config::Config;
+use crate::election::{Elector, Timing};
+use crate::error::{Error, Result};
+use crate::event_recorder::EventRecorder;
+use crate::lock::{Lock, LockKind, Locks};
+use crate::random::Rng;
+use crate::watch::Watcher;
+
+/// Entry point of the threaded API: `LeaderElector::builder(config, "my-lock")…start()`.
+#[derive(Debug)]
+pub struct LeaderElector;
+
+impl LeaderElector {
+    /// Campaign for the lock `lock_name` (a Lease unless [`lock_kind`](LeaderElectorBuilder::lock_kind)
+    /// says otherwise) on the API server of `config`.
+    pub fn builder(config: Config, lock_name: impl Into<String>) -> LeaderElectorBuilder<Managed> {
+        LeaderElectorBuilder::new(Managed {
+            config: Box::new(config),
+            name: lock_name.into(),
+            namespace: None,
+            identity: None,
+            kind: LockKind::Leases,
+            labels: BTreeMap::new(),
+            record_events: false,
+            coordinated: None,
+            watch: false,
+        })
+    }
+
+    /// Campaign on a lock you built yourself (any [`Lock`] implementation). Its identity is the lock's.
+    pub fn with_lock(lock: impl Lock + 'static) -> LeaderElectorBuilder<CustomLock> {
+        Self::with_locks(Locks::one(Box::new(lock) as Box<dyn Lock>))
+    }
+
+    /// Campaign on lock objects you built yourself: one, or a migration pair.
+    pub fn with_locks(locks: Locks) -> LeaderElectorBuilder<CustomLock> {
+        LeaderElectorBuilder::new(CustomLock { locks })
+    }
+}
+
+/// The settings of a lock the builder makes (see [`LeaderElector::builder`]).
+#[derive(Debug)]
+pub struct Managed {
+    config: Box<Config>,
+    name: String,
+    namespace: Option<String>,
+    identity: Option<String>,
+    kind: LockKind,
+    labels: BTreeMap<String, String>,
+    record_events: bool,
+    coordinated: Option<CandidateInfo>,
+    watch: bool,
+}
+
+/// A lock you brought (see [`LeaderElector::with_lock`]).
+#[derive(Debug)]
+pub struct CustomLock {
+    locks: Locks,
+}
+
+/// Settings of an elector; `start` validates them and starts the renew thread.
+#[derive(Debug)]
+pub struct LeaderElectorBuilder<T> {
+    target: T,
+    timing: Timing,
+    release_on_stop: bool,
+    keep_campaigning: bool,
+}
+
+impl<T> LeaderElectorBuilder<T> {
+    fn new(target: T) -> Self {
+        LeaderElectorBuilder {
+            target,
+            timing: Timing::default(),
+            release_on_stop: true,
+            keep_campaigning: true,
+        }
+    }
+
+    /// How long followers wait after the last renew they saw before taking over (default 15 s; a whole
+    /// number of seconds).
+    pub fn lease_duration(mut self, d: Duration) -> Self {
+        self.timing.lease_duration = d;
+        self
+    }
+
+    /// How long the leader keeps leading without a successful renew (default 10 s).
+    pub fn renew_deadline(mut self, d: Duration) -> Self {
+        self.timing.renew_deadline = d;
+        self
+    }
+
+    /// How often the leader renews and candidates retry (default 2 s; candidates add jitter).
+    pub fn retry_period(mut self, d: Duration) -> Self {
+        self.timing.retry_period = d;
+        self
+    }
+
+    /// All three durations at once.
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Release the lock on `stop()`/drop so a follower takes over within about one retry period instead of
+    /// a lease duration (default true).
+    pub fn release_on_stop(mut self, release: bool) -> Self {
+        self.release_on_stop = release;
+        self
+    }
+
+    /// After losing leadership, campaign again (default true). When false, the thread ends after the
+    /// first loss.
+    pub fn keep_campaigning(mut self, keep: bool) -> Self {
+        self.keep_campaigning = keep;
+        self
+    }
+}
+
+impl LeaderElectorBuilder<Managed> {
+    /// The lock's namespace (default: the config's namespace, else `default`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.target.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The kind of lock object (default [`LockKind::Leases`]; the others are for clusters and clients that
+    /// still use annotation locks, and for migrating off them).
+    pub fn lock_kind(mut self, kind: LockKind) -> Self {
+        self.target.kind = kind;
+        self
+    }
+
+    /// This candidate's identity (default `<hostname>_<random hex>`); must be unique per process.
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        self.target.identity = Some(identity.into());
+        self
+    }
+
+    /// A label the holder puts on the lock object whenever it writes it (client-go's `NewWithLabels`).
+    /// Other labels on the object are kept.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.target.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Post Kubernetes Events on the lock object when we start and stop leading (reason
+    /// `LeaderElection`, as client-go's recorder does; default false). Needs `events` `create` in RBAC.
+    /// Posting never blocks or fails the election.
+    pub fn record_events(mut self, record: bool) -> Self {
+        self.target.record_events = record;
+        self
+    }
+
+    /// Coordinated leader election (Kubernetes 1.31+, feature gate `CoordinatedLeaderElection`): keep a
+    /// `LeaseCandidate` with these versions and let the API server choose the holder; never create or take
+    /// the Lease; stop renewing when the server prefers another candidate. The identity becomes the
+    /// candidate's name, so it must be a DNS subdomain (the default identity is one in this mode). Leases
+    /// only. RBAC: `leasecandidates` get/create/update in `coordination.k8s.io` as well.
+    pub fn coordinated(mut self, candidate: CandidateInfo) -> Self {
+        self.target.coordinated = Some(candidate);
+        self
+    }
+
+    /// Follow by watching the lock object instead of polling it (default false): a follower observes every
+    /// change the moment it happens, takes a released lock within a round trip, wakes exactly when the
+    /// holder's lease expires, and makes no periodic GETs while it waits. Falls back to polling while the
+    /// watch is down, refused or silent. Needs `watch` (and `list`) on the lock's resource in RBAC.
+    /// Migration pairs always poll. One extra thread and one long-lived connection per elector.
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.target.watch = watch;
+        self
+    }
+
+    /// Validate the settings and start the renew thread.
+    pub fn start(self) -> Result<LeaderHandle> {
+        let t = self.target;
+        let namespace = t
+            .namespace
+            .clone()
+            .unwrap_or_else(|| t.config.namespace().to_string());
+        let identity = t.identity.clone().unwrap_or_else(|| {
+            let id = crate::identity::default_identity();
+            if t.coordinated.is_some() {
+                id.to_ascii_lowercase().replace('_', "-")
+            } else {
+                id
+            }
+        });
+        validate(&self.timing, &t, &namespace, &identity)?;
+        let (locks, interrupters) = t
+            .kind
+            .build(&t.config, &namespace, &t.name, &identity, &t.labels)?;
+        let recorder = if t.record_events {
+            Some(EventRecorder::start(&t.config, identity.clone())?)
+        } else {
+            None
+        };
+        let watcher = if t.watch {
+            Watcher::start(
+                &t.config,
+                t.kind,
+                &namespace,
+                &t.name,
+                self.timing.retry_period,
+            )?
+        } else {
+            None
+        };
+        let candidate = match &t.coordinated {
+            Some(info) => Some(CandidateKeeper::start(
+                &t.config,
+                &namespace,
+                &t.name,
+                &identity,
+                info.clone(),
+                self.timing,
+            )?),
+            None => None,
+        };
+        spawn(Parts {
+            locks,
+            timing: self.timing,
+            release_on_stop: self.release_on_stop,
+            keep_campaigning: self.keep_campaigning,
+            coordinated: candidate.is_some(),
+            recorder,
+            watcher,
+            candidate,
+            interrupters,
+        })
+    }
+}
+
+impl LeaderElectorBuilder<CustomLock> {
+    /// Validate the settings and start the renew thread.
+    pub fn start(self) -> Result<LeaderHandle> {
+        self.timing.validate()?;
+        if self.target.locks.identity().is_empty() {
+            return Err(Error::InvalidElectionConfig(
+                "identity must not be empty".into(),
+            ));
+        }
+        spawn(Parts {
+            locks: self.target.locks,
+            timing: self.timing,
+            release_on_stop: self.release_on_stop,
+            keep_campaigning: self.keep_campaigning,
+            coordinated: false,
+            recorder: None,
+            watcher: None,
+            candidate: None,
+            interrupters: Vec::new(),
+        })
+    }
+}
+
+/// Every rule a managed elector's settings must follow, checked before anything is built.
+fn validate(timing: &Timing, t: &Managed, namespace: &str, identity: &str) -> Result<()> {
+    timing.validate()?;
+    let bad = |m: String| Err(Error::InvalidElectionConfig(m));
+    if !valid_object_name(&t.name) {
+        return bad(format!(
+            "lock name {:?} is not a valid object name: use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (a DNS-1123 subdomain)",
+            t.name
+        ));
+    }
+    if !valid_namespace(namespace) {
+        return bad(format!(
+            "namespace {namespace:?} is not a valid namespace: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)"
+        ));
+    }
+    if identity.is_empty() {
+        return bad("identity must not be empty".into());
+    }
+    if t.coordinated.is_some() {
+        if t.kind != LockKind::Leases {
+            return bad("coordinated leader election works on Leases only".into());
+        }
+        if !valid_object_name(identity) {
+            return bad(format!(
+                "coordinated election names the LeaseCandidate after the identity, so {identity:?} must be a DNS subdomain (lowercase letters, digits, '-' and '.')"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A namespace is a DNS-1123 label.
+fn valid_namespace(ns: &str) -> bool {
+    ns.len() <= 63 && valid_object_name(ns) && !ns.contains('.')
+}
+
+/// What the renew thread is assembled from.
+struct Parts {
+    locks: Locks,
+    timing: Timing,
+    release_on_stop: bool,
+    keep_campaigning: bool,
+    coordinated: bool,
+    recorder: Option<EventRecorder>,
+    watcher: Option<Watcher>,
+    candidate: Option<CandidateKeeper>,
+    interrupters: Vec<Interrupter>,
+}
+
+fn spawn(p: Parts) -> Result<LeaderHandle> {
+    let identity = p.locks.identity().to_string();
+    let elector = Elector::new(p.locks, p.timing)?.coordinated(p.coordinated)?;
+    let state = Arc::new(State::new(p.timing, identity, p.recorder));
+    let (stop_tx, stop_rx) = bounded(1);
+    let worker = Worker {
+        elector,
+        state: state.clone(),
+        stop_rx,
+        release_on_stop: p.release_on_stop,
+        keep_campaigning: p.keep_campaigning,
+        rng: Rng::new(),
+        watcher: p.watcher,
+        interrupters: p.interrupters.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("kube-elector-renew".into())
+        .spawn(move || worker.run())
+        .map_err(|e| Error::Io {
+            context: "spawning the renew thread".into(),
+            source: e,
+        })?;
+    Ok(LeaderHandle {
+        state,
+        stop_tx,
+        thread: Some(thread),
+        interrupters: p.interrupters,
+        candidate: p.candidate,
+    })
+}

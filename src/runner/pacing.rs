@@ -1,0 +1,204 @@
+//! When to try next: pure functions of the election's state and the time, so they can be tested and
+//! simulated without threads.
+
+use std::time::{Duration, Instant};
+
+use crate::election::{JITTER_FACTOR, Timing, later};
+
+/// A follower spreads its wake-up at a holder's expiry over this fraction of a retry period, so many
+/// followers do not arrive in the same millisecond.
+const EXPIRY_SPREAD: f64 = 0.1;
+
+/// What the next attempt depends on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Situation {
+    /// Our leadership deadline, while we lead.
+    pub(crate) deadline: Option<Instant>,
+    /// When the other holder's lease expires by our clock, while someone else holds the lock.
+    pub(crate) holder_expiry: Option<Instant>,
+    /// The API server's `Retry-After` from the last step (429, 503).
+    pub(crate) retry_after: Option<Duration>,
+    /// A live watch tells us of every change as it happens.
+    pub(crate) watching: bool,
+}
+
+/// The instant of the next attempt. `jitter` and `spread` are uniform in `[0, 1)`.
+///
+/// - A leader renews every retry period, and wakes by its deadline to report a lapse.
+/// - A follower retries every `retry_period × (1 + 1.2 × jitter)` (client-go's pace), later if the API
+///   server asked (`Retry-After`, honoured up to one lease duration: a hostile value cannot park it), and
+///   never later than just after the holder's lease expires. A watching follower has nothing to poll for
+///   while the holder's lease runs: it wakes at the expiry, or earlier when the watch brings news.
+pub(crate) fn next_attempt(
+    timing: &Timing,
+    now: Instant,
+    s: Situation,
+    jitter: f64,
+    spread: f64,
+) -> Instant {
+    if let Some(deadline) = s.deadline {
+        let left = deadline
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        return later(now, timing.retry_period.min(left));
+    }
+    let jittered = timing
+        .retry_period
+        .mul_f64(1.0 + JITTER_FACTOR * jitter.clamp(0.0, 1.0));
+    let asked = s
+        .retry_after
+        .map_or(Duration::ZERO, |a| a.min(timing.lease_duration));
+    let polled = later(now, jittered.max(asked));
+    let spread = timing
+        .retry_period
+        .mul_f64(EXPIRY_SPREAD * spread.clamp(0.0, 1.0));
+    match s.holder_expiry.filter(|e| *e > now) {
+        Some(expiry) if s.watching => later(expiry, spread),
+        Some(expiry) => polled.min(later(expiry, spread)),
+        None => polled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> Timing {
+        Timing {
+            lease_duration: Duration::from_secs(2),
+            renew_deadline: Duration::from_millis(1500),
+            retry_period: Duration::from_millis(200),
+        }
+    }
+
+    fn idle() -> Situation {
+        Situation {
+            deadline: None,
+            holder_expiry: None,
+            retry_after: None,
+            watching: false,
+        }
+    }
+
+    #[test]
+    fn a_leader_renews_every_retry_period_and_wakes_by_its_deadline() {
+        let now = Instant::now();
+        let s = Situation {
+            deadline: Some(now + Duration::from_secs(1)),
+            retry_after: Some(Duration::from_secs(60)),
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.9, 0.9),
+            now + Duration::from_millis(200),
+            "no jitter, and Retry-After does not delay a renew"
+        );
+        let s = Situation {
+            deadline: Some(now + Duration::from_millis(50)),
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            now + Duration::from_millis(50)
+        );
+        let s = Situation {
+            deadline: Some(now),
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            now + Duration::from_millis(1),
+            "never a busy loop"
+        );
+    }
+
+    #[test]
+    fn a_follower_retries_with_client_go_jitter() {
+        let now = Instant::now();
+        assert_eq!(
+            next_attempt(&timing(), now, idle(), 0.0, 0.0),
+            now + Duration::from_millis(200)
+        );
+        let max = next_attempt(&timing(), now, idle(), 0.999_999, 0.0);
+        assert!(max > now + Duration::from_millis(439) && max <= now + Duration::from_millis(440));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_a_lease_duration_and_never_past_the_expiry() {
+        let now = Instant::now();
+        let s = Situation {
+            retry_after: Some(Duration::from_secs(1)),
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            now + Duration::from_secs(1)
+        );
+        for hostile in [3600, u64::MAX / 2, u64::MAX] {
+            let s = Situation {
+                retry_after: Some(Duration::from_secs(hostile)),
+                ..idle()
+            };
+            assert_eq!(
+                next_attempt(&timing(), now, s, 0.0, 0.0),
+                now + Duration::from_secs(2),
+                "clamped to the lease duration: {hostile}"
+            );
+            let s = Situation {
+                retry_after: Some(Duration::MAX),
+                holder_expiry: Some(now + Duration::from_millis(700)),
+                ..idle()
+            };
+            assert_eq!(
+                next_attempt(&timing(), now, s, 0.0, 0.0),
+                now + Duration::from_millis(700),
+                "the holder's expiry comes first"
+            );
+        }
+    }
+
+    #[test]
+    fn a_follower_wakes_at_the_holders_expiry() {
+        let now = Instant::now();
+        let expiry = now + Duration::from_millis(100);
+        let s = Situation {
+            holder_expiry: Some(expiry),
+            ..idle()
+        };
+        let at = next_attempt(&timing(), now, s, 0.5, 0.5);
+        assert_eq!(
+            at,
+            expiry + Duration::from_millis(10),
+            "plus 10% × 0.5 spread"
+        );
+        let far = now + Duration::from_secs(5);
+        let s = Situation {
+            holder_expiry: Some(far),
+            ..idle()
+        };
+        assert!(
+            next_attempt(&timing(), now, s, 0.0, 0.0) < far,
+            "a poller still polls"
+        );
+        let s = Situation {
+            holder_expiry: Some(far),
+            watching: true,
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            far,
+            "a watcher waits for the expiry"
+        );
+        let s = Situation {
+            holder_expiry: Some(now - Duration::from_millis(1)),
+            watching: true,
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            now + Duration::from_millis(200),
+            "a passed expiry: back to the normal pace"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The renew thread: drives the election over the lock(s), acts on each step's outcome, paces itself, and
+//! on stop resigns and releases.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::pacing::{Situation, next_attempt};
+use super::state::State;
+use crate::client::Interrupter;
+use crate::election::{Elector, Watched};
+use crate::error::{Error, Result};
+use crate::events::StopReason;
+use crate::random::Rng;
+use crate::watch::Watcher;
+
+/// How the handle asks the thread to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopMode {
+    /// Stop and release the lock if configured.
+    Stop,
+    /// Stop without releasing, as a crash would.
+    Abandon,
+}
+
+/// What ended a wait.
+enum Wake {
+    Stop(StopMode),
+    Attempt,
+    Watched(Watched),
+    /// The watch came up or went down: pace again.
+    Repace,
+}
+
+pub(crate) struct Worker {
+    pub(crate) elector: Elector,
+    pub(crate) state: Arc<State>,
+    pub(crate) stop_rx: Receiver<StopMode>,
+    pub(crate) release_on_stop: bool,
+    pub(crate) keep_campaigning: bool,
+    pub(crate) rng: Rng,
+    /// Watch-based following, when enabled and possible for the lock kind.
+    pub(crate) watcher: Option<Watcher>,
+    /// The lock clients' interrupters: `stop()` interrupts them; the release resumes them.
+    pub(crate) interrupters: Vec<Interrupter>,
+}
+
+impl Worker {
+    /// The thread's body: the campaign, with a panic turned into a `StoppedLeading` and an error.
+    pub(crate) fn run(mut self) -> Result<()> {
+        let state = self.state.clone();
+        match catch_unwind(AssertUnwindSafe(|| self.campaign())) {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                state.stop();
+                log::error!(
+                    "kube-elector renew thread for {} panicked: {message}",
+                    state.identity
+                );
+                state.announce_stopped(StopReason::Panicked(message.clone()));
+                Err(Error::RenewThreadPanicked(message))
+            }
+        }
+    }
+
+    fn campaign(&mut self) -> Result<()> {
+        let describe = self.elector.locks().describe();
+        let mode = loop {
+            let started = Instant::now();
+            let was_leading = self.elector.is_leader();
+            let state = self.state.clone();
+            let Some(outcome) = self.elector.step_until(&|| state.is_stopped()) else {
+                break self.stop_mode();
+            };
+            if let Some(e) = &outcome.error {
+                log::warn!("{describe}: {e}");
+            }
+            let lost = self.state.apply(
+                &outcome,
+                was_leading,
+                started.elapsed(),
+                self.elector.locks().object_ref(),
+            );
+            if lost && !self.keep_campaigning {
+                break StopMode::Stop;
+            }
+            let retry_after = outcome
+                .error
+                .as_ref()
+                .and_then(Error::api)
+                .and_then(|a| a.retry_after);
+            match self.wait(retry_after) {
+                Some(mode) => break mode,
+                None => continue,
+            }
+        };
+        self.state.stop();
+        let reason = match mode {
+            StopMode::Stop => StopReason::Stopped,
+            StopMode::Abandon => StopReason::Abandoned,
+        };
+        let _ = self.elector.resign(reason.clone());
+        self.state.announce_stopped(reason);
+        // The watch has nothing more to tell: end it before the release.
+        self.watcher = None;
+        if self.release_on_stop && mode == StopMode::Stop {
+            for i in &self.interrupters {
+                i.resume();
+            }
+            match self.elector.release() {
+                Ok(true) => log::info!("{describe}: released"),
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The stop mode the handle sends right after it marked the state stopped.
+    fn stop_mode(&self) -> StopMode {
+        self.stop_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or(StopMode::Stop)
+    }
+
+    /// Wait for the next attempt. Changes seen on the watch are observed on arrival and may call for an
+    /// attempt at once. `Some(mode)` when the handle asked to stop.
+    fn wait(&mut self, retry_after: Option<Duration>) -> Option<StopMode> {
+        let (jitter, spread) = (self.rng.next_f64(), self.rng.next_f64());
+        loop {
+            let now = Instant::now();
+            let election = self.elector.election();
+            let situation = Situation {
+                deadline: election.deadline().filter(|d| *d > now),
+                holder_expiry: election.holder_expiry(),
+                retry_after,
+                watching: self.watcher.as_ref().is_some_and(Watcher::healthy),
+            };
+            let until = next_attempt(&self.elector.timing(), now, situation, jitter, spread);
+            match self.wake(until) {
+                Wake::Stop(mode) => return Some(mode),
+                Wake::Attempt => return None,
+                Wake::Repace => {}
+                Wake::Watched(change) => {
+                    let reaction = self.elector.observe_watched(change, Instant::now());
+                    for event in reaction.events {
+                        self.state.publish(event);
+                    }
+                    if reaction.attempt_now {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn wake(&self, until: Instant) -> Wake {
+        let timeout = until.saturating_duration_since(Instant::now());
+        let Some(watcher) = self.watcher.as_ref() else {
+            return match self.stop_rx.recv_timeout(timeout) {
+                Ok(mode) => Wake::Stop(mode),
+                Err(RecvTimeoutError::Disconnected) => Wake::Stop(StopMode::Stop),
+                Err(RecvTimeoutError::Timeout) => Wake::Attempt,
+            };
+        };
+        crossbeam_channel::select! {
+            recv(self.stop_rx) -> mode => Wake::Stop(mode.unwrap_or(StopMode::Stop)),
+            recv(watcher.wake()) -> _ => match watcher.take() {
+                Some(change) => Wake::Watched(change),
+                None => Wake::Repace,
+            },
+            default(timeout) => Wake::Attempt,
+        }
+    }
+}
