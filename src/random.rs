@@ -21,6 +21,14 @@ impl Rng {
         Rng(h.finish() | 1)
     }
 
+    /// A reproducible sequence (the simulation).
+    #[cfg(feature = "testing")]
+    pub(crate) fn seeded(seed: u64) -> Self {
+        let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        r.next_u64();
+        r
+    }
+
     pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;

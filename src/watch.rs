@@ -26,9 +26,37 @@ const WATCH_SECONDS: u64 = 300;
 
 type Decoder = fn(&Value) -> std::result::Result<VersionedRecord, String>;
 
+/// The changes the renew thread has not taken yet, coalesced: only the latest record matters, except
+/// that a deletion must not hide the record it deleted (the holder it named keeps its lease).
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    changes: Vec<Watched>,
+}
+
+impl Mailbox {
+    pub(crate) fn put(&mut self, change: Watched) {
+        match change {
+            Watched::Changed(_) => self.changes.clear(),
+            Watched::Deleted => self.changes.retain(|c| matches!(c, Watched::Changed(_))),
+        }
+        self.changes.push(change);
+    }
+
+    /// The oldest change not taken yet.
+    pub(crate) fn take(&mut self) -> Option<Watched> {
+        (!self.changes.is_empty()).then(|| self.changes.remove(0))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
 struct Shared {
-    latest: Mutex<Option<Watched>>,
+    latest: Mutex<Mailbox>,
     healthy: AtomicBool,
+    /// When the stream last brought anything (an event, a bookmark) or opened.
+    activity: Mutex<Option<Instant>>,
     stop: AtomicBool,
 }
 
@@ -36,6 +64,8 @@ struct Shared {
 pub(crate) struct Watcher {
     shared: Arc<Shared>,
     wake: Receiver<()>,
+    /// A sender on `wake`, for when a take leaves more behind.
+    rewake: Sender<()>,
     client: Arc<RestClient>,
     thread: Option<JoinHandle<()>>,
 }
@@ -82,8 +112,9 @@ impl Watcher {
         };
         let client = Arc::new(RestClient::new(config)?);
         let shared = Arc::new(Shared {
-            latest: Mutex::new(None),
+            latest: Mutex::new(Mailbox::default()),
             healthy: AtomicBool::new(false),
+            activity: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let (wake_tx, wake) = bounded(1);
@@ -94,7 +125,10 @@ impl Watcher {
         let (c, s) = (client.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name("kube-elector-watch".into())
-            .spawn(move || watch_loop(&c, &s, &wake_tx, &path, &context, decoder, retry))
+            .spawn({
+                let wake_tx = wake_tx.clone();
+                move || watch_loop(&c, &s, &wake_tx, &path, &context, decoder, retry)
+            })
             .map_err(|e| Error::Io {
                 context: "spawning the watch thread".into(),
                 source: e,
@@ -102,6 +136,7 @@ impl Watcher {
         Ok(Some(Watcher {
             shared,
             wake,
+            rewake: wake_tx,
             client,
             thread: Some(thread),
         }))
@@ -112,18 +147,29 @@ impl Watcher {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
+    /// When the stream last brought anything, or opened.
+    pub(crate) fn last_activity(&self) -> Option<Instant> {
+        *self
+            .shared
+            .activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Wakes the renew thread when an update arrives.
     pub(crate) fn wake(&self) -> &Receiver<()> {
         &self.wake
     }
 
-    /// The latest update, if one arrived since the last call.
+    /// The next change to take in, if any arrived since the last call.
     pub(crate) fn take(&self) -> Option<Watched> {
-        self.shared
-            .latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        let mut mailbox = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let change = mailbox.take();
+        if !mailbox.is_empty() {
+            // More to come: wake the renew thread again.
+            let _ = self.rewake.try_send(());
+        }
+        change
     }
 }
 
@@ -138,8 +184,16 @@ impl Drop for Watcher {
     }
 }
 
+fn touch(shared: &Shared) {
+    *shared.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+}
+
 fn publish(shared: &Shared, wake: &Sender<()>, update: Watched) {
-    *shared.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(update);
+    shared
+        .latest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put(update);
     let _ = wake.try_send(());
 }
 
@@ -162,6 +216,9 @@ fn watch_loop(
         match client.stream(&url, Duration::from_secs(WATCH_SECONDS + 30), context) {
             Ok(reader) => {
                 shared.healthy.store(true, Ordering::Release);
+                touch(shared);
+                // The renew thread paces differently with a live watch.
+                let _ = wake.try_send(());
                 failures = 0;
                 if read_events(reader, shared, wake, decode, &mut rv).is_err() {
                     failures += 1;
@@ -175,6 +232,7 @@ fn watch_loop(
             }
         }
         shared.healthy.store(false, Ordering::Release);
+        let _ = wake.try_send(());
         if failures > 0 {
             // Back off, interruptibly.
             let pause = retry.saturating_mul(failures.min(15));
@@ -196,6 +254,7 @@ fn read_events(
 ) -> std::result::Result<(), ()> {
     for line in reader.lines() {
         let line = line.map_err(|_| ())?;
+        touch(shared);
         if line.trim().is_empty() {
             continue;
         }

@@ -9,7 +9,7 @@ use common::ManualClock;
 use kube_elector::election::{Elector, Status};
 use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, Error, Timing};
+use kube_elector::{Config, Error, LeaderEvent, StopReason, Timing};
 use serde_json::json;
 
 const NS: &str = "default";
@@ -214,6 +214,17 @@ fn leadership_ends_at_the_renew_deadline_when_renews_fail() {
         !e.is_leader(),
         "false exactly at start of last renew + renew_deadline"
     );
+    // The first step after the deadline reports the lapse at once, before any request.
+    let lapse = e.step();
+    assert!(
+        matches!(
+            lapse.events[..],
+            [LeaderEvent::StoppedLeading {
+                reason: StopReason::RenewDeadlineExceeded { .. }
+            }]
+        ),
+        "{lapse:?}"
+    );
     assert!(e.try_acquire_or_renew().is_err());
     assert!(!e.is_leader());
     server.clear_faults();
@@ -280,8 +291,9 @@ fn a_lease_deleted_by_an_admin_is_recreated() {
     let mut e = elector(&server, "a", &clock);
     assert!(e.try_acquire_or_renew().unwrap());
     assert_eq!(spec(&server)["leaseTransitions"], 5);
-    // While leading: the renew PUT re-creates it (a real API server creates a Lease on PUT, fixture 15).
-    // Nobody else led in between, so our term (and fencing token) is unchanged.
+    // While leading: the renew finds the Lease gone (its PUT names the old object's uid, a precondition
+    // a deleted object fails) and re-creates it. Nobody else led in between, so our term (and fencing
+    // token) is unchanged.
     assert!(server.delete_lease(NS, NAME));
     clock.advance(Duration::from_secs(1));
     assert!(
@@ -291,32 +303,31 @@ fn a_lease_deleted_by_an_admin_is_recreated() {
     assert_eq!(spec(&server)["holderIdentity"], "a");
     assert_eq!(spec(&server)["leaseTransitions"], 5);
 
-    // A candidate that saw `a` hold term 5 and finds the lease gone treats it as held until `a`'s lease
-    // expires by its own clock (an admin's delete must not make a second leader)...
+    // A candidate that saw the lock and finds it gone may re-create it, with a higher term, but leads
+    // only a lease duration later: by then whoever held the deleted object (here `a`) has stopped.
     let mut b = elector(&server, "b", &clock);
     assert!(!b.try_acquire_or_renew().unwrap());
     assert!(server.delete_lease(NS, NAME));
-    assert!(!b.try_acquire_or_renew().unwrap(), "a's lease still runs");
-    assert_eq!(b.election().holder(), Some("a"));
-    assert!(server.lease(NS, NAME).is_none(), "b wrote nothing");
-    clock.advance(Duration::from_secs(5));
-    assert!(
-        !e.is_leader(),
-        "a stopped renewing: its own deadline passed first"
-    );
-    assert!(!b.try_acquire_or_renew().unwrap(), "a's lease still runs");
-    clock.advance(Duration::from_secs(5));
-    // ...then creates it with a higher term.
-    assert!(b.try_acquire_or_renew().unwrap());
+    assert!(!b.try_acquire_or_renew().unwrap(), "held, not led");
+    assert!(!b.is_leader());
     assert_eq!(spec(&server)["holderIdentity"], "b");
     assert_eq!(
         spec(&server)["leaseTransitions"],
         6,
         "fencing tokens keep increasing"
     );
-    // And the old leader's next attempt finds b's object: it does not lead.
+    // The old leader's next renew finds b's object: it steps down at once.
+    assert!(e.is_leader());
     assert!(!e.try_acquire_or_renew().unwrap());
     assert!(!e.is_leader());
+    clock.advance(Duration::from_secs(5));
+    assert!(!b.try_acquire_or_renew().unwrap(), "still waiting");
+    clock.advance(Duration::from_secs(5));
+    assert!(
+        b.try_acquire_or_renew().unwrap(),
+        "a lease after re-creating it"
+    );
+    assert!(b.is_leader());
 }
 
 #[test]

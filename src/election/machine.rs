@@ -178,6 +178,19 @@ impl Outcome {
         matches!(self.status, Status::Leading { .. })
     }
 
+    /// The step only reported that our leadership ran out (its deadline passed): it sent nothing, and the
+    /// next step should follow at once.
+    pub fn lapsed(&self) -> bool {
+        matches!(
+            self.events[..],
+            [LeaderEvent::StoppedLeading {
+                reason: StopReason::RenewDeadlineExceeded { .. } | StopReason::EndOfTerm { .. }
+            }]
+        ) && !self.renewed
+            && !self.slow_path
+            && self.error.is_none()
+    }
+
     /// The holder we observe: ourselves while leading.
     pub fn holder(&self) -> Option<&str> {
         self.holder.as_deref()
@@ -223,7 +236,11 @@ pub struct ElectionConfig {
 #[derive(Debug, Clone)]
 enum Known {
     Unread,
-    Missing,
+    /// The object does not exist. `ghost`: the last record we saw in it, if it named a holder: an
+    /// administrator's delete does not end that holder's lease, so we judge it as still there.
+    Missing {
+        ghost: Option<LeaderElectionRecord>,
+    },
     Present(VersionedRecord),
 }
 
@@ -258,13 +275,24 @@ impl Observation {
     }
 }
 
-/// Our current term.
+/// The term we hold.
 #[derive(Debug, Clone)]
 struct Term {
     term: i32,
     deadline: Instant,
+    /// We lead only from here: a lock we re-created after someone else's object was deleted is held a
+    /// renew deadline before we lead, so whoever held the deleted object has stopped by then.
+    from: Instant,
+    /// `StartedLeading` was sent for this term.
+    announced: bool,
     /// What we write on a renew.
     record: LeaderElectionRecord,
+}
+
+impl Term {
+    fn leads(&self, now: Instant) -> bool {
+        self.announced && now < self.deadline
+    }
 }
 
 /// A reading of the API server's clock from a response's `Date` header (whole seconds).
@@ -319,6 +347,9 @@ struct StepState {
     error: Option<Error>,
     /// A release gives up at this instant.
     give_up: Option<Instant>,
+    /// The writes re-create an object we have seen before (deleted since): the term they begin waits
+    /// this long before it leads.
+    quarantine: Option<Duration>,
 }
 
 /// The election for one candidate on one lock, as a state machine free of I/O and clocks.
@@ -363,6 +394,14 @@ pub struct Election {
     /// Coordinated mode: the API server prefers this candidate, so we stopped renewing.
     end_of_term: Option<String>,
     server_clock: Option<ServerClock>,
+    /// A write re-creating a deleted object was sent (with its quarantine): until we see how it ended, a
+    /// record naming us may be that re-creation, and must not be led before its quarantine.
+    quarantine_pending: Option<Duration>,
+    /// No term begun from our re-creation of a deleted object leads before this.
+    quarantine_until: Option<Instant>,
+    /// This election has written our record at least once. A record naming us that we never wrote is
+    /// another process's (an earlier run under the same identity): judged like anyone else's.
+    wrote: bool,
     phase: Phase,
     step: StepState,
 }
@@ -404,6 +443,9 @@ impl Election {
             last_error: None,
             end_of_term: None,
             server_clock: None,
+            quarantine_pending: None,
+            quarantine_until: None,
+            wrote: false,
             phase: Phase::Idle,
             step: StepState::default(),
         })
@@ -421,7 +463,16 @@ impl Election {
 
     /// Whether we lead at `now`: until our deadline, and only if no step has found otherwise.
     pub fn is_leader(&self, now: Instant) -> bool {
-        self.leading.as_ref().is_some_and(|t| now < t.deadline)
+        self.leading.as_ref().is_some_and(|t| t.leads(now))
+    }
+
+    /// When a term we hold but do not lead yet begins (see the re-created lock above): the runner wakes
+    /// then to start leading.
+    pub fn leading_from(&self) -> Option<Instant> {
+        self.leading
+            .as_ref()
+            .filter(|t| !t.announced)
+            .map(|t| t.from)
     }
 
     /// The holder we observe (ourselves while we lead); `None` when the lock is free or unread.
@@ -457,6 +508,10 @@ impl Election {
         self.phase = Phase::Idle;
         self.step = StepState::new(now, REREADS_PER_STEP, None);
         self.expire(now);
+        if !self.step.events.is_empty() {
+            // Our deadline passed: say so now, not after another round of requests.
+            return self.finish(now);
+        }
         if let Some(term) = self.fast_path_record() {
             let mut record = term;
             record.renew_time = Some(self.record_time(now, wall));
@@ -489,14 +544,14 @@ impl Election {
                 Reply::Failed(e) => self.fall_back(e, now),
             },
             Phase::Read { slot } => {
-                self.slots[slot.index()] = match reply {
-                    Reply::Object(v) => Known::Present(v),
-                    Reply::NotFound => Known::Missing,
+                match reply {
+                    Reply::Object(v) => self.slots[slot.index()] = Known::Present(v),
+                    Reply::NotFound => self.gone(slot),
                     Reply::Failed(e) => {
                         self.step.error = Some(e);
                         return self.finish(now);
                     }
-                };
+                }
                 match self.next_slot(slot) {
                     Some(next) => self.read(next, now),
                     None => self.judge(now, wall),
@@ -526,11 +581,11 @@ impl Election {
                 }
             },
             Phase::ReleaseRead { slot } => {
-                self.slots[slot.index()] = match reply {
-                    Reply::Object(v) => Known::Present(v),
-                    Reply::NotFound => Known::Missing,
+                match reply {
+                    Reply::Object(v) => self.slots[slot.index()] = Known::Present(v),
+                    Reply::NotFound => self.gone(slot),
                     Reply::Failed(e) => return self.released(Err(e)),
-                };
+                }
                 match self.next_slot(slot) {
                     Some(next) => self.release_read(next, now),
                     None => {
@@ -569,6 +624,7 @@ impl Election {
         self.step = StepState::default();
         self.leading
             .take()
+            .filter(|t| t.announced)
             .map(|_| LeaderEvent::StoppedLeading { reason })
     }
 
@@ -587,6 +643,15 @@ impl Election {
             .is_some_and(|o| o.holder == self.config.identity)
             || self.all_slots().any(|s| self.names_us(s));
         if !believed_ours {
+            return self.released(Ok(false));
+        }
+        if self.quarantine_pending.is_some() || self.quarantine_until.is_some_and(|q| q > now) {
+            // A lock we re-created after a delete is not free to hand on yet: whoever held the deleted
+            // object may still lead. Left as it is, it expires a lease duration after our last renew.
+            log::info!(
+                "{}: not releasing a lock created a moment ago over a deleted one; it expires a lease after our last renew",
+                self.config.lock
+            );
             return self.released(Ok(false));
         }
         self.release_read(Slot::Primary, now)
@@ -618,7 +683,7 @@ impl Election {
                 reaction.attempt_now = holder.is_empty() || holder == us;
             }
             Watched::Deleted => {
-                self.slots[0] = Known::Missing;
+                self.gone(Slot::Primary);
                 reaction.attempt_now = true;
             }
         }
@@ -626,6 +691,46 @@ impl Election {
     }
 
     // ---- steps ----
+
+    /// The object was found missing: remember that it existed, and what it said.
+    fn gone(&mut self, slot: Slot) {
+        let ghost = match &self.slots[slot.index()] {
+            Known::Present(v) => Some(v.record.clone()),
+            Known::Missing { ghost } => ghost.clone(),
+            Known::Unread => None,
+        };
+        self.slots[slot.index()] = Known::Missing { ghost };
+    }
+
+    /// The record an object holds, with its version. A deleted object counts only if it held our term
+    /// and we still hold it (we re-create it within our term); any other deleted object is free to
+    /// re-create, and the term that begins leads only after a quarantine (see [`Term::from`]).
+    fn record_in(&self, slot: Slot) -> Option<(&LeaderElectionRecord, &str)> {
+        match &self.slots[slot.index()] {
+            Known::Present(v) => Some((&v.record, v.resource_version.as_str())),
+            Known::Missing { ghost: Some(g) } if self.ours_while_holding(g) => Some((g, "-")),
+            _ => None,
+        }
+    }
+
+    fn ours_while_holding(&self, r: &LeaderElectionRecord) -> bool {
+        r.holder_identity == self.config.identity && self.leading.is_some()
+    }
+
+    /// Whether writing `slots` re-creates an object we saw before it was deleted (outside our term), and
+    /// if so for how long the term must wait before it leads: the longest lease duration we know of (its
+    /// records' and ours), after which whoever held the deleted object has stopped.
+    fn recreates(&self, slots: &[Slot]) -> Option<Duration> {
+        slots
+            .iter()
+            .filter_map(|s| match &self.slots[s.index()] {
+                Known::Missing { ghost: Some(g) } if !self.ours_while_holding(g) => {
+                    Some(self.duration_of(g).max(self.config.timing.lease_duration))
+                }
+                _ => None,
+            })
+            .max()
+    }
 
     fn all_slots(&self) -> impl Iterator<Item = Slot> + use<> {
         let pair = self.config.pair;
@@ -662,7 +767,9 @@ impl Election {
     /// End leadership once its deadline has passed.
     fn expire(&mut self, now: Instant) {
         if self.leading.as_ref().is_some_and(|t| now >= t.deadline) {
-            self.leading = None;
+            if !self.leading.take().is_some_and(|t| t.announced) {
+                return;
+            }
             let reason = match self.end_of_term.clone() {
                 Some(preferred_holder) => StopReason::EndOfTerm { preferred_holder },
                 None => StopReason::RenewDeadlineExceeded {
@@ -680,7 +787,7 @@ impl Election {
 
     /// Lose leadership now, because someone else holds or wrote the lock.
     fn lose(&mut self, holder: Option<String>) {
-        if self.leading.take().is_some() {
+        if self.leading.take().is_some_and(|t| t.announced) {
             self.step.events.push(LeaderEvent::StoppedLeading {
                 reason: StopReason::LeaseLost { holder },
             });
@@ -789,6 +896,9 @@ impl Election {
             Known::Present(v) => Some(v.resource_version.clone()),
             _ => None,
         };
+        if self.step.quarantine.is_some() {
+            self.quarantine_pending = self.step.quarantine;
+        }
         let r = record.clone();
         let rv = sent.clone();
         self.send(
@@ -898,25 +1008,47 @@ impl Election {
             return self.finish(now);
         }
         let start = self.step.start.unwrap_or(now);
+        let rd = self.config.timing.renew_deadline;
+        let deadline = later(start, rd);
+        if deadline <= now {
+            // The write took effect, but so late that the term it would give us is already over.
+            return self.finish(now);
+        }
         let term = record.leader_transitions;
         if self.leading.as_ref().is_some_and(|t| t.term != term) {
             // Our term changed under us (another process with our identity wrote it): say so.
             self.lose(Some(self.config.identity.clone()));
         }
-        let started = self.leading.is_none();
+        let from = match &self.leading {
+            Some(t) => t.from,
+            // Whoever held the object that was deleted led at most until its last renew (before the
+            // delete, so before our create took effect) plus a renew deadline.
+            None if self.step.quarantine.is_some() => {
+                let from = later(now, self.step.quarantine.unwrap_or(rd));
+                self.quarantine_pending = None;
+                self.quarantine_until = Some(from);
+                from
+            }
+            None => self.quarantine_until.map_or(start, |q| q.max(start)),
+        };
+        let announced = self.leading.as_ref().is_some_and(|t| t.announced);
+        if !announced && from > now {
+            log::info!(
+                "{}: re-created the lock after it was deleted; leading from a renew deadline on, when whoever held the deleted object has stopped",
+                self.config.lock
+            );
+        }
         self.leading = Some(Term {
             term,
-            deadline: later(start, self.config.timing.renew_deadline),
+            deadline,
+            from,
+            announced,
             record,
         });
         self.last_error = None;
+        self.wrote = true;
         self.step.renewed = true;
         self.step.error = None;
-        if started {
-            self.step
-                .events
-                .push(LeaderEvent::StartedLeading { transitions: term });
-        }
         self.finish(now)
     }
 
@@ -937,8 +1069,15 @@ impl Election {
         if self.config.coordinated {
             return self.judge_coordinated(o, now, wall);
         }
-        let ours = o.holder == us;
+        let ours = o.holder == us && self.wrote;
+        if ours && self.leading.is_none() && self.quarantine_pending.is_some() {
+            // Perhaps our own re-creation whose answer we lost: it leads only after its quarantine.
+            self.step.quarantine = self.quarantine_pending;
+        }
         if !ours {
+            if o.holder != us {
+                self.quarantine_pending = None;
+            }
             // Whoever wrote the record, it is not our term any more.
             self.lose((!o.holder.is_empty()).then(|| o.holder.clone()));
             if !o.holder.is_empty() && o.expiry() > now {
@@ -948,15 +1087,15 @@ impl Election {
         let record = if ours {
             self.renewal_of(now, wall)
         } else {
-            self.new_term(o.transitions.saturating_add(1), now, wall)
+            self.new_term(self.known_transitions().saturating_add(1), now, wall)
         };
         let slots: Vec<Slot> = self.all_slots().collect();
+        self.step.quarantine = self.step.quarantine.max(self.recreates(&slots));
         self.write(slots, 0, record, now)
     }
 
-    /// No lock object exists. Someone we saw hold it keeps it until its lease expires by our clock (an
-    /// administrator's delete must not make a second leader); after that, or if we never saw a holder,
-    /// create it. If we held it, we re-create it within our term.
+    /// No lock object exists and none named a holder when we last saw it: create it, with the term
+    /// after the last one we saw (a deleted lock keeps fencing tokens growing for those who saw it).
     fn judge_missing(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
         if self.config.coordinated {
             self.step.error = Some(Error::Coordinated(format!(
@@ -965,21 +1104,15 @@ impl Election {
             )));
             return self.finish(now);
         }
-        let us = &self.config.identity;
-        let record = match self.observed.clone() {
-            Some(o) if o.holder == *us => self.renewal_of(now, wall),
-            Some(o) if !o.holder.is_empty() && o.expiry() > now => {
-                log::info!(
-                    "{}: the lock object is gone, but {} held it; waiting for its lease to expire before creating it",
-                    self.config.lock,
-                    o.holder
-                );
-                return self.finish(now);
-            }
-            Some(o) => self.new_term(o.transitions.saturating_add(1), now, wall),
-            None => self.new_term(0, now, wall),
-        };
         let slots: Vec<Slot> = self.all_slots().collect();
+        let seen = self.recreates(&slots).is_some() || self.observed.is_some();
+        let transitions = if seen {
+            self.known_transitions().saturating_add(1)
+        } else {
+            0
+        };
+        let record = self.new_term(transitions, now, wall);
+        self.step.quarantine = self.step.quarantine.max(self.recreates(&slots));
         self.write(slots, 0, record, now)
     }
 
@@ -1044,12 +1177,26 @@ impl Election {
         }
     }
 
+    /// The highest term any record we know of carries (deleted ones included), so fencing tokens keep
+    /// growing for everyone who saw them.
+    fn known_transitions(&self) -> i32 {
+        let slots = self
+            .all_slots()
+            .filter_map(|s| match &self.slots[s.index()] {
+                Known::Present(v) => Some(v.record.leader_transitions),
+                Known::Missing { ghost: Some(g) } => Some(g.leader_transitions),
+                _ => None,
+            });
+        slots
+            .chain(self.observed.as_ref().map(|o| o.transitions))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The record of the primary object if it exists, else the secondary's.
     fn current_record(&self) -> Option<LeaderElectionRecord> {
-        self.all_slots().find_map(|s| match &self.slots[s.index()] {
-            Known::Present(v) => Some(v.record.clone()),
-            _ => None,
-        })
+        self.all_slots()
+            .find_map(|s| self.record_in(s).map(|(r, _)| r.clone()))
     }
 
     /// The holder's advertised duration; a non-positive one (invalid on the wire) counts as ours.
@@ -1064,41 +1211,35 @@ impl Election {
     /// What the objects say together, or `None` when none exists. In a pair, two records naming
     /// different holders read as [`UNKNOWN_LEADER`], and the longest duration either advertises counts.
     fn view(&self) -> Option<View> {
-        let present = |s: Slot| match &self.slots[s.index()] {
-            Known::Present(v) => Some(v),
-            _ => None,
-        };
-        let primary = present(Slot::Primary);
+        let primary = self.record_in(Slot::Primary);
         let secondary = if self.config.pair {
-            present(Slot::Secondary)
+            self.record_in(Slot::Secondary)
         } else {
             None
         };
-        fn rv(v: Option<&VersionedRecord>) -> &str {
-            v.map_or("-", |v| v.resource_version.as_str())
-        }
+        let rv = |r: Option<(&LeaderElectionRecord, &str)>| r.map_or("-", |(_, v)| v).to_string();
         let key = if self.config.pair {
             format!("{}+{}", rv(primary), rv(secondary))
         } else {
-            rv(primary).to_string()
+            rv(primary)
         };
         let (holder, duration, transitions, preferred) = match (primary, secondary) {
             (None, None) => return None,
-            (Some(v), None) | (None, Some(v)) => (
-                v.record.holder_identity.clone(),
-                self.duration_of(&v.record),
-                v.record.leader_transitions,
-                v.record.preferred_holder.clone(),
+            (Some((r, _)), None) | (None, Some((r, _))) => (
+                r.holder_identity.clone(),
+                self.duration_of(r),
+                r.leader_transitions,
+                r.preferred_holder.clone(),
             ),
-            (Some(p), Some(s)) => (
-                if p.record.holder_identity == s.record.holder_identity {
-                    p.record.holder_identity.clone()
+            (Some((p, _)), Some((s, _))) => (
+                if p.holder_identity == s.holder_identity {
+                    p.holder_identity.clone()
                 } else {
                     UNKNOWN_LEADER.to_string()
                 },
-                self.duration_of(&p.record).max(self.duration_of(&s.record)),
-                p.record.leader_transitions.max(s.record.leader_transitions),
-                p.record.preferred_holder.clone(),
+                self.duration_of(p).max(self.duration_of(s)),
+                p.leader_transitions.max(s.leader_transitions),
+                p.preferred_holder.clone(),
             ),
         };
         Some(View {
@@ -1156,6 +1297,17 @@ impl Election {
             }
         }
         self.expire(now);
+        if let Some(t) = self
+            .leading
+            .as_mut()
+            .filter(|t| !t.announced && t.from <= now)
+        {
+            t.announced = true;
+            let term = t.term;
+            self.step
+                .events
+                .push(LeaderEvent::StartedLeading { transitions: term });
+        }
         self.phase = Phase::Idle;
         let step = std::mem::take(&mut self.step);
         let observed = self
@@ -1163,7 +1315,7 @@ impl Election {
             .as_ref()
             .map(|o| o.holder.clone())
             .filter(|h| !h.is_empty());
-        let status = match &self.leading {
+        let status = match self.leading.as_ref().filter(|t| t.announced) {
             Some(t) => Status::Leading {
                 deadline: t.deadline,
                 term: t.term,

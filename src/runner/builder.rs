@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 
 use super::handle::LeaderHandle;
+use super::pacing::watch_silence;
 use super::state::State;
 use super::worker::Worker;
 use crate::candidate::{CandidateInfo, CandidateKeeper, valid_object_name};
@@ -243,6 +244,7 @@ impl LeaderElectorBuilder<Managed> {
             watcher,
             candidate,
             interrupters,
+            watch_silence: watch_silence(&self.timing, t.kind != LockKind::Leases),
         })
     }
 }
@@ -266,6 +268,7 @@ impl LeaderElectorBuilder<CustomLock> {
             watcher: None,
             candidate: None,
             interrupters: Vec::new(),
+            watch_silence: Duration::ZERO,
         })
     }
 }
@@ -317,6 +320,7 @@ struct Parts {
     watcher: Option<Watcher>,
     candidate: Option<CandidateKeeper>,
     interrupters: Vec<Interrupter>,
+    watch_silence: Duration,
 }
 
 fn spawn(p: Parts) -> Result<LeaderHandle> {
@@ -332,6 +336,7 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
         keep_campaigning: p.keep_campaigning,
         rng: Rng::new(),
         watcher: p.watcher,
+        watch_silence: p.watch_silence,
         interrupters: p.interrupters.clone(),
     };
     let thread = std::thread::Builder::new()

@@ -12,17 +12,35 @@ const EXPIRY_SPREAD: f64 = 0.1;
 /// What the next attempt depends on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Situation {
-    /// Our leadership deadline, while we lead.
+    /// Our leadership deadline, while we hold a term.
     pub(crate) deadline: Option<Instant>,
+    /// When a term we hold begins to lead (after a re-created lock's quarantine).
+    pub(crate) begins: Option<Instant>,
     /// When the other holder's lease expires by our clock, while someone else holds the lock.
     pub(crate) holder_expiry: Option<Instant>,
     /// The API server's `Retry-After` from the last step (429, 503).
     pub(crate) retry_after: Option<Duration>,
     /// A live watch tells us of every change as it happens.
     pub(crate) watching: bool,
+    /// When the watch counts as stale if nothing arrives before: a live holder's renews are changes,
+    /// so a watch that brings none for much longer than a renew interval has stalled.
+    pub(crate) stale_at: Option<Instant>,
 }
 
-/// The instant of the next attempt. `jitter` and `spread` are uniform in `[0, 1)`.
+/// How long a watch may bring nothing, while a holder is live, before it counts as stalled: two renew
+/// intervals (annotation records change at most once a second, so for them a second more).
+pub(crate) fn watch_silence(timing: &Timing, annotations: bool) -> Duration {
+    let interval = if annotations {
+        timing.retry_period + Duration::from_secs(1)
+    } else {
+        timing.retry_period
+    };
+    interval * 2
+}
+
+/// The instant of the next attempt after a step that ended at `since`. Waking up early in between (a
+/// watched change that asks for nothing) must not move it: the pace is counted from the step, not from
+/// the wake-up. `jitter` and `spread` are uniform in `[0, 1)`.
 ///
 /// - A leader renews every retry period, and wakes by its deadline to report a lapse.
 /// - A follower retries every `retry_period × (1 + 1.2 × jitter)` (client-go's pace), later if the API
@@ -31,16 +49,21 @@ pub(crate) struct Situation {
 ///   while the holder's lease runs: it wakes at the expiry, or earlier when the watch brings news.
 pub(crate) fn next_attempt(
     timing: &Timing,
-    now: Instant,
+    since: Instant,
     s: Situation,
     jitter: f64,
     spread: f64,
 ) -> Instant {
+    let now = since;
     if let Some(deadline) = s.deadline {
         let left = deadline
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));
-        return later(now, timing.retry_period.min(left));
+        let renew = later(now, timing.retry_period.min(left));
+        return match s.begins.filter(|b| *b > now) {
+            Some(begins) => renew.min(begins),
+            None => renew,
+        };
     }
     let jittered = timing
         .retry_period
@@ -53,7 +76,11 @@ pub(crate) fn next_attempt(
         .retry_period
         .mul_f64(EXPIRY_SPREAD * spread.clamp(0.0, 1.0));
     match s.holder_expiry.filter(|e| *e > now) {
-        Some(expiry) if s.watching => later(expiry, spread),
+        // Nothing to poll for while the holder's lease runs, unless the watch goes quiet first.
+        Some(expiry) if s.watching => {
+            let at = later(expiry, spread);
+            s.stale_at.map_or(at, |stale| at.min(stale.max(now)))
+        }
         Some(expiry) => polled.min(later(expiry, spread)),
         None => polled,
     }
@@ -74,9 +101,11 @@ mod tests {
     fn idle() -> Situation {
         Situation {
             deadline: None,
+            begins: None,
             holder_expiry: None,
             retry_after: None,
             watching: false,
+            stale_at: None,
         }
     }
 
@@ -109,6 +138,16 @@ mod tests {
             next_attempt(&timing(), now, s, 0.0, 0.0),
             now + Duration::from_millis(1),
             "never a busy loop"
+        );
+        let s = Situation {
+            deadline: Some(now + Duration::from_secs(1)),
+            begins: Some(now + Duration::from_millis(70)),
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            now + Duration::from_millis(70),
+            "a held term wakes when it begins to lead"
         );
     }
 
@@ -158,6 +197,12 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_may_be_quiet_for_two_renew_intervals() {
+        assert_eq!(watch_silence(&timing(), false), Duration::from_millis(400));
+        assert_eq!(watch_silence(&timing(), true), Duration::from_millis(2400));
+    }
+
+    #[test]
     fn a_follower_wakes_at_the_holders_expiry() {
         let now = Instant::now();
         let expiry = now + Duration::from_millis(100);
@@ -189,6 +234,17 @@ mod tests {
             next_attempt(&timing(), now, s, 0.0, 0.0),
             far,
             "a watcher waits for the expiry"
+        );
+        let s = Situation {
+            holder_expiry: Some(far),
+            watching: true,
+            stale_at: Some(now + Duration::from_millis(400)),
+            ..idle()
+        };
+        assert_eq!(
+            next_attempt(&timing(), now, s, 0.0, 0.0),
+            now + Duration::from_millis(400),
+            "a watch that may go quiet before the expiry is checked on by then"
         );
         let s = Situation {
             holder_expiry: Some(now - Duration::from_millis(1)),

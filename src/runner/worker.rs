@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::pacing::{Situation, next_attempt};
 use super::state::State;
 use crate::client::Interrupter;
-use crate::election::{Elector, Watched};
+use crate::election::{Elector, Watched, later};
 use crate::error::{Error, Result};
 use crate::events::StopReason;
 use crate::random::Rng;
@@ -43,6 +43,8 @@ pub(crate) struct Worker {
     pub(crate) rng: Rng,
     /// Watch-based following, when enabled and possible for the lock kind.
     pub(crate) watcher: Option<Watcher>,
+    /// How long the watch may bring nothing while a holder is live before it counts as stalled.
+    pub(crate) watch_silence: Duration,
     /// The lock clients' interrupters: `stop()` interrupts them; the release resumes them.
     pub(crate) interrupters: Vec<Interrupter>,
 }
@@ -91,6 +93,10 @@ impl Worker {
             if lost && !self.keep_campaigning {
                 break StopMode::Stop;
             }
+            if outcome.lapsed() {
+                // Reported the moment it happened; now campaign again without waiting.
+                continue;
+            }
             let retry_after = outcome
                 .error
                 .as_ref()
@@ -134,16 +140,25 @@ impl Worker {
     /// attempt at once. `Some(mode)` when the handle asked to stop.
     fn wait(&mut self, retry_after: Option<Duration>) -> Option<StopMode> {
         let (jitter, spread) = (self.rng.next_f64(), self.rng.next_f64());
+        let since = Instant::now();
         loop {
-            let now = Instant::now();
             let election = self.elector.election();
+            // A watch counts while it is open and not quiet for longer than a holder's renews allow.
+            let stale_at = self
+                .watcher
+                .as_ref()
+                .filter(|w| w.healthy())
+                .and_then(Watcher::last_activity)
+                .map(|t| later(t, self.watch_silence));
             let situation = Situation {
-                deadline: election.deadline().filter(|d| *d > now),
+                deadline: election.deadline().filter(|d| *d > since),
+                begins: election.leading_from(),
                 holder_expiry: election.holder_expiry(),
                 retry_after,
-                watching: self.watcher.as_ref().is_some_and(Watcher::healthy),
+                watching: stale_at.is_some_and(|t| t > Instant::now()),
+                stale_at,
             };
-            let until = next_attempt(&self.elector.timing(), now, situation, jitter, spread);
+            let until = next_attempt(&self.elector.timing(), since, situation, jitter, spread);
             match self.wake(until) {
                 Wake::Stop(mode) => return Some(mode),
                 Wake::Attempt => return None,

@@ -17,6 +17,7 @@
 mod coordinator;
 mod faults;
 mod http;
+pub mod sim;
 mod store;
 mod tls;
 

@@ -59,6 +59,11 @@ impl Resource {
         }
     }
 
+    /// The API server's `AllowCreateOnUpdate`.
+    fn creates_on_update(self) -> bool {
+        !matches!(self, Resource::ConfigMaps)
+    }
+
     pub(crate) fn kind(self) -> &'static str {
         match self {
             Resource::Leases => "Lease",
@@ -454,7 +459,25 @@ impl Store {
         }
         let key = (r, ns.to_string(), name.to_string());
         let Some(current) = self.objects.get(&key) else {
-            // A real API server creates a Lease on PUT when it is missing (fixture 15).
+            // A body that names the object's uid makes it a precondition, which a missing object fails.
+            if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+                return reply(
+                    409,
+                    status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {} {name:?}: Precondition failed: UID in precondition: {uid}, UID in object meta: ",
+                            r.qualified()
+                        ),
+                        Some(r.details(name, r.plural())),
+                    ),
+                );
+            }
+            if !r.creates_on_update() {
+                return Self::not_found(r, name);
+            }
+            // Leases and Endpoints are created by a PUT when they are missing (fixture 15).
             self.insert_new(r, ns, name, &mut object);
             return reply(201, object);
         };
