@@ -21,6 +21,43 @@ use crate::error::{Error, Result};
 use crate::lock::{ConfigMap, Endpoints, Lease, LockKind};
 use crate::record::VersionedRecord;
 
+/// The longest watch event we read: lock objects are a few kilobytes; a server that sends more is
+/// treated as broken (the stream is dropped and opened again) rather than buffered without bound.
+const MAX_EVENT: usize = 1 << 20;
+
+/// One line of a stream, at most `max` bytes. `Ok(None)` at the end of the stream; an error for a line
+/// that is too long or not UTF-8.
+fn read_line<'a, R: BufRead + ?Sized>(
+    reader: &mut R,
+    buf: &'a mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<&'a str>> {
+    buf.clear();
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok((!buf.is_empty()).then(|| std::str::from_utf8(buf).unwrap_or("")));
+        }
+        let (used, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + used > max + 1 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a watch event longer than {max} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        if done {
+            let line = std::str::from_utf8(buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            return Ok(Some(line.trim_end_matches(['\r', '\n'])));
+        }
+    }
+}
+
 /// How long one watch request may stay open before it is renewed (the server ends it first).
 const WATCH_SECONDS: u64 = 300;
 
@@ -246,19 +283,19 @@ fn watch_loop(
 
 /// Read one watch stream to its end. `Err` when it failed rather than ended.
 fn read_events(
-    reader: Box<dyn BufRead + Send>,
+    mut reader: Box<dyn BufRead + Send>,
     shared: &Shared,
     wake: &Sender<()>,
     decode: Decoder,
     rv: &mut Option<String>,
 ) -> std::result::Result<(), ()> {
-    for line in reader.lines() {
-        let line = line.map_err(|_| ())?;
+    let mut buf = Vec::new();
+    while let Some(line) = read_line(&mut reader, &mut buf, MAX_EVENT).map_err(|_| ())? {
         touch(shared);
         if line.trim().is_empty() {
             continue;
         }
-        let event: Value = serde_json::from_str(&line).map_err(|_| ())?;
+        let event: Value = serde_json::from_str(line).map_err(|_| ())?;
         let object_rv = event["object"]["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string);
@@ -291,4 +328,49 @@ fn read_events(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_bounded() {
+        let mut input: &[u8] = b"{\"a\":1}\r\n\nlast";
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line(&mut input, &mut buf, 64).unwrap(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(read_line(&mut input, &mut buf, 64).unwrap(), Some(""));
+        assert_eq!(read_line(&mut input, &mut buf, 64).unwrap(), Some("last"));
+        assert_eq!(read_line(&mut input, &mut buf, 64).unwrap(), None);
+        let long = vec![b'x'; 100];
+        let mut input: &[u8] = &long;
+        assert!(
+            read_line(&mut input, &mut buf, 64).is_err(),
+            "a hostile server cannot grow memory"
+        );
+    }
+
+    #[test]
+    fn a_delete_keeps_the_record_it_deleted() {
+        let v = |rv: &str| {
+            Watched::Changed(VersionedRecord {
+                record: Default::default(),
+                resource_version: rv.into(),
+            })
+        };
+        let mut m = Mailbox::default();
+        m.put(v("1"));
+        m.put(v("2"));
+        m.put(Watched::Deleted);
+        assert!(matches!(m.take(), Some(Watched::Changed(r)) if r.resource_version == "2"));
+        assert!(matches!(m.take(), Some(Watched::Deleted)));
+        assert!(m.take().is_none());
+        m.put(Watched::Deleted);
+        m.put(v("3"));
+        assert!(matches!(m.take(), Some(Watched::Changed(r)) if r.resource_version == "3"));
+        assert!(m.is_empty());
+    }
 }

@@ -166,7 +166,8 @@ fn candidate(server: &ApiServer, kind: LockKind, id: &str, release: bool) -> Lea
         .lock_kind(kind)
         .identity(id)
         .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
+        // Annotation records show a renew at most once a second: over 1 s + the retry period.
+        .renew_deadline(Duration::from_millis(1500))
         .retry_period(Duration::from_millis(200))
         .release_on_stop(release)
         .start()

@@ -86,7 +86,7 @@ impl RestClient {
                 closed: false,
             })),
             config: config.clone(),
-            base: config.server().to_string(),
+            base: crate::config::strip_userinfo(config.server()),
             credentials: config.credentials().clone(),
             extra_headers: config
                 .impersonation()
@@ -373,6 +373,15 @@ fn transport_error(e: ureq::Error, timeout: Duration, context: &str) -> Error {
     }
 }
 
+/// The longest `Retry-After` taken at its word; the election honours at most a lease duration anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A `Retry-After` in seconds (the form the API server sends), capped; an HTTP date or garbage is ignored.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
 /// Status, `Retry-After` and body of an answer (bounded by `MAX_BODY`).
 fn read_answer(
     mut response: ureq::http::Response<ureq::Body>,
@@ -384,8 +393,7 @@ fn read_answer(
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(parse_retry_after);
     let body = response
         .body_mut()
         .with_config()
@@ -412,5 +420,30 @@ fn finish(
             &body,
             retry_after,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_capped() {
+        assert_eq!(parse_retry_after(" 5 "), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_retry_after_header_is_safe(value in ".{0,40}") {
+            if let Some(d) = parse_retry_after(&value) {
+                proptest::prop_assert!(d <= MAX_RETRY_AFTER);
+            }
+        }
     }
 }

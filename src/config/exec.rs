@@ -24,8 +24,9 @@ pub(crate) const API_VERSIONS: [&str; 2] = [
 /// How long a plugin may run before it is killed. Plugins that talk to a cloud's IAM take seconds.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A plugin as configured in a kubeconfig `user.exec`.
-#[derive(Clone, Debug)]
+/// A plugin as configured in a kubeconfig `user.exec`. Its arguments and environment often carry secrets
+/// (`--oidc-client-secret=…`), so `Debug` shows neither.
+#[derive(Clone)]
 pub(crate) struct ExecConfig {
     pub(crate) api_version: String,
     /// The command, resolved against the kubeconfig's folder when it contains a `/`.
@@ -55,13 +56,21 @@ pub(crate) struct ExecProvider {
     cache: Mutex<Option<Cached>>,
 }
 
+impl fmt::Debug for ExecConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ExecConfig")
+            .field("command", &self.command)
+            .field("args", &format_args!("<{} redacted>", self.args.len()))
+            .field("env", &format_args!("{names:?} (values redacted)"))
+            .field("api_version", &self.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for ExecProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExecProvider")
-            .field("command", &self.config.command)
-            .field("args", &self.config.args)
-            .field("api_version", &self.config.api_version)
-            .finish_non_exhaustive()
+        f.debug_tuple("ExecProvider").field(&self.config).finish()
     }
 }
 

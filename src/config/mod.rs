@@ -314,8 +314,21 @@ impl Config {
     }
 }
 
+/// `scheme://user:pass@host/path` → `scheme://host/path`: credentials never travel or print this way.
+pub(crate) fn strip_userinfo(url: &str) -> String {
+    let Some(s) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[s + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..s + 3], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// `scheme://user:pass@host` → `scheme://<redacted>@host`.
-fn redact_userinfo(url: &str) -> String {
+pub(crate) fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &url[..s + 3], &url[at..]),
         _ => url.to_string(),
@@ -325,7 +338,7 @@ fn redact_userinfo(url: &str) -> String {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("server", &self.server)
+            .field("server", &redact_userinfo(&self.server))
             .field(
                 "ca_pem",
                 &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),

@@ -291,6 +291,14 @@ fn validate(timing: &Timing, t: &Managed, namespace: &str, identity: &str) -> Re
     if identity.is_empty() {
         return bad("identity must not be empty".into());
     }
+    if t.kind != LockKind::Leases
+        && timing.renew_deadline <= timing.retry_period + Duration::from_secs(1)
+    {
+        return bad(format!(
+            "lock kind {} keeps its record in an annotation with times in whole seconds, so a renew shows at most once a second: renew_deadline ({:?}) must be longer than 1 s + retry_period ({:?})",
+            t.kind, timing.renew_deadline, timing.retry_period
+        ));
+    }
     if t.coordinated.is_some() {
         if t.kind != LockKind::Leases {
             return bad("coordinated leader election works on Leases only".into());

@@ -65,16 +65,21 @@ pub(crate) fn next_attempt(
             None => renew,
         };
     }
+    let unit = |x: f64| {
+        if x.is_finite() {
+            x.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
     let jittered = timing
         .retry_period
-        .mul_f64(1.0 + JITTER_FACTOR * jitter.clamp(0.0, 1.0));
+        .mul_f64(1.0 + JITTER_FACTOR * unit(jitter));
     let asked = s
         .retry_after
         .map_or(Duration::ZERO, |a| a.min(timing.lease_duration));
     let polled = later(now, jittered.max(asked));
-    let spread = timing
-        .retry_period
-        .mul_f64(EXPIRY_SPREAD * spread.clamp(0.0, 1.0));
+    let spread = timing.retry_period.mul_f64(EXPIRY_SPREAD * unit(spread));
     match s.holder_expiry.filter(|e| *e > now) {
         // Nothing to poll for while the holder's lease runs, unless the watch goes quiet first.
         Some(expiry) if s.watching => {
@@ -193,6 +198,43 @@ mod tests {
                 now + Duration::from_millis(700),
                 "the holder's expiry comes first"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics_or_parks_a_candidate(
+            lease in 1u64..100_000,
+            retry_ms in 1u64..100_000,
+            after_secs in proptest::prelude::any::<u64>(),
+            after_nanos in 0u32..1_000_000_000,
+            expiry_ms in proptest::option::of(proptest::prelude::any::<u32>()),
+            deadline_ms in proptest::option::of(0u32..1_000_000),
+            watching in proptest::prelude::any::<bool>(),
+            jitter in proptest::prelude::any::<f64>(),
+            spread in proptest::prelude::any::<f64>(),
+        ) {
+            let timing = Timing {
+                lease_duration: Duration::from_secs(lease),
+                renew_deadline: Duration::from_millis(retry_ms * 2),
+                retry_period: Duration::from_millis(retry_ms),
+            };
+            let now = Instant::now();
+            let s = Situation {
+                deadline: deadline_ms.map(|m| now + Duration::from_millis(m.into())),
+                begins: None,
+                holder_expiry: expiry_ms.map(|m| now + Duration::from_millis(m.into())),
+                retry_after: Some(Duration::new(after_secs, after_nanos)),
+                watching,
+                stale_at: None,
+            };
+            let at = next_attempt(&timing, now, s, jitter, spread);
+            // Never later than the holder's expiry (plus spread), or a lease and a jittered retry.
+            let bound = match s.holder_expiry {
+                Some(e) if e > now && watching && s.deadline.is_none() => e + timing.retry_period,
+                _ => now + timing.lease_duration.max(timing.retry_period.mul_f64(2.2)) + timing.retry_period,
+            };
+            proptest::prop_assert!(at >= now && at <= bound, "{at:?} vs {bound:?}");
         }
     }
 

@@ -179,8 +179,9 @@ pub(crate) fn write_response<W: Write>(
     retry_after: Option<u64>,
 ) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nDate: {}\r\nContent-Length: {}\r\n",
         reason_phrase(code),
+        http_date(),
         body.len()
     );
     if let Some(s) = retry_after {
@@ -192,6 +193,13 @@ pub(crate) fn write_response<W: Write>(
     out.extend_from_slice(body);
     w.write_all(&out)?;
     w.flush()
+}
+
+/// The `Date` header's value, as every HTTP server sends it (the API server's clock, to the second).
+pub(crate) fn http_date() -> String {
+    chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 /// What the connection loop should do after a request.

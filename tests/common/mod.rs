@@ -120,12 +120,13 @@ pub fn leader_bin() -> std::path::PathBuf {
         .join(format!("leader{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// The `leader` CLI's timing flags for tests: a 2 s lease, 1 s renew deadline, 200 ms retry.
+/// The `leader` CLI's timing flags for tests: a 2 s lease, 1.5 s renew deadline, 200 ms retry (valid for
+/// every lock kind: annotation records need a renew deadline over 1 s + the retry period).
 pub const FAST_TIMING: [&str; 6] = [
     "--lease-duration",
     "2s",
     "--renew-deadline",
-    "1s",
+    "1500ms",
     "--retry-period",
     "200ms",
 ];
