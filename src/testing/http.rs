@@ -295,6 +295,13 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
             retry_after: None,
         };
     }
+    if let Some(user) = req.bearer_token().filter(|t| inner.forbidden.contains(*t)) {
+        return Outcome::Respond {
+            code: 403,
+            body: to_bytes(&forbidden(inner, req, user)),
+            retry_after: None,
+        };
+    }
     if let Some(w) = watch_request(req, inner) {
         return w;
     }
@@ -308,6 +315,60 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
         body: to_bytes(&reply.body),
         retry_after: None,
     }
+}
+
+/// RBAC's answer to a user without a Role: `leases.coordination.k8s.io "x" is forbidden: User "u" cannot
+/// get resource "leases" in API group "coordination.k8s.io" in the namespace "ns"`.
+fn forbidden(inner: &Inner, req: &Request, user: &str) -> Value {
+    let path = req
+        .path
+        .strip_prefix(inner.path_prefix.as_str())
+        .unwrap_or(&req.path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["apis", g, _, rest @ ..] => (*g, rest),
+        ["api", _, rest @ ..] => ("", rest),
+        _ => ("", &[][..]),
+    };
+    let (ns, plural, name) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        _ => ("", "", None),
+    };
+    let watching = matches!(req.param("watch").as_deref(), Some("true" | "1"));
+    let verb = match (req.method.as_str(), name) {
+        ("GET", _) if watching => "watch",
+        ("GET", Some(_)) => "get",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        _ => "patch",
+    };
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let subject = match name {
+        Some(n) => format!("{resource} {n:?}"),
+        None => resource,
+    };
+    let mut details = json!({"kind": plural});
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    if let Some(n) = name {
+        details["name"] = json!(n);
+    }
+    status(
+        403,
+        "Forbidden",
+        &format!(
+            "{subject} is forbidden: User {user:?} cannot {verb} resource {plural:?} in API group {group:?} in the namespace {ns:?}"
+        ),
+        Some(details),
+    )
 }
 
 fn to_bytes(v: &Value) -> Vec<u8> {

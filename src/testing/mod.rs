@@ -14,6 +14,7 @@
 //! assert!(server.kubeconfig().contains("certificate-authority-data"));
 //! ```
 
+mod control_plane;
 mod coordinator;
 mod faults;
 mod http;
@@ -21,6 +22,7 @@ pub mod sim;
 mod store;
 mod tls;
 
+pub use control_plane::{ControlPlane, LaunchError};
 pub use faults::{Fault, FaultAction, FaultId};
 
 /// The record codecs, for tests and benches that check what goes over the wire. Not part of the stable
@@ -59,6 +61,7 @@ pub struct ApiServerBuilder {
     path_prefix: String,
     coordinated_lease_seconds: Option<i64>,
     tokens: Vec<String>,
+    forbidden: Vec<String>,
     basic: Vec<(String, String)>,
 }
 
@@ -102,6 +105,15 @@ impl ApiServerBuilder {
         self
     }
 
+    /// Accept this bearer token but forbid it everything (403 Forbidden, as RBAC answers a user without
+    /// a Role).
+    pub fn forbidden_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.tokens.push(token.clone());
+        self.forbidden.push(token);
+        self
+    }
+
     /// Accept this bearer token. Once any token is set, requests without a valid one get 401.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.tokens.push(token.into());
@@ -139,6 +151,7 @@ impl ApiServerBuilder {
                     )
                 })
                 .collect(),
+            forbidden: self.forbidden.iter().cloned().collect(),
             last_impersonation: Mutex::new(Vec::new()),
             path_prefix: self.path_prefix.clone(),
             counters: Mutex::new(HashMap::new()),
@@ -454,6 +467,8 @@ pub(crate) struct Inner {
     pub(crate) store_changed: Condvar,
     faults: Faults,
     tokens: Mutex<Option<HashSet<String>>>,
+    /// Authenticated, but forbidden everything.
+    pub(crate) forbidden: HashSet<String>,
     /// base64(`user:password`) → user.
     basic: HashMap<String, String>,
     last_impersonation: Mutex<Vec<(String, String)>>,

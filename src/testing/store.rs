@@ -389,15 +389,17 @@ impl Store {
             .get("resourceVersion")
             .is_some_and(|v| !v.is_null() && v != "")
         {
-            return reply(
-                500,
-                status(
+            return reply(500, {
+                // The real server sends this one without a reason.
+                let mut s = status(
                     500,
-                    "InternalError",
+                    "",
                     "resourceVersion should not be set on objects to be created",
                     None,
-                ),
-            );
+                );
+                s.as_object_mut().map(|o| o.remove("reason"));
+                s
+            });
         }
         if let Err(e) = validate(r, &name, &object) {
             return e;
@@ -459,6 +461,9 @@ impl Store {
         }
         let key = (r, ns.to_string(), name.to_string());
         let Some(current) = self.objects.get(&key) else {
+            if !r.creates_on_update() {
+                return Self::not_found(r, name);
+            }
             // A body that names the object's uid makes it a precondition, which a missing object fails.
             if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
                 return reply(
@@ -467,15 +472,13 @@ impl Store {
                         409,
                         "Conflict",
                         &format!(
-                            "Operation cannot be fulfilled on {} {name:?}: Precondition failed: UID in precondition: {uid}, UID in object meta: ",
-                            r.qualified()
+                            "Operation cannot be fulfilled on {} {name:?}: StorageError: invalid object, Code: 4, Key: /registry/{}/{ns}/{name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in object meta: ",
+                            r.qualified(),
+                            r.plural()
                         ),
                         Some(r.details(name, r.plural())),
                     ),
                 );
-            }
-            if !r.creates_on_update() {
-                return Self::not_found(r, name);
             }
             // Leases and Endpoints are created by a PUT when they are missing (fixture 15).
             self.insert_new(r, ns, name, &mut object);
@@ -624,29 +627,53 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
 }
 
 /// Field validation with 422 Invalid and `details.causes`, as the API server does.
+/// A DNS-1123 subdomain: what the API server requires of most object names.
+fn valid_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
-    let mut causes = Vec::new();
+    // (field, reason, message), as the API server's field errors read.
+    let mut causes: Vec<(&str, &str, String)> = Vec::new();
+    if !valid_subdomain(name) {
+        causes.push((
+            "metadata.name",
+            "FieldValueInvalid",
+            format!(
+                "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            ),
+        ));
+    }
+    let required = |causes: &mut Vec<(&str, &str, String)>, field: &'static str, v: &Value| {
+        if v.as_str().is_none_or(str::is_empty) {
+            causes.push((field, "FieldValueRequired", "Required value".to_string()));
+        }
+    };
     match r {
         Resource::ConfigMaps | Resource::Endpoints => {}
         Resource::LeaseCandidates => {
-            for field in ["leaseName", "binaryVersion", "strategy"] {
-                if object["spec"][field].as_str().is_none_or(str::is_empty) {
-                    causes.push((field, "Required value".to_string()));
-                }
-            }
+            let spec = &object["spec"];
+            required(&mut causes, "spec.leaseName", &spec["leaseName"]);
+            required(&mut causes, "spec.binaryVersion", &spec["binaryVersion"]);
+            required(&mut causes, "spec.strategy", &spec["strategy"]);
         }
         Resource::Events => {
-            for field in ["reason", "message"] {
-                if object[field].as_str().is_none_or(str::is_empty) {
-                    causes.push((field, "Required value".to_string()));
-                }
-            }
-            if object["involvedObject"]["name"]
-                .as_str()
-                .is_none_or(str::is_empty)
-            {
-                causes.push(("involvedObject.name", "Required value".to_string()));
-            }
+            required(&mut causes, "reason", &object["reason"]);
+            required(&mut causes, "message", &object["message"]);
+            required(
+                &mut causes,
+                "involvedObject.name",
+                &object["involvedObject"]["name"],
+            );
         }
         Resource::Leases => {
             let spec = &object["spec"];
@@ -654,6 +681,7 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
                 if d <= 0 {
                     causes.push((
                         "spec.leaseDurationSeconds",
+                        "FieldValueInvalid",
                         format!("Invalid value: {d}: must be greater than 0"),
                     ));
                 }
@@ -662,6 +690,7 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
                 if t < 0 {
                     causes.push((
                         "spec.leaseTransitions",
+                        "FieldValueInvalid",
                         format!("Invalid value: {t}: must be greater than or equal to 0"),
                     ));
                 }
@@ -673,6 +702,7 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
             {
                 causes.push((
                     "spec.preferredHolder",
+                    "FieldValueForbidden",
                     "Forbidden: may only be specified if `strategy` is defined".into(),
                 ));
             }
@@ -681,12 +711,12 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
     if causes.is_empty() {
         return Ok(());
     }
-    let summary: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+    let summary: Vec<String> = causes.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
     let mut details = r.details(name, r.kind());
     details["causes"] = Value::Array(
         causes
             .iter()
-            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+            .map(|(f, reason, m)| json!({"reason": reason, "message": m, "field": f}))
             .collect(),
     );
     Err(reply(

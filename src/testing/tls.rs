@@ -13,6 +13,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub(crate) struct TlsMaterial {
     pub(crate) ca_pem: String,
+    /// The server certificate and its key (PKCS#8), for servers that read them from files.
+    pub(crate) server_cert_pem: String,
+    pub(crate) server_key_pem: String,
     pub(crate) server_config: Arc<rustls::ServerConfig>,
     issuer: Mutex<(Certificate, KeyPair)>,
     /// DER of each issued client certificate → the user it authenticates.
@@ -81,6 +84,8 @@ pub(crate) fn generate(dns_only: bool) -> std::io::Result<TlsMaterial> {
         .map_err(io_err)?;
     Ok(TlsMaterial {
         ca_pem: ca_cert.pem(),
+        server_cert_pem: cert.pem(),
+        server_key_pem: key.serialize_pem(),
         server_config: Arc::new(server_config),
         issuer: Mutex::new((ca_cert, ca_key)),
         client_users: Mutex::new(HashMap::new()),
@@ -95,12 +100,26 @@ impl TlsMaterial {
         user: &str,
         key_pkcs8_pem: Option<&str>,
     ) -> std::io::Result<(String, String)> {
+        self.issue_client_cert_in(user, &[], key_pkcs8_pem)
+    }
+
+    /// Like [`issue_client_cert`](Self::issue_client_cert), with groups (the subject's `O`, as the
+    /// Kubernetes API server reads them).
+    pub(crate) fn issue_client_cert_in(
+        &self,
+        user: &str,
+        groups: &[&str],
+        key_pkcs8_pem: Option<&str>,
+    ) -> std::io::Result<(String, String)> {
         let key = match key_pkcs8_pem {
             Some(pem) => KeyPair::from_pem(pem).map_err(io_err)?,
             None => KeyPair::generate().map_err(io_err)?,
         };
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(io_err)?;
         params.distinguished_name.push(DnType::CommonName, user);
+        for g in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *g);
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let g = self.issuer.lock().unwrap_or_else(|p| p.into_inner());
         let cert = params.signed_by(&key, &g.0, &g.1).map_err(io_err)?;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a driven clock and event checks.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -130,3 +132,21 @@ pub const FAST_TIMING: [&str; 6] = [
     "--retry-period",
     "200ms",
 ];
+
+/// A fresh folder under the system temp dir for one test.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "kube-elector-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// chmod 755.
+pub fn make_executable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

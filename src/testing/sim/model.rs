@@ -1,8 +1,9 @@
 //! The API server's lock semantics, in memory and without sockets: resource versions, conditional
 //! writes (409 Conflict), creates that find the object (409 AlreadyExists), 404, an identical write that
 //! keeps the version, deletes, and records stored as their codecs write them (seconds precision in
-//! annotations). A PUT to a deleted object fails with 409: our locks send the object's `uid` back, and
-//! the API server checks it as a precondition before it would create the object.
+//! annotations). A PUT to a deleted object fails: a ConfigMap with 404, a Lease or Endpoints with 409,
+//! since our locks send the object's `uid` back and the API server checks it as a precondition before
+//! it would create the object.
 
 use std::collections::BTreeMap;
 
@@ -149,6 +150,16 @@ impl LockModel {
         rv: &str,
     ) -> Result<(VersionedRecord, Option<Change>), Error> {
         let Some(current) = self.objects.get(&kind) else {
+            if kind == ObjectKind::ConfigMap {
+                // ConfigMaps are never created by a PUT.
+                return Err(api_error(
+                    "update",
+                    kind,
+                    404,
+                    StatusReason::NotFound,
+                    "not found",
+                ));
+            }
             // Our locks send the object's uid: a precondition a deleted object fails.
             return Err(api_error(
                 "update",
