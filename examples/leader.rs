@@ -8,8 +8,6 @@
 //! `--release-on-cancel`); bad flags or config: a one-line error on stderr and exit code 2.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kube_elector::config::KubeconfigOptions;
@@ -31,7 +29,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases|configmaps|endpoints|configmapsleases|endpointsleases] \
-[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--watch] [--run-for D]";
+[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--no-watch] [--run-for D]";
 
 /// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -77,7 +75,7 @@ fn parse_args() -> Result<Args, String> {
         release_on_cancel: false,
         run_for: None,
         lock: LockKind::Leases,
-        watch: false,
+        watch: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,6 +106,7 @@ fn parse_args() -> Result<Args, String> {
             "--run-for" => args.run_for = Some(parse_duration(&value()?)?),
             "--release-on-cancel" => args.release_on_cancel = true,
             "--watch" => args.watch = true,
+            "--no-watch" => args.watch = false,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -206,12 +205,18 @@ fn main() {
     let events = handle.events();
     let id = handle.identity().to_string();
 
-    let cancelled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(signal, cancelled.clone()) {
-            fail(&format!("cannot install the signal handler: {e}"));
+    // SIGTERM/SIGINT end the loop the moment they arrive (a thread waits for them).
+    let (cancel_tx, cancelled) = crossbeam_channel::bounded::<()>(1);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .unwrap_or_else(|e| fail(&format!("cannot install the signal handler: {e}")));
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = cancel_tx.send(());
         }
-    }
+    });
     let end = args.run_for.map(|d| Instant::now() + d);
     let print = |event: LeaderEvent, handle: &kube_elector::LeaderHandle| match event {
         LeaderEvent::StartedLeading { .. } => emit(&id, "started_leading", &id),
@@ -224,11 +229,16 @@ fn main() {
         _ => {}
     };
     loop {
-        if cancelled.load(Ordering::Acquire) || end.is_some_and(|e| Instant::now() >= e) {
-            break;
-        }
-        if let Ok(event) = events.recv_timeout(Duration::from_millis(50)) {
-            print(event, &handle);
+        let left = end.map_or(Duration::from_secs(3600), |e| {
+            e.saturating_duration_since(Instant::now())
+        });
+        crossbeam_channel::select! {
+            recv(events) -> event => match event {
+                Ok(event) => print(event, &handle),
+                Err(_) => break,
+            },
+            recv(cancelled) -> _ => break,
+            default(left) => if end.is_some() { break },
         }
     }
     let stopped = handle.stop();

@@ -252,6 +252,9 @@ fn watch_loop(
         };
         match client.stream(&url, Duration::from_secs(WATCH_SECONDS + 30), context) {
             Ok(reader) => {
+                if failures > 0 {
+                    log::info!("{context}: watching again after {failures} failures");
+                }
                 shared.healthy.store(true, Ordering::Release);
                 touch(shared);
                 // The renew thread paces differently with a live watch.
@@ -263,8 +266,12 @@ fn watch_loop(
             }
             Err(e) => {
                 failures += 1;
-                if !shared.stop.load(Ordering::Acquire) {
-                    log::warn!("{context}: {e}; followers poll until the watch is back");
+                // One warning when a streak of failures starts; the rest at debug level.
+                if shared.stop.load(Ordering::Acquire) {
+                } else if failures == 1 {
+                    log::warn!("{context}: {e}; following by polling until the watch is back");
+                } else {
+                    log::debug!("{context}: still failing ({failures} times): {e}");
                 }
             }
         }

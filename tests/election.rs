@@ -262,8 +262,8 @@ fn release_writes_an_empty_holder_and_duration_one_only_if_still_ours() {
     assert!(!a.is_leader());
     assert_eq!(
         (server.requests("GET"), server.requests("PUT")),
-        (1, 1),
-        "release checks the fetched holder"
+        (0, 1),
+        "a release is one PUT, conditional on the object being as we last wrote it"
     );
     let s = spec(&server);
     assert_eq!(s["holderIdentity"], "");
@@ -275,8 +275,14 @@ fn release_writes_an_empty_holder_and_duration_one_only_if_still_ours() {
     let mut b = elector(&server, "b", &clock);
     assert!(a.try_acquire_or_renew().unwrap());
     plant(&server, "b", 10, 9);
+    server.reset_counters();
     assert!(!a.release().unwrap());
     assert_eq!(spec(&server)["holderIdentity"], "b");
+    assert_eq!(
+        (server.requests("PUT"), server.requests("GET")),
+        (1, 1),
+        "the conditional PUT failed (409), the fresh read shows b: nothing written"
+    );
     assert!(
         !b.release().unwrap(),
         "b never observed itself as holder: nothing to release"
@@ -303,11 +309,35 @@ fn a_lease_deleted_by_an_admin_is_recreated() {
     assert_eq!(spec(&server)["holderIdentity"], "a");
     assert_eq!(spec(&server)["leaseTransitions"], 5);
 
-    // A candidate that saw the lock and finds it gone may re-create it, with a higher term, but leads
-    // only a lease duration later: by then whoever held the deleted object (here `a`) has stopped.
+    // A candidate that saw the lock held and then finds it gone does not treat the gap as a free lock:
+    // the holder of the deleted object may still be acting on it, so the candidate waits out that
+    // holder's lease (counted from when it last saw the record change) before re-creating.
     let mut b = elector(&server, "b", &clock);
     assert!(!b.try_acquire_or_renew().unwrap());
     assert!(server.delete_lease(NS, NAME));
+    assert!(!b.try_acquire_or_renew().unwrap(), "a's lease still runs");
+    assert!(server.lease(NS, NAME).is_none(), "nobody re-created it yet");
+    // A live holder re-creates its lock on its next renew, same term.
+    assert!(e.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["holderIdentity"], "a");
+    assert_eq!(spec(&server)["leaseTransitions"], 5);
+    assert!(!b.try_acquire_or_renew().unwrap());
+
+    // Now the holder dies and its lock is deleted: the candidate re-creates it once the dead holder's
+    // lease has run out, with a higher term, and leads only a lease duration after that (by then
+    // anyone who took the lock unseen in the gap has stopped too). The holder may have renewed just
+    // before the deletion, so its lease counts from when the candidate saw the lock gone.
+    assert!(server.delete_lease(NS, NAME));
+    clock.advance(Duration::from_secs(5));
+    assert!(!b.try_acquire_or_renew().unwrap());
+    assert!(server.lease(NS, NAME).is_none());
+    clock.advance(Duration::from_secs(6));
+    assert!(!b.try_acquire_or_renew().unwrap());
+    assert!(
+        server.lease(NS, NAME).is_none(),
+        "counted from the deletion"
+    );
+    clock.advance(Duration::from_secs(5));
     assert!(!b.try_acquire_or_renew().unwrap(), "held, not led");
     assert!(!b.is_leader());
     assert_eq!(spec(&server)["holderIdentity"], "b");
@@ -316,13 +346,15 @@ fn a_lease_deleted_by_an_admin_is_recreated() {
         6,
         "fencing tokens keep increasing"
     );
-    // The old leader's next renew finds b's object: it steps down at once.
-    assert!(e.is_leader());
+    // The old leader's renew deadline passed long ago, so it no longer says it leads; were it to wake
+    // up, its renew finds b's object and does not take it.
+    assert!(!e.is_leader());
     assert!(!e.try_acquire_or_renew().unwrap());
+    assert_eq!(spec(&server)["holderIdentity"], "b");
     assert!(!e.is_leader());
     clock.advance(Duration::from_secs(5));
     assert!(!b.try_acquire_or_renew().unwrap(), "still waiting");
-    clock.advance(Duration::from_secs(5));
+    clock.advance(Duration::from_secs(6));
     assert!(
         b.try_acquire_or_renew().unwrap(),
         "a lease after re-creating it"

@@ -50,6 +50,7 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
         .retry_period(Duration::from_millis(100))
+        .watch(false)
         .start()
         .unwrap();
     let status = h.status();
@@ -72,7 +73,7 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
         assert_eq!(
             threads_named("kube-elector") - before,
             1,
-            "one renew thread"
+            "one renew thread without a watch"
         );
     }
     h.stop().unwrap();
@@ -81,7 +82,6 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
         .retry_period(Duration::from_millis(100))
-        .watch(true)
         .start()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -89,7 +89,7 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
         assert_eq!(
             threads_named("kube-elector") - before,
             2,
-            "plus one watch thread"
+            "the default watch adds one thread"
         );
     }
     w.stop().unwrap();

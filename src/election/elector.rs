@@ -163,7 +163,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
 
     pub(crate) fn release_until(&mut self, stop: &dyn Fn() -> bool) -> Result<bool> {
         let _ = self.election.resign(StopReason::Stopped);
-        let action = self.election.begin_release(self.clock.now());
+        let action = self
+            .election
+            .begin_release(self.clock.now(), self.clock.wall());
         match self.drive(action, stop) {
             Some(Action::Released(result)) => result,
             _ => Ok(false),

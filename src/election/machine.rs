@@ -399,6 +399,9 @@ pub struct Election {
     quarantine_pending: Option<Duration>,
     /// No term begun from our re-creation of a deleted object leads before this.
     quarantine_until: Option<Instant>,
+    /// A watch brought a released record since the last step: a follower may take it without reading
+    /// again (its write is conditional on the version the watch showed).
+    watched_fresh: bool,
     /// This election has written our record at least once. A record naming us that we never wrote is
     /// another process's (an earlier run under the same identity): judged like anyone else's.
     wrote: bool,
@@ -445,6 +448,7 @@ impl Election {
             server_clock: None,
             quarantine_pending: None,
             quarantine_until: None,
+            watched_fresh: false,
             wrote: false,
             phase: Phase::Idle,
             step: StepState::default(),
@@ -511,6 +515,10 @@ impl Election {
         if !self.step.events.is_empty() {
             // Our deadline passed: say so now, not after another round of requests.
             return self.finish(now);
+        }
+        if std::mem::take(&mut self.watched_fresh) && self.leading.is_none() && !self.config.pair {
+            // The watch showed the lock as it is: judge that, no read (the write is conditional).
+            return self.judge(now, wall);
         }
         if let Some(term) = self.fast_path_record() {
             let mut record = term;
@@ -628,11 +636,13 @@ impl Election {
             .map(|_| LeaderEvent::StoppedLeading { reason })
     }
 
-    /// Start giving the lock up: read it, and clear the record of each object that still names us
-    /// (holder `""`, duration 1 s), so a follower takes over at once. Only a freshly read record is
-    /// cleared, never a cached one, so a late release cannot clear a successor's lease. A racing write
-    /// is retried until `timing.request_timeout_cap()` has passed. Call [`resign`](Self::resign) first.
-    pub fn begin_release(&mut self, now: Instant) -> Action {
+    /// Start giving the lock up: clear the record of each object that still names us (holder `""`,
+    /// duration 1 s), so a follower takes over at once. The write is conditional on the version we last
+    /// wrote, so it can only clear our own record: if anyone wrote since, it fails, and the lock is read
+    /// and only a record that still names us is cleared (a late release never clears a successor's
+    /// lease). A racing write is retried until `timing.request_timeout_cap()` has passed. Call
+    /// [`resign`](Self::resign) first.
+    pub fn begin_release(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
         self.phase = Phase::Idle;
         self.leading = None;
         let give_up = later(now, self.config.timing.request_timeout_cap());
@@ -653,6 +663,11 @@ impl Election {
                 self.config.lock
             );
             return self.released(Ok(false));
+        }
+        let slots: Vec<Slot> = self.all_slots().collect();
+        if slots.iter().all(|s| self.names_us(*s)) {
+            // Each object as we last wrote it: one conditional PUT each, no read first.
+            return self.release_write(slots, 0, now, wall);
         }
         self.release_read(Slot::Primary, now)
     }
@@ -680,10 +695,14 @@ impl Election {
                 if let Some(o) = self.view() {
                     self.observe(o, now, &mut reaction.events);
                 }
+                // A release seen on the watch is taken without reading it again (the write is
+                // conditional on the version the watch showed): the handoff takes one round trip.
+                self.watched_fresh = holder.is_empty();
                 reaction.attempt_now = holder.is_empty() || holder == us;
             }
             Watched::Deleted => {
                 self.gone(Slot::Primary);
+                self.watched_fresh = false;
                 reaction.attempt_now = true;
             }
         }
@@ -702,15 +721,34 @@ impl Election {
         self.slots[slot.index()] = Known::Missing { ghost };
     }
 
-    /// The record an object holds, with its version. A deleted object counts only if it held our term
-    /// and we still hold it (we re-create it within our term); any other deleted object is free to
-    /// re-create, and the term that begins leads only after a quarantine (see [`Term::from`]).
+    /// The record an object holds, with its version, or `-` for a deleted object's ghost: the holder it
+    /// last named still holds it until that holder's lease runs out (a live holder re-creates it within
+    /// a retry), and whoever re-creates it after that leads only after a quarantine (see
+    /// [`Term::from`]). A released ghost holds nothing.
     fn record_in(&self, slot: Slot) -> Option<(&LeaderElectionRecord, &str)> {
         match &self.slots[slot.index()] {
             Known::Present(v) => Some((&v.record, v.resource_version.as_str())),
-            Known::Missing { ghost: Some(g) } if self.ours_while_holding(g) => Some((g, "-")),
+            Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((g, "-")),
             _ => None,
         }
+    }
+
+    /// How a record is judged: its holder and duration. A ghost is held for the longer of its duration
+    /// and ours (someone we did not see may have taken it before it was deleted), and our own ghost is
+    /// ours only while we hold the term (after a lapse, anyone may have taken it since).
+    fn judged(&self, r: &LeaderElectionRecord, version: &str) -> (String, Duration) {
+        if version != "-" {
+            return (r.holder_identity.clone(), self.duration_of(r));
+        }
+        let holder = if r.holder_identity == self.config.identity && self.leading.is_none() {
+            UNKNOWN_LEADER.to_string()
+        } else {
+            r.holder_identity.clone()
+        };
+        (
+            holder,
+            self.duration_of(r).max(self.config.timing.lease_duration),
+        )
     }
 
     fn ours_while_holding(&self, r: &LeaderElectionRecord) -> bool {
@@ -1225,22 +1263,29 @@ impl Election {
         };
         let (holder, duration, transitions, preferred) = match (primary, secondary) {
             (None, None) => return None,
-            (Some((r, _)), None) | (None, Some((r, _))) => (
-                r.holder_identity.clone(),
-                self.duration_of(r),
-                r.leader_transitions,
-                r.preferred_holder.clone(),
-            ),
-            (Some((p, _)), Some((s, _))) => (
-                if p.holder_identity == s.holder_identity {
-                    p.holder_identity.clone()
-                } else {
-                    UNKNOWN_LEADER.to_string()
-                },
-                self.duration_of(p).max(self.duration_of(s)),
-                p.leader_transitions.max(s.leader_transitions),
-                p.preferred_holder.clone(),
-            ),
+            (Some((r, v)), None) | (None, Some((r, v))) => {
+                let (holder, duration) = self.judged(r, v);
+                (
+                    holder,
+                    duration,
+                    r.leader_transitions,
+                    r.preferred_holder.clone(),
+                )
+            }
+            (Some((p, pv)), Some((s, sv))) => {
+                let (ph, pd) = self.judged(p, pv);
+                let (sh, sd) = self.judged(s, sv);
+                (
+                    if ph == sh {
+                        ph
+                    } else {
+                        UNKNOWN_LEADER.to_string()
+                    },
+                    pd.max(sd),
+                    p.leader_transitions.max(s.leader_transitions),
+                    p.preferred_holder.clone(),
+                )
+            }
         };
         Some(View {
             key,

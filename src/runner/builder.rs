@@ -39,7 +39,7 @@ impl LeaderElector {
             labels: BTreeMap::new(),
             record_events: false,
             coordinated: None,
-            watch: false,
+            watch: true,
         })
     }
 
@@ -178,11 +178,13 @@ impl LeaderElectorBuilder<Managed> {
         self
     }
 
-    /// Follow by watching the lock object instead of polling it (default false): a follower observes every
-    /// change the moment it happens, takes a released lock within a round trip, wakes exactly when the
-    /// holder's lease expires, and makes no periodic GETs while it waits. Falls back to polling while the
-    /// watch is down, refused or silent. Needs `watch` (and `list`) on the lock's resource in RBAC.
-    /// Migration pairs always poll. One extra thread and one long-lived connection per elector.
+    /// Follow by watching the lock object (default true): a follower observes every change the moment it
+    /// happens, takes a released lock within a round trip, wakes exactly when the holder's lease expires,
+    /// and makes no periodic GETs while it waits. It costs one more thread and one long-lived watch
+    /// connection per elector, and `list` and `watch` on the lock's resource in RBAC. It falls back to
+    /// polling while the watch is down, refused or silent for longer than two renew intervals. Migration
+    /// pairs always poll. Turn it off (`false`) where RBAC cannot grant `watch`, or where a proxy or load
+    /// balancer cuts long-lived connections.
     pub fn watch(mut self, watch: bool) -> Self {
         self.target.watch = watch;
         self

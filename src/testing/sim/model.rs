@@ -281,7 +281,8 @@ mod tests {
         assert!(
             m.update(ObjectKind::ConfigMap, &record("a", 0), "7")
                 .unwrap_err()
-                .is_conflict()
+                .is_not_found(),
+            "a ConfigMap is never created by a PUT"
         );
         assert!(m.create(ObjectKind::Lease, &record("a", 0)).is_ok());
         assert!(m.delete(ObjectKind::Lease).is_some());

@@ -1211,7 +1211,7 @@ impl World {
     /// A graceful stop, as `LeaderHandle::stop` does it: leadership ends at once, the request in flight
     /// is cut, then the lock is released.
     fn stop(&mut self, e: usize) {
-        let (now, _) = self.local_now(e);
+        let (now, wall) = self.local_now(e);
         let el = &mut self.electors[e];
         el.stopping = true;
         el.published = None;
@@ -1232,7 +1232,7 @@ impl World {
             self.trace(|| format!("{id} StoppedLeading Stopped"));
         }
         let _ = resigned;
-        let action = self.electors[e].election.begin_release(now);
+        let action = self.electors[e].election.begin_release(now, wall);
         self.electors[e].busy = Busy::Release(u64::MAX);
         self.act(e, action);
     }
