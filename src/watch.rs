@@ -94,6 +94,8 @@ struct Shared {
     healthy: AtomicBool,
     /// When the stream last brought anything (an event, a bookmark) or opened.
     activity: Mutex<Option<Instant>>,
+    /// The renew thread cut the stream on purpose ([`Watcher::restart`]): open the next one at once.
+    restart: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -152,6 +154,7 @@ impl Watcher {
             latest: Mutex::new(Mailbox::default()),
             healthy: AtomicBool::new(false),
             activity: Mutex::new(None),
+            restart: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let (wake_tx, wake) = bounded(1);
@@ -191,6 +194,22 @@ impl Watcher {
             .activity
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the stream is open but has brought nothing since `since` (when a live holder's renew
+    /// should have arrived).
+    pub(crate) fn quiet_since(&self, since: Instant) -> bool {
+        self.healthy() && self.last_activity().is_none_or(|t| t <= since)
+    }
+
+    /// Cut the open stream and open a new one at once. For a stream that stalled without an error (a
+    /// half-open connection after a network drop reports nothing and brings nothing): the renew thread
+    /// calls this when a poll finds a change the watch never delivered.
+    pub(crate) fn restart(&self) {
+        self.shared.restart.store(true, Ordering::Release);
+        let interrupter = self.client.interrupter();
+        interrupter.interrupt();
+        interrupter.resume();
     }
 
     /// Wakes the renew thread when an update arrives.
@@ -260,9 +279,14 @@ fn watch_loop(
                 // The renew thread paces differently with a live watch.
                 let _ = wake.try_send(());
                 failures = 0;
-                if read_events(reader, shared, wake, decode, &mut rv).is_err() {
+                if read_events(reader, shared, wake, decode, &mut rv).is_err()
+                    && !shared.restart.swap(false, Ordering::AcqRel)
+                {
                     failures += 1;
                 }
+            }
+            Err(_) if shared.restart.swap(false, Ordering::AcqRel) => {
+                log::debug!("{context}: restarting a stalled watch");
             }
             Err(e) => {
                 failures += 1;

@@ -288,8 +288,27 @@ fn watching_followers_take_a_released_lease_at_once_and_a_crashed_one_at_expiry(
     let mut b = b;
     b.abandon();
     let crashed = Instant::now();
+    // The crashed leader's lease runs to its last renewTime plus the lease duration.
+    std::thread::sleep(Duration::from_millis(50));
+    let lease = get_json(
+        cp,
+        &format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/watched",
+            cp.namespace()
+        ),
+    )
+    .expect("the lease");
+    let renewed: chrono::DateTime<chrono::Utc> = lease["spec"]["renewTime"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a renewTime");
     assert!(leads(&c));
     let took = crashed.elapsed();
+    let after_expiry = chrono::Utc::now() - (renewed + fast().lease_duration);
+    assert!(
+        after_expiry >= chrono::TimeDelta::zero(),
+        "taken {after_expiry} before the crashed leader's lease expired"
+    );
     assert!(
         took > Duration::from_millis(1400) && took < Duration::from_millis(2600),
         "a crash is taken over at expiry: {took:?}"

@@ -1,15 +1,17 @@
 //! Watch-based followers: the test server's watch (history, live changes, bookmarks, 410 Gone), and
 //! electors that follow by watching: a released lease taken at once, no periodic GETs while waiting, a
-//! crash taken over at expiry, and polling when the watch is refused or compacted away.
+//! crash taken over at expiry, polling when the watch is refused or compacted away, and a watch that
+//! stalls without an error (a half-open connection) opened again.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
+use common::relay::Relay;
 use common::wait_until;
 use kube_elector::testing::{ApiServer, Fault};
-use kube_elector::{LeaderElector, LeaderHandle};
+use kube_elector::{Config, LeaderElector, LeaderHandle};
 use serde_json::{Value, json};
 
 fn lease(holder: &str) -> Value {
@@ -185,4 +187,57 @@ fn a_refused_or_compacted_watch_falls_back_to_polling() {
     std::thread::sleep(Duration::from_millis(500));
     a.stop().unwrap();
     assert!(wait_until(Duration::from_secs(3), || c.is_leader()));
+}
+
+#[test]
+fn a_watch_that_stalls_without_an_error_is_opened_again() {
+    // b reaches the server through a relay that will swallow bytes: its watch connection then stays
+    // open and silent for good, as a half-open connection after a network drop does.
+    let server = tls_server();
+    let config = server.config();
+    let port = config
+        .server()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let relay = Relay::start(([127, 0, 0, 1], port).into(), 7).unwrap();
+    let mut a = candidate(&server, "a", false, 2);
+    assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
+    let b = LeaderElector::builder(
+        Config::new(format!("https://127.0.0.1:{}", relay.port()))
+            .with_ca_pem(config.ca_pem().unwrap().to_vec())
+            .with_token("b"),
+        "watched",
+    )
+    .identity("b")
+    .lease_duration(Duration::from_secs(2))
+    .renew_deadline(Duration::from_secs(1))
+    .retry_period(Duration::from_millis(200))
+    .start()
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref()
+        == Some("a")));
+    std::thread::sleep(Duration::from_millis(300));
+    let watches = server.requests_for("b", "WATCH");
+    relay.swallow(Duration::from_millis(1000));
+    // The stalled watch is taken for stale after two renew intervals; b polls, finds renews the watch
+    // never brought, and opens a new watch: then it stops polling again.
+    assert!(
+        wait_until(Duration::from_secs(8), || server.requests_for("b", "WATCH")
+            > watches),
+        "a new watch after the stall"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let gets = server.requests_for("b", "GET");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        server.requests_for("b", "GET"),
+        gets,
+        "following by the new watch, not by polling"
+    );
+    assert_eq!(b.leader().as_deref(), Some("a"));
+    a.abandon();
+    assert!(wait_until(Duration::from_secs(5), || b.is_leader()));
 }

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use crate::election::{JITTER_FACTOR, Timing, later};
 
-/// A follower spreads its wake-up at a holder's expiry over this fraction of a retry period, so many
-/// followers do not arrive in the same millisecond.
+/// A follower spreads its wake-up at a holder's expiry over a tenth of a retry period, at most 5 ms: many
+/// followers do not all arrive in the same millisecond, and a crashed leader is still replaced within a
+/// few milliseconds of its expiry.
 const EXPIRY_SPREAD: f64 = 0.1;
+const EXPIRY_SPREAD_MAX: Duration = Duration::from_millis(5);
 
 /// What the next attempt depends on.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +81,11 @@ pub(crate) fn next_attempt(
         .retry_after
         .map_or(Duration::ZERO, |a| a.min(timing.lease_duration));
     let polled = later(now, jittered.max(asked));
-    let spread = timing.retry_period.mul_f64(EXPIRY_SPREAD * unit(spread));
+    let spread = timing
+        .retry_period
+        .mul_f64(EXPIRY_SPREAD)
+        .min(EXPIRY_SPREAD_MAX)
+        .mul_f64(unit(spread));
     match s.holder_expiry.filter(|e| *e > now) {
         // Nothing to poll for while the holder's lease runs, unless the watch goes quiet first.
         Some(expiry) if s.watching => {
@@ -255,8 +261,22 @@ mod tests {
         let at = next_attempt(&timing(), now, s, 0.5, 0.5);
         assert_eq!(
             at,
-            expiry + Duration::from_millis(10),
-            "plus 10% × 0.5 spread"
+            expiry + Duration::from_micros(2500),
+            "plus half the spread: a tenth of the retry period, at most 5 ms"
+        );
+        let short = Timing {
+            retry_period: Duration::from_millis(20),
+            ..timing()
+        };
+        let watching = Situation {
+            watching: true,
+            ..s
+        };
+        let at = next_attempt(&short, now, watching, 0.5, 0.5);
+        assert!(
+            at > expiry && at <= expiry + Duration::from_millis(1),
+            "half of a tenth of a short retry period: {:?}",
+            at - expiry
         );
         let far = now + Duration::from_secs(5);
         let s = Situation {

@@ -77,10 +77,12 @@ impl Worker {
         let mode = loop {
             let started = Instant::now();
             let was_leading = self.elector.is_leader();
+            let expiry_before = self.elector.election().holder_expiry();
             let state = self.state.clone();
             let Some(outcome) = self.elector.step_until(&|| state.is_stopped()) else {
                 break self.stop_mode();
             };
+            self.restart_a_watch_that_missed_a_change(expiry_before, started);
             if let Some(e) = &outcome.error {
                 log::warn!("{describe}: {e}");
             }
@@ -127,6 +129,29 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// A poll that observed a change of the holder's record (its expiry moved) while the watch, open
+    /// all along, brought nothing for longer than a live holder's renews allow: the watch has stalled
+    /// without an error, so open a new one rather than poll until the server ends the stream.
+    fn restart_a_watch_that_missed_a_change(&self, before: Option<Instant>, step: Instant) {
+        let Some(watcher) = self.watcher.as_ref() else {
+            return;
+        };
+        let moved = match (before, self.elector.election().holder_expiry()) {
+            (Some(b), Some(a)) => a > b,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let quiet = step.checked_sub(self.watch_silence);
+        if moved && quiet.is_some_and(|q| watcher.quiet_since(q)) {
+            log::info!(
+                "{}: the watch brought nothing for {:?} while the lock changed: opening a new one",
+                self.elector.locks().describe(),
+                self.watch_silence
+            );
+            watcher.restart();
+        }
     }
 
     /// The stop mode the handle sends right after it marked the state stopped.
