@@ -28,7 +28,9 @@ pub fn parse_time_lenient(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parse a MicroTime strictly, as the API server does: RFC 3339 in UTC or with an offset, exactly six
-/// fractional digits.
+/// fractional digits. The embedded API server's validation (and the tests) use it; the elector itself
+/// reads leniently.
+#[cfg(any(test, feature = "testing"))]
 pub fn parse_micro_time_strict(s: &str) -> Option<DateTime<Utc>> {
     let frac = s.split_once('.')?.1;
     let digits = frac.chars().take_while(|c| c.is_ascii_digit()).count();

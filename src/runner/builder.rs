@@ -182,9 +182,10 @@ impl LeaderElectorBuilder<Managed> {
     /// happens, takes a released lock within a round trip, wakes exactly when the holder's lease expires,
     /// and makes no periodic GETs while it waits. It costs one more thread and one long-lived watch
     /// connection per elector, and `list` and `watch` on the lock's resource in RBAC. It falls back to
-    /// polling while the watch is down, refused or silent for longer than two renew intervals. Migration
-    /// pairs always poll. Turn it off (`false`) where RBAC cannot grant `watch`, or where a proxy or load
-    /// balancer cuts long-lived connections.
+    /// polling while the watch is down, refused or silent for longer than two renew intervals, and opens
+    /// a new watch when a poll finds a change the old one never delivered (a half-open connection).
+    /// Migration pairs always poll. Turn it off (`false`) where RBAC cannot grant `watch`, or where a
+    /// proxy or load balancer cuts long-lived connections.
     pub fn watch(mut self, watch: bool) -> Self {
         self.target.watch = watch;
         self

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::pacing::{Situation, next_attempt};
 use super::state::State;
 use crate::client::Interrupter;
-use crate::election::{Elector, Watched, later};
+use crate::election::{Elector, Outcome, Status, Watched, later};
 use crate::error::{Error, Result};
 use crate::events::StopReason;
 use crate::random::Rng;
@@ -82,7 +82,7 @@ impl Worker {
             let Some(outcome) = self.elector.step_until(&|| state.is_stopped()) else {
                 break self.stop_mode();
             };
-            self.restart_a_watch_that_missed_a_change(expiry_before, started);
+            self.restart_a_watch_that_missed_a_change(expiry_before, &outcome, started);
             if let Some(e) = &outcome.error {
                 log::warn!("{describe}: {e}");
             }
@@ -134,11 +134,20 @@ impl Worker {
     /// A poll that observed a change of the holder's record (its expiry moved) while the watch, open
     /// all along, brought nothing for longer than a live holder's renews allow: the watch has stalled
     /// without an error, so open a new one rather than poll until the server ends the stream.
-    fn restart_a_watch_that_missed_a_change(&self, before: Option<Instant>, step: Instant) {
+    fn restart_a_watch_that_missed_a_change(
+        &self,
+        before: Option<Instant>,
+        outcome: &Outcome,
+        step: Instant,
+    ) {
         let Some(watcher) = self.watcher.as_ref() else {
             return;
         };
-        let moved = match (before, self.elector.election().holder_expiry()) {
+        let after = match outcome.status {
+            Status::Following { expiry, .. } => expiry,
+            Status::Leading { .. } => None,
+        };
+        let moved = match (before, after) {
             (Some(b), Some(a)) => a > b,
             (None, Some(_)) => true,
             _ => false,
