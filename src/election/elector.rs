@@ -6,7 +6,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::Timing;
-use super::machine::{Action, Election, ElectionConfig, Outcome, Reply, Request};
+use super::machine::Election;
+use super::protocol::{Action, ElectionConfig, Outcome, Reply, Request};
 use crate::error::{Error, Result};
 use crate::events::StopReason;
 use crate::lock::{Lock, Locks};

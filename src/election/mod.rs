@@ -4,7 +4,7 @@
 //! # The algorithm
 //!
 //! Candidates share one lock object (a Lease, or the leader annotation of a ConfigMap or Endpoints
-//! object) holding a [`LeaderElectionRecord`](crate::LeaderElectionRecord): the holder's identity, its
+//! object) holding a [`LeaderElectionRecord`](crate::record::LeaderElectionRecord): the holder's identity, its
 //! lease duration, when it acquired and last renewed, and a transition counter. Every write is
 //! conditional on the object's `resourceVersion`, so of two racing writers one gets 409 Conflict.
 //!
@@ -22,14 +22,17 @@
 //!   wall-clock second are, leaves it unchanged and moves nothing).
 //! * **A failed renew** reads the lock and judges it again (the slow path); a 409 means someone wrote
 //!   first and is never taken for "still leader".
-//! * **Releasing** reads the lock and, only if the freshly read record still names us, writes holder
-//!   `""` with a 1 s duration, so a follower takes over at once.
+//! * **Releasing** writes holder `""` with a 1 s duration, so a follower takes over at once, on condition
+//!   that the object is still as we last wrote it; if anyone wrote since (409), it reads the lock and
+//!   clears only a record that still names us.
 //! * **A deleted lock object** (an administrator's delete) is treated as still held by the holder last
-//!   seen until that holder's lease expires by our clock; the holder itself may re-create it within its
-//!   term.
+//!   seen until that holder's lease expires by our clock, counted from when we saw the object gone; the
+//!   holder itself re-creates it at its next renew and keeps its term. Whoever else re-creates it then
+//!   holds it for a lease duration before it leads, since someone unseen may have taken the lock in the
+//!   gap.
 //! * **A migration pair** (`configmapsleases`, `endpointsleases`) writes the old kind first, then the
 //!   Lease. When the two records name different holders, the holder is
-//!   [`UNKNOWN_LEADER`](machine::UNKNOWN_LEADER) and followers wait for the longest duration either
+//!   [`UNKNOWN_LEADER`] and followers wait for the longest duration either
 //!   record advertises. Every write is of a record this candidate has just judged.
 //!
 //! # The clock model
@@ -47,17 +50,19 @@
 //! [`Election`] is the algorithm as a state machine with no I/O and no clock: it asks for requests and
 //! is fed their replies, and each step ends with an [`Outcome`]. [`Elector`] drives it over
 //! [`Lock`](crate::lock::Lock)s one blocking step at a time; the threaded runner
-//! ([`LeaderElector`](crate::LeaderElector)) drives it on a background thread.
+//! ([`LeaderElector`](crate::runner::LeaderElector)) drives it on a background thread.
 
 mod elector;
 mod machine;
+mod protocol;
 mod timing;
 
 pub use crate::identity::default_identity;
 pub use elector::{Clock, Elector, SystemClock};
+pub use machine::Election;
 pub(crate) use machine::later;
-pub use machine::{
-    Action, Election, ElectionConfig, Outcome, Reply, Request, Slot, Status, UNKNOWN_LEADER,
-    WatchReaction, Watched,
+pub use protocol::{
+    Action, ElectionConfig, Outcome, Reply, Request, Slot, Status, UNKNOWN_LEADER, WatchReaction,
+    Watched,
 };
 pub use timing::{JITTER_FACTOR, Timing};

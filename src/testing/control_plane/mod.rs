@@ -323,8 +323,9 @@ impl ControlPlane {
         self.config(&self.tokens.admin)
     }
 
-    /// A user with a token and only a Role in [`NAMESPACE`]: leases, leasecandidates, configmaps,
-    /// endpoints and events (what an elector needs, and watch/list for watching followers).
+    /// A user with a token and only a Role in the test namespace ([`namespace`](Self::namespace)):
+    /// leases, leasecandidates, configmaps, endpoints and events (what an elector needs, and watch/list
+    /// for watching followers).
     pub fn user(&self) -> Config {
         self.config(&self.tokens.user)
     }

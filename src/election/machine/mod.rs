@@ -1,0 +1,395 @@
+//! [`Election`]: the algorithm as a state machine that does no I/O and reads no clock.
+//!
+//! A driver calls [`Election::begin`] with the time, sends the [`Request`] it gets back to the API server,
+//! and feeds the answer to [`Election::feed`], until the election answers [`Action::Stepped`] with the
+//! step's [`Outcome`]: what we are now (leading until a deadline, or following a holder until its lease
+//! expires) and what changed (leadership events, in order).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::Timing;
+use super::protocol::{Action, ElectionConfig, Reply, Slot, WatchReaction, Watched};
+use crate::error::{Error, Result};
+use crate::events::{LeaderEvent, StopReason};
+use crate::record::{LeaderElectionRecord, VersionedRecord};
+
+mod judge;
+mod release;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+/// How many times one step re-reads after a write lost a race (409) before it gives up.
+const REREADS_PER_STEP: u8 = 1;
+
+/// What we know of one lock object.
+#[derive(Debug, Clone)]
+enum Known {
+    Unread,
+    /// The object does not exist. `ghost`: the last record we saw in it, if it named a holder: an
+    /// administrator's delete does not end that holder's lease, so we judge it as still there.
+    Missing {
+        ghost: Option<LeaderElectionRecord>,
+    },
+    Present(VersionedRecord),
+}
+
+/// What the lock objects say together.
+#[derive(Debug, Clone)]
+struct View {
+    /// The object versions it was read at: a change of key is a change.
+    key: String,
+    holder: String,
+    /// The holder's advertised duration (the longest either record advertises in a pair).
+    duration: Duration,
+    transitions: i32,
+    preferred: Option<String>,
+}
+
+/// The last change we observed, and when (on our monotonic clock).
+#[derive(Debug, Clone)]
+struct Observation {
+    /// The object versions it was read at: a change of key is a change.
+    key: String,
+    holder: String,
+    /// The holder's advertised duration (the longest either record advertises in a pair).
+    duration: Duration,
+    transitions: i32,
+    preferred: Option<String>,
+    at: Instant,
+}
+
+impl Observation {
+    fn expiry(&self) -> Instant {
+        later(self.at, self.duration)
+    }
+}
+
+/// The term we hold.
+#[derive(Debug, Clone)]
+struct Term {
+    term: i32,
+    deadline: Instant,
+    /// We lead only from here: a lock we re-created after someone else's object was deleted is held a
+    /// renew deadline before we lead, so whoever held the deleted object has stopped by then.
+    from: Instant,
+    /// `StartedLeading` was sent for this term.
+    announced: bool,
+    /// What we write on a renew.
+    record: LeaderElectionRecord,
+}
+
+impl Term {
+    fn leads(&self, now: Instant) -> bool {
+        self.announced && now < self.deadline
+    }
+}
+
+/// A reading of the API server's clock from a response's `Date` header (whole seconds).
+#[derive(Debug, Clone, Copy)]
+struct ServerClock {
+    date: DateTime<Utc>,
+    sent: Instant,
+}
+
+/// Where a step or release is.
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    /// Fast-path renew: writing the cached objects.
+    Renew {
+        slot: Slot,
+        record: LeaderElectionRecord,
+        sent: String,
+    },
+    /// Reading the objects to judge them.
+    Read {
+        slot: Slot,
+    },
+    /// Writing a judged record to each object in order.
+    Write {
+        slots: Vec<Slot>,
+        index: usize,
+        record: LeaderElectionRecord,
+        sent: Option<String>,
+    },
+    ReleaseRead {
+        slot: Slot,
+    },
+    ReleaseWrite {
+        slots: Vec<Slot>,
+        index: usize,
+        sent: String,
+    },
+}
+
+/// The bookkeeping of one step.
+#[derive(Debug, Default)]
+struct StepState {
+    /// When the step began (`None` before the first step).
+    start: Option<Instant>,
+    events: Vec<LeaderEvent>,
+    slow_path: bool,
+    /// Every write so far changed the object's version, so followers can see it.
+    observable: bool,
+    renewed: bool,
+    rereads: u8,
+    error: Option<Error>,
+    /// A release gives up at this instant.
+    give_up: Option<Instant>,
+    /// The writes re-create an object we have seen before (deleted since): the term they begin waits
+    /// this long before it leads.
+    quarantine: Option<Duration>,
+}
+
+/// The election for one candidate on one lock, as a state machine free of I/O and clocks.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use kube_elector::election::{Action, Election, ElectionConfig, Reply, Request};
+/// use kube_elector::Timing;
+///
+/// let mut e = Election::new(ElectionConfig {
+///     identity: "me".into(),
+///     lock: "leases default/demo".into(),
+///     timing: Timing::default(),
+///     pair: false,
+///     coordinated: false,
+/// })
+/// .unwrap();
+/// let now = Instant::now();
+/// let wall = chrono::Utc::now();
+/// // A step starts by reading the lock...
+/// let Action::Send(Request::Get { .. }) = e.begin(now, wall) else { panic!() };
+/// // ...which does not exist, so we create it...
+/// let Action::Send(Request::Create { record, .. }) = e.feed(Reply::NotFound, now, wall) else { panic!() };
+/// assert_eq!(record.holder_identity, "me");
+/// // ...and once the server confirms it, we lead.
+/// let created = kube_elector::record::VersionedRecord { record, resource_version: "1".into() };
+/// let Action::Stepped(outcome) = e.feed(Reply::Object(created), now, wall) else { panic!() };
+/// assert!(outcome.is_leading());
+/// assert!(e.is_leader(now + Duration::from_secs(9)));
+/// assert!(!e.is_leader(now + Duration::from_secs(10)), "renew_deadline is 10 s");
+/// ```
+#[derive(Debug)]
+pub struct Election {
+    config: ElectionConfig,
+    slots: [Known; 2],
+    observed: Option<Observation>,
+    leading: Option<Term>,
+    /// The holder last reported in a `NewLeader` event.
+    reported: Option<Option<String>>,
+    /// The last error while leading, for the reason of a lapse.
+    last_error: Option<String>,
+    /// Coordinated mode: the API server prefers this candidate, so we stopped renewing.
+    end_of_term: Option<String>,
+    server_clock: Option<ServerClock>,
+    /// A write re-creating a deleted object was sent (with its quarantine): until we see how it ended, a
+    /// record naming us may be that re-creation, and must not be led before its quarantine.
+    quarantine_pending: Option<Duration>,
+    /// No term begun from our re-creation of a deleted object leads before this.
+    quarantine_until: Option<Instant>,
+    /// A watch brought a released record since the last step: a follower may take it without reading
+    /// again (its write is conditional on the version the watch showed).
+    watched_fresh: bool,
+    /// This election has written our record at least once. A record naming us that we never wrote is
+    /// another process's (an earlier run under the same identity): judged like anyone else's.
+    wrote: bool,
+    phase: Phase,
+    step: StepState,
+}
+
+impl StepState {
+    fn new(start: Instant, rereads: u8, give_up: Option<Instant>) -> Self {
+        StepState {
+            start: Some(start),
+            observable: true,
+            rereads,
+            give_up,
+            ..StepState::default()
+        }
+    }
+}
+
+/// `t + d`, saturating far in the future instead of panicking on overflow.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(t)
+}
+
+impl Election {
+    /// A new election. Fails if the timing or the identity is invalid.
+    pub fn new(config: ElectionConfig) -> Result<Self> {
+        config.timing.validate()?;
+        if config.identity.is_empty() {
+            return Err(Error::InvalidElectionConfig(
+                "identity must not be empty".into(),
+            ));
+        }
+        Ok(Election {
+            config,
+            slots: [Known::Unread, Known::Unread],
+            observed: None,
+            leading: None,
+            reported: None,
+            last_error: None,
+            end_of_term: None,
+            server_clock: None,
+            quarantine_pending: None,
+            quarantine_until: None,
+            watched_fresh: false,
+            wrote: false,
+            phase: Phase::Idle,
+            step: StepState::default(),
+        })
+    }
+
+    /// The election's durations.
+    pub fn timing(&self) -> Timing {
+        self.config.timing
+    }
+
+    /// Our identity.
+    pub fn identity(&self) -> &str {
+        &self.config.identity
+    }
+
+    /// Whether we lead at `now`: until our deadline, and only if no step has found otherwise.
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.leading.as_ref().is_some_and(|t| t.leads(now))
+    }
+
+    /// When a term we hold but do not lead yet begins (see the re-created lock above): the runner wakes
+    /// then to start leading.
+    pub fn leading_from(&self) -> Option<Instant> {
+        self.leading
+            .as_ref()
+            .filter(|t| !t.announced)
+            .map(|t| t.from)
+    }
+
+    /// The holder we observe (ourselves while we lead); `None` when the lock is free or unread.
+    pub fn holder(&self) -> Option<&str> {
+        self.observed
+            .as_ref()
+            .map(|o| o.holder.as_str())
+            .filter(|h| !h.is_empty())
+    }
+
+    /// Our leadership deadline while we lead (it may already have passed).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.leading.as_ref().map(|t| t.deadline)
+    }
+
+    /// When the holder we observe (another candidate) loses its lease by our clock: the moment a
+    /// follower should look again.
+    pub fn holder_expiry(&self) -> Option<Instant> {
+        let o = self.observed.as_ref()?;
+        (!o.holder.is_empty() && o.holder != self.config.identity).then(|| o.expiry())
+    }
+
+    /// Record when the API server said it was `date` (its `Date` header) in the answer to a request sent
+    /// at `sent`. Coordinated mode writes renew times on the server's clock, which is the one the server
+    /// judges them by.
+    pub fn note_server_time(&mut self, date: DateTime<Utc>, sent: Instant) {
+        self.server_clock = Some(ServerClock { date, sent });
+    }
+
+    /// Start a step at `now`: renew if we lead (one write of the cached object), else read the lock and
+    /// judge it. A step still in progress is abandoned.
+    pub fn begin(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
+        self.phase = Phase::Idle;
+        self.step = StepState::new(now, REREADS_PER_STEP, None);
+        self.expire(now);
+        if !self.step.events.is_empty() {
+            // Our deadline passed: say so now, not after another round of requests.
+            return self.finish(now);
+        }
+        if std::mem::take(&mut self.watched_fresh) && self.leading.is_none() && !self.config.pair {
+            // The watch showed the lock as it is: judge that, no read (the write is conditional).
+            return self.judge(now, wall);
+        }
+        if let Some(term) = self.fast_path_record() {
+            let mut record = term;
+            record.renew_time = Some(self.record_time(now, wall));
+            record.lease_duration_seconds = self.config.timing.lease_seconds();
+            return self.renew(Slot::Primary, record, now);
+        }
+        self.read(Slot::Primary, now)
+    }
+
+    /// Feed the reply to the last request.
+    pub fn feed(&mut self, reply: Reply, now: Instant, wall: DateTime<Utc>) -> Action {
+        let reply = match reply {
+            Reply::Failed(e) if e.is_not_found() => Reply::NotFound,
+            other => other,
+        };
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            // A reply without a request: nothing to continue.
+            Phase::Idle => self.finish(now),
+            Phase::Renew { slot, record, sent } => self.on_renewed(slot, record, &sent, reply, now),
+            Phase::Read { slot } => self.on_read(slot, reply, now, wall),
+            Phase::Write {
+                slots,
+                index,
+                record,
+                sent,
+            } => self.on_written(slots, index, record, sent, reply, now),
+            Phase::ReleaseRead { slot } => self.on_release_read(slot, reply, now, wall),
+            Phase::ReleaseWrite { slots, index, sent } => {
+                self.on_release_written(slots, index, &sent, reply, now, wall)
+            }
+        }
+    }
+
+    /// Stop claiming leadership now (stop, abandon): `StoppedLeading { reason }` if we led. A step in
+    /// progress is abandoned.
+    pub fn resign(&mut self, reason: StopReason) -> Option<LeaderEvent> {
+        self.phase = Phase::Idle;
+        self.step = StepState::default();
+        self.leading
+            .take()
+            .filter(|t| t.announced)
+            .map(|_| LeaderEvent::StoppedLeading { reason })
+    }
+
+    /// A change seen on a watch of the lock object, at `now` (when it arrived). Followers observe it (the
+    /// countdown to the holder's expiry restarts on every change); a leader only checks it for news of a
+    /// new holder, which a step must confirm by reading. Leadership itself only ever changes in a step.
+    pub fn observe_watched(&mut self, watched: Watched, now: Instant) -> WatchReaction {
+        let mut reaction = WatchReaction::default();
+        if self.config.pair || !matches!(self.phase, Phase::Idle) {
+            return reaction;
+        }
+        let us = self.config.identity.clone();
+        if self.is_leader(now) {
+            reaction.attempt_now = match &watched {
+                Watched::Changed(v) => v.record.holder_identity != us,
+                Watched::Deleted => true,
+            };
+            return reaction;
+        }
+        match watched {
+            Watched::Changed(v) => {
+                let holder = v.record.holder_identity.clone();
+                self.slots[0] = Known::Present(v);
+                if let Some(o) = self.view() {
+                    self.observe(o, now, &mut reaction.events);
+                }
+                // A release seen on the watch is taken without reading it again (the write is
+                // conditional on the version the watch showed): the handoff takes one round trip.
+                self.watched_fresh = holder.is_empty();
+                reaction.attempt_now = holder.is_empty() || holder == us;
+            }
+            Watched::Deleted => {
+                self.gone(Slot::Primary);
+                self.watched_fresh = false;
+                reaction.attempt_now = true;
+            }
+        }
+        reaction
+    }
+}

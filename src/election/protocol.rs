@@ -1,0 +1,224 @@
+//! What the election state machine asks for and is told: the [`Request`]s it wants sent, the
+//! [`Reply`]s it is fed, the [`Action`] it answers with, and the [`Outcome`] of each step.
+
+use std::time::{Duration, Instant};
+
+use super::Timing;
+use crate::error::{Error, Result};
+use crate::events::{LeaderEvent, StopReason};
+use crate::record::{LeaderElectionRecord, VersionedRecord};
+
+/// The holder a migration lock pair reports when its two records name different holders.
+pub const UNKNOWN_LEADER: &str = "leaderelection.k8s.io/unknown";
+
+/// Which of the lock objects a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The lock object (during a migration: the old kind, written first).
+    Primary,
+    /// During a migration: the Lease, written second.
+    Secondary,
+}
+
+impl Slot {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Slot::Primary => 0,
+            Slot::Secondary => 1,
+        }
+    }
+}
+
+/// What the election asks the driver to do with a lock object. Every request carries the timeout it must
+/// finish within: while we lead, never past our leadership deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Read the object.
+    Get {
+        /// Which object.
+        slot: Slot,
+        /// How long the request may take.
+        timeout: Duration,
+    },
+    /// Create the object carrying `record`.
+    Create {
+        /// Which object.
+        slot: Slot,
+        /// The record to write.
+        record: LeaderElectionRecord,
+        /// How long the request may take.
+        timeout: Duration,
+    },
+    /// Replace the record in the object, on condition that the object is still at `resource_version`.
+    Update {
+        /// Which object.
+        slot: Slot,
+        /// The record to write.
+        record: LeaderElectionRecord,
+        /// The version the election judged: the write fails with 409 Conflict if the object moved on.
+        resource_version: String,
+        /// How long the request may take.
+        timeout: Duration,
+    },
+}
+
+impl Request {
+    /// The object the request is for.
+    pub fn slot(&self) -> Slot {
+        match self {
+            Request::Get { slot, .. }
+            | Request::Create { slot, .. }
+            | Request::Update { slot, .. } => *slot,
+        }
+    }
+
+    /// How long the request may take.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Request::Get { timeout, .. }
+            | Request::Create { timeout, .. }
+            | Request::Update { timeout, .. } => *timeout,
+        }
+    }
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug)]
+pub enum Reply {
+    /// The object as the API server holds it now: read, created or updated.
+    Object(VersionedRecord),
+    /// 404: the object does not exist.
+    NotFound,
+    /// Anything else: an error status, a timeout, a transport failure, a malformed body.
+    Failed(Error),
+}
+
+impl Reply {
+    /// The reply to a `Get`, from a lock's result.
+    pub fn from_read(result: Result<Option<VersionedRecord>>) -> Self {
+        match result {
+            Ok(Some(v)) => Reply::Object(v),
+            Ok(None) => Reply::NotFound,
+            Err(e) if e.is_not_found() => Reply::NotFound,
+            Err(e) => Reply::Failed(e),
+        }
+    }
+
+    /// The reply to a `Create` or `Update`, from a lock's result.
+    pub fn from_write(result: Result<VersionedRecord>) -> Self {
+        match result {
+            Ok(v) => Reply::Object(v),
+            Err(e) => Reply::Failed(e),
+        }
+    }
+}
+
+/// What the driver does next.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this request and feed its reply.
+    Send(Request),
+    /// The step is over.
+    Stepped(Outcome),
+    /// The release is over: `Ok(true)` when we cleared our record, `Ok(false)` when none was ours.
+    Released(Result<bool>),
+}
+
+/// Where a step left us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// We lead until `deadline` unless a later step renews.
+    Leading {
+        /// The end of our leadership unless renewed: start of the last renew that followers could see
+        /// plus `renew_deadline`.
+        deadline: Instant,
+        /// Our term: the lock's transition counter, a fencing token.
+        term: i32,
+    },
+    /// Someone else leads, or nobody does.
+    Following {
+        /// The holder we observe (`None`: released, missing or not read yet).
+        holder: Option<String>,
+        /// When that holder's lease expires by our clock, while it is another candidate.
+        expiry: Option<Instant>,
+    },
+}
+
+/// What one step did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Where the step left us.
+    pub status: Status,
+    /// The holder we observe (ourselves while we lead; `None`: released, missing or unknown).
+    pub holder: Option<String>,
+    /// What changed, in order: `NewLeader` for each holder change observed, `StoppedLeading` when we
+    /// lost, `StartedLeading` when a term began.
+    pub events: Vec<LeaderEvent>,
+    /// The step moved our leadership deadline (we acquired or renewed).
+    pub renewed: bool,
+    /// The fast path (one write of the cached object) failed and the step read the lock again.
+    pub slow_path: bool,
+    /// Why the step did not succeed, if it did not.
+    pub error: Option<Error>,
+}
+
+impl Outcome {
+    /// Whether we lead after the step.
+    pub fn is_leading(&self) -> bool {
+        matches!(self.status, Status::Leading { .. })
+    }
+
+    /// The step only reported that our leadership ran out (its deadline passed): it sent nothing, and the
+    /// next step should follow at once.
+    pub fn lapsed(&self) -> bool {
+        matches!(
+            self.events[..],
+            [LeaderEvent::StoppedLeading {
+                reason: StopReason::RenewDeadlineExceeded { .. } | StopReason::EndOfTerm { .. }
+            }]
+        ) && !self.renewed
+            && !self.slow_path
+            && self.error.is_none()
+    }
+
+    /// The holder we observe: ourselves while leading.
+    pub fn holder(&self) -> Option<&str> {
+        self.holder.as_deref()
+    }
+}
+
+/// How a step reacts to a change seen on a watch.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct WatchReaction {
+    /// `NewLeader` when the holder changed.
+    pub events: Vec<LeaderEvent>,
+    /// The change calls for a step now (the lock was released or deleted, or names someone else while we
+    /// lead): do not wait for the next retry.
+    pub attempt_now: bool,
+}
+
+/// A change seen on a watch of the (single) lock object.
+#[derive(Debug, Clone)]
+pub enum Watched {
+    /// The object as it is now.
+    Changed(VersionedRecord),
+    /// The object was deleted.
+    Deleted,
+}
+
+/// The settings of an [`Election`](super::Election).
+#[derive(Debug, Clone)]
+pub struct ElectionConfig {
+    /// Our identity, written as holder.
+    pub identity: String,
+    /// The lock for messages, e.g. `leases default/my-app`.
+    pub lock: String,
+    /// The durations.
+    pub timing: Timing,
+    /// Two objects (primary, then secondary) for a migration lock, else one.
+    pub pair: bool,
+    /// Coordinated leader election: the API server chooses the holder; we never create or take the lock.
+    pub coordinated: bool,
+}
