@@ -87,10 +87,7 @@ impl CandidateKeeper {
                     }
                 }
             })
-            .map_err(|e| Error::Io {
-                context: "spawning the LeaseCandidate thread".into(),
-                source: e,
-            })?;
+            .map_err(|e| Error::spawn("LeaseCandidate", e))?;
         Ok(CandidateKeeper {
             stop: Some(stop),
             interrupter,

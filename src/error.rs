@@ -9,16 +9,16 @@ use std::time::Duration;
 pub enum Error {
     /// The election settings are inconsistent (durations, identity, lock name).
     InvalidElectionConfig(String),
-    /// The connection configuration (server URL, CA, token, kubeconfig) is unusable.
-    Config(String),
+    /// The connection configuration is unusable; [`ConfigError::kind`] says which part of it.
+    Config(Box<ConfigError>),
     /// The API server answered with an error status.
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The request did not complete: connection refused or reset, TLS failure, and so on.
     Transport {
         /// What was being done, e.g. `PUT default/my-lease`.
         context: String,
         /// The underlying ureq error.
-        source: ureq::Error,
+        source: Box<ureq::Error>,
     },
     /// The request did not complete within its timeout (bounded by the leadership deadline).
     Timeout {
@@ -50,33 +50,66 @@ pub enum Error {
     Unhealthy(String),
     /// Coordinated leader election: the API server has not given us the lease, or wants another holder.
     Coordinated(String),
-    /// Reading a file (kubeconfig, token, CA) failed.
-    Io {
-        /// The file or operation.
-        context: String,
+    /// The operating system would not start one of the elector's threads.
+    Spawn {
+        /// Which thread.
+        thread: &'static str,
         /// The underlying error.
         source: std::io::Error,
     },
 }
 
 impl Error {
+    pub(crate) fn config(kind: ConfigErrorKind, message: impl Into<String>) -> Error {
+        Error::Config(Box::new(ConfigError {
+            kind,
+            message: message.into(),
+            io: None,
+        }))
+    }
+
+    /// A config error caused by reading a file.
+    pub(crate) fn config_io(
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+        io: std::io::Error,
+    ) -> Error {
+        Error::Config(Box::new(ConfigError {
+            kind,
+            message: message.into(),
+            io: Some(io),
+        }))
+    }
+
+    pub(crate) fn spawn(thread: &'static str, source: std::io::Error) -> Error {
+        Error::Spawn { thread, source }
+    }
+
+    /// Which part of the connection config failed, if this is a config error.
+    pub fn config_kind(&self) -> Option<ConfigErrorKind> {
+        match self {
+            Error::Config(c) => Some(c.kind),
+            _ => None,
+        }
+    }
+
     /// The decoded API error, if this is one.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            Error::Api(e) => Some(e),
+            Error::Api(e) => Some(&**e),
             _ => None,
         }
     }
 
     /// A 404 for a lock object that vanished between a read and a write.
     pub(crate) fn lock_gone(lock: &str) -> Error {
-        Error::Api(ApiError {
+        Error::Api(Box::new(ApiError {
             context: format!("update {lock}"),
             code: 404,
             reason: StatusReason::NotFound,
             message: "the lock object does not exist (deleted?)".into(),
             retry_after: None,
-        })
+        }))
     }
 
     /// True for a 404 `NotFound` from the API server.
@@ -102,7 +135,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidElectionConfig(m) => write!(f, "invalid leader election config: {m}"),
-            Error::Config(m) => write!(f, "invalid connection config: {m}"),
+            Error::Config(c) => write!(f, "{c}"),
             Error::Api(e) => write!(f, "{e}"),
             Error::Transport { context, source } => write!(
                 f,
@@ -132,7 +165,10 @@ impl fmt::Display for Error {
             }
             Error::Unhealthy(m) => write!(f, "leader election unhealthy: {m}"),
             Error::Coordinated(m) => write!(f, "coordinated leader election: {m}"),
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Spawn { thread, source } => write!(
+                f,
+                "could not start the {thread} thread: {source} (is the process out of threads or memory?)"
+            ),
         }
     }
 }
@@ -140,9 +176,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Api(e) => Some(e),
-            Error::Transport { source, .. } => Some(source),
-            Error::Io { source, .. } => Some(source),
+            Error::Api(e) => Some(&**e),
+            Error::Transport { source, .. } => Some(&**source),
+            Error::Config(c) => Some(&**c),
+            Error::Spawn { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -150,7 +187,83 @@ impl std::error::Error for Error {
 
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
-        Error::Api(e)
+        Error::Api(Box::new(e))
+    }
+}
+
+/// Which part of a connection config is unusable: where to look to fix it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The server URL (scheme, host, port), or plain http with credentials.
+    ServerUrl,
+    /// A kubeconfig file: missing, unreadable, unparsable, or naming a context, cluster or user that is
+    /// not there; or `Config::infer` found no config at all.
+    Kubeconfig,
+    /// The in-cluster service account: the `KUBERNETES_SERVICE_*` variables or the mounted files.
+    InCluster,
+    /// A bearer token or token file.
+    Token,
+    /// An exec credential plugin: missing, failing, or printing something that is not a credential.
+    ExecPlugin,
+    /// TLS material and settings: the CA bundle, the client certificate or key, the server name.
+    Tls,
+    /// A proxy URL, explicit or from `HTTPS_PROXY`/`HTTP_PROXY`.
+    Proxy,
+}
+
+impl ConfigErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConfigErrorKind::ServerUrl => "server URL",
+            ConfigErrorKind::Kubeconfig => "kubeconfig",
+            ConfigErrorKind::InCluster => "in-cluster config",
+            ConfigErrorKind::Token => "token",
+            ConfigErrorKind::ExecPlugin => "exec credential plugin",
+            ConfigErrorKind::Tls => "TLS",
+            ConfigErrorKind::Proxy => "proxy",
+        }
+    }
+}
+
+/// An unusable connection config: which part ([`kind`](Self::kind)) and what to fix.
+#[derive(Debug)]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    message: String,
+    io: Option<std::io::Error>,
+}
+
+impl ConfigError {
+    /// Which part of the config failed.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// What failed and what to fix, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid connection config ({}): {}",
+            self.kind.as_str(),
+            self.message
+        )?;
+        if let Some(io) = &self.io {
+            write!(f, ": {io}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io.as_ref().map(|e| e as _)
     }
 }
 
@@ -297,7 +410,7 @@ impl ApiError {
         match self.reason {
             StatusReason::Unauthorized => " (check the bearer token or client certificate)",
             StatusReason::Forbidden => {
-                " (grant the elector's service account get/create/update on this resource: see README, RBAC)"
+                " (grant the elector's service account get, create and update on this resource, and list and watch to watch it: see README, RBAC)"
             }
             _ => "",
         }
@@ -322,3 +435,15 @@ impl std::error::Error for ApiError {}
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        // Results of this crate travel through every step; the error stays six words wide (API, transport
+        // and config errors are boxed: they are the rare path). A change here should be a decision.
+        assert_eq!(std::mem::size_of::<Error>(), 48, "size of Error");
+    }
+}

@@ -46,7 +46,7 @@ impl EventRecorder {
                     }
                 }
             })
-            .map_err(|e| Error::Io { context: "spawning the event recorder thread".into(), source: e })?;
+            .map_err(|e| Error::spawn("event recorder", e))?;
         Ok(EventRecorder { tx })
     }
 

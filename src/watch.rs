@@ -169,10 +169,7 @@ impl Watcher {
                 let wake_tx = wake_tx.clone();
                 move || watch_loop(&c, &s, &wake_tx, &path, &context, decoder, retry)
             })
-            .map_err(|e| Error::Io {
-                context: "spawning the watch thread".into(),
-                source: e,
-            })?;
+            .map_err(|e| Error::spawn("watch", e))?;
         Ok(Some(Watcher {
             shared,
             wake,

@@ -513,3 +513,78 @@ fn a_server_path_prefix_is_kept_on_every_request() {
         Some(404)
     );
 }
+
+#[test]
+fn config_errors_say_which_part_failed() {
+    use kube_elector::config::KubeconfigOptions;
+    use kube_elector::error::ConfigErrorKind as Kind;
+    let dir = temp_dir("kinds");
+    let kind = |r: kube_elector::Result<Config>| r.unwrap_err().config_kind();
+    let lock_kind = |c: Config| {
+        LeaseLock::new(&c, "default", "k", "x")
+            .unwrap_err()
+            .config_kind()
+    };
+
+    // A kubeconfig that does not parse, one that names a missing context, one that is missing.
+    std::fs::write(dir.join("broken"), "clusters: [unclosed").unwrap();
+    assert_eq!(
+        kind(Config::from_kubeconfig(dir.join("broken"))),
+        Some(Kind::Kubeconfig)
+    );
+    assert_eq!(
+        kind(Config::from_kubeconfig(dir.join("absent"))),
+        Some(Kind::Kubeconfig)
+    );
+    std::fs::write(
+        dir.join("ok"),
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let unknown = KubeconfigOptions::new()
+        .paths([dir.join("ok")])
+        .context("nope")
+        .load();
+    assert_eq!(kind(unknown), Some(Kind::Kubeconfig));
+    // In-cluster without the service account files.
+    let options = InClusterOptions {
+        service_account_dir: dir.join("no-such-dir"),
+        host: Some("127.0.0.1".into()),
+        port: Some("1".into()),
+        pod_namespace: None,
+    };
+    assert_eq!(
+        kind(Config::in_cluster_with(&options)),
+        Some(Kind::InCluster)
+    );
+    // A token file that is not there.
+    assert_eq!(
+        kind(Config::new("https://127.0.0.1:1").with_token_file(dir.join("no-token"))),
+        Some(Kind::Token)
+    );
+    // A server URL that is not one, and credentials over plain http.
+    assert_eq!(
+        lock_kind(Config::new("127.0.0.1:6443")),
+        Some(Kind::ServerUrl)
+    );
+    assert_eq!(
+        lock_kind(Config::new("http://127.0.0.1:1").with_token("t")),
+        Some(Kind::ServerUrl)
+    );
+    // TLS material that is not PEM, and a proxy URL with an unknown scheme.
+    assert_eq!(
+        lock_kind(Config::new("https://127.0.0.1:1").with_ca_pem("not a certificate")),
+        Some(Kind::Tls)
+    );
+    assert_eq!(
+        lock_kind(Config::new("https://api.example:6443").with_proxy_url("gopher://proxy:70")),
+        Some(Kind::Proxy)
+    );
+    // The message says which part, and the source chain keeps the file error.
+    let err = Config::from_kubeconfig(dir.join("absent")).unwrap_err();
+    assert!(err.to_string().contains("(kubeconfig)"), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the config error is the source: {err}"
+    );
+}

@@ -175,7 +175,13 @@ fn plugin_failures_are_clear_errors_with_the_install_hint() {
     let mut e = elector(&config, "exec-fail");
 
     std::fs::write(plugin.dir.join("exit-code"), "3").unwrap();
-    let err = e.try_acquire_or_renew().unwrap_err().to_string();
+    let err = e.try_acquire_or_renew().unwrap_err();
+    assert_eq!(
+        err.config_kind(),
+        Some(kube_elector::error::ConfigErrorKind::ExecPlugin),
+        "{err}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("boom: no credentials for my-cluster"),
         "stderr and args: {err}"

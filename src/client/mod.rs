@@ -86,7 +86,7 @@ impl RestClient {
                 closed: false,
             })),
             config: config.clone(),
-            base: crate::config::strip_userinfo(config.server()),
+            base: config.url()?.base().to_string(),
             credentials: config.credentials().clone(),
             extra_headers: config
                 .impersonation()
@@ -156,7 +156,7 @@ impl RestClient {
             .map_err(|e| transport_error(e, max, context))?;
         if !response.status().is_success() {
             let (status, retry_after, body) = read_answer(response, max, context)?;
-            return Err(Error::Api(ApiError::from_response(
+            return Err(Error::from(ApiError::from_response(
                 context.to_string(),
                 status,
                 &body,
@@ -309,10 +309,10 @@ fn build_agent(config: &Config) -> Result<Agent> {
         .accept("application/json")
         .max_idle_connections_per_host(2)
         .build();
-    let https = config.server().starts_with("https://");
+    let url = config.url()?;
     match config
         .tls_server_name()
-        .filter(|_| https && !config.insecure_skip_tls_verify())
+        .filter(|_| url.is_https() && !config.insecure_skip_tls_verify())
     {
         None => Ok(Agent::with_parts(
             agent_config,
@@ -324,18 +324,7 @@ fn build_agent(config: &Config) -> Result<Agent> {
                 ConnectProxyConnector, Connector, SocksConnector, TcpConnector,
             };
             let (tls, server_name) = crate::config::server_name_config(config, name)?;
-            let host = config
-                .server()
-                .split("://")
-                .nth(1)
-                .unwrap_or("")
-                .split('/')
-                .next()
-                .unwrap_or("");
-            let host = match host.strip_prefix('[') {
-                Some(v6) => v6.split(']').next().unwrap_or(""),
-                None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-            };
+            let host = url.host();
             // ureq's default chain, with our TLS step in place of its own.
             let connector =
                 ().chain(SocksConnector::default())
@@ -368,7 +357,7 @@ fn transport_error(e: ureq::Error, timeout: Duration, context: &str) -> Error {
         },
         other => Error::Transport {
             context: context.to_string(),
-            source: other,
+            source: Box::new(other),
         },
     }
 }
@@ -414,7 +403,7 @@ fn finish(
     if (200..300).contains(&status) {
         Ok(body)
     } else {
-        Err(Error::Api(ApiError::from_response(
+        Err(Error::from(ApiError::from_response(
             context.to_string(),
             status,
             &body,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// How often a token file is re-read: kubelet rotates projected service-account tokens well before
 /// they expire, and client-go re-reads about every minute.
@@ -169,16 +169,19 @@ impl TokenFile {
 }
 
 fn read_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-        context: format!("reading bearer token file {}", path.display()),
-        source: e,
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config_io(
+            ConfigErrorKind::Token,
+            format!("reading bearer token file {}", path.display()),
+            e,
+        )
     })?;
     let token = text.trim().to_string();
     if token.is_empty() {
-        return Err(Error::Config(format!(
-            "bearer token file {} is empty",
-            path.display()
-        )));
+        return Err(Error::config(
+            ConfigErrorKind::Token,
+            format!("bearer token file {} is empty", path.display()),
+        ));
     }
     Ok(token)
 }

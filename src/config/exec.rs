@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ClientIdentity;
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// The API versions of `ExecCredential` we speak.
 pub(crate) const API_VERSIONS: [&str; 2] = [
@@ -133,10 +133,13 @@ impl ExecProvider {
             .as_deref()
             .map(|h| format!("\n{}", h.trim()))
             .unwrap_or_default();
-        Error::Config(format!(
-            "exec credential plugin {:?}: {what}{hint}",
-            self.config.command
-        ))
+        Error::config(
+            ConfigErrorKind::ExecPlugin,
+            format!(
+                "exec credential plugin {:?}: {what}{hint}",
+                self.config.command
+            ),
+        )
     }
 
     fn run(&self) -> Result<Cached> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::Config;
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// Where the in-cluster config comes from. [`InClusterOptions::from_env`] reads the real places; tests and
 /// unusual pods point them elsewhere.
@@ -43,17 +43,21 @@ impl Default for InClusterOptions {
 
 pub(super) fn load(o: &InClusterOptions) -> Result<Config> {
     let (Some(host), Some(port)) = (o.host.as_deref(), o.port.as_deref()) else {
-        return Err(Error::Config(
-            "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set".into(),
+        return Err(Error::config(
+            ConfigErrorKind::InCluster,
+            "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set",
         ));
     };
     let (host, port) = (host.trim(), port.trim());
     let token = o.service_account_dir.join("token");
     if !token.exists() {
-        return Err(Error::Config(format!(
-            "in-cluster: service-account token {} not found (is automountServiceAccountToken disabled?)",
-            token.display()
-        )));
+        return Err(Error::config(
+            ConfigErrorKind::InCluster,
+            format!(
+                "in-cluster: service-account token {} not found (is automountServiceAccountToken disabled?)",
+                token.display()
+            ),
+        ));
     }
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
@@ -62,9 +66,12 @@ pub(super) fn load(o: &InClusterOptions) -> Result<Config> {
     };
     let mut config = Config::new(format!("https://{host}:{port}")).with_token_file(&token)?;
     let ca_path = o.service_account_dir.join("ca.crt");
-    let ca = std::fs::read(&ca_path).map_err(|e| Error::Io {
-        context: format!("in-cluster: reading the cluster CA {}", ca_path.display()),
-        source: e,
+    let ca = std::fs::read(&ca_path).map_err(|e| {
+        Error::config_io(
+            ConfigErrorKind::InCluster,
+            format!("in-cluster: reading the cluster CA {}", ca_path.display()),
+            e,
+        )
     })?;
     super::tls::parse_certs(&ca, &format!("in-cluster CA {}", ca_path.display()))?;
     config = config.with_ca_pem(ca);

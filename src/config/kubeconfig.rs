@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{Config, Impersonation};
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// Which kubeconfig files to read and which context to use.
 ///
@@ -78,10 +78,11 @@ impl KubeconfigOptions {
                 Ok(t) => t,
                 Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    return Err(Error::Io {
-                        context: format!("reading kubeconfig {}", path.display()),
-                        source: e,
-                    });
+                    return Err(Error::config_io(
+                        ConfigErrorKind::Kubeconfig,
+                        format!("reading kubeconfig {}", path.display()),
+                        e,
+                    ));
                 }
             };
             let dir = path
@@ -99,10 +100,10 @@ impl KubeconfigOptions {
                 .iter()
                 .map(|(p, _)| p.display().to_string())
                 .collect();
-            return Err(Error::Config(format!(
-                "no kubeconfig file found (looked for: {})",
-                list.join(", ")
-            )));
+            return Err(Error::config(
+                ConfigErrorKind::Kubeconfig,
+                format!("no kubeconfig file found (looked for: {})", list.join(", ")),
+            ));
         }
         merged.resolve(self.context.as_deref())
     }
@@ -228,8 +229,12 @@ fn parse(text: &str, file: &str) -> Result<KubeconfigFile> {
     if text.trim().is_empty() {
         return Ok(KubeconfigFile::default());
     }
-    serde_yaml::from_str(text)
-        .map_err(|e| Error::Config(format!("kubeconfig {file} does not parse: {e}")))
+    serde_yaml::from_str(text).map_err(|e| {
+        Error::config(
+            ConfigErrorKind::Kubeconfig,
+            format!("kubeconfig {file} does not parse: {e}"),
+        )
+    })
 }
 
 /// An entry and the file that defined it (for messages and relative paths).
@@ -282,7 +287,7 @@ impl Merged {
         let ctx_name = match context {
             Some(c) => c.to_string(),
             None => self.current_context.as_ref().map(|(c, _)| c.clone()).ok_or_else(|| {
-                Error::Config(format!(
+                Error::config(ConfigErrorKind::Kubeconfig, format!(
                     "kubeconfig {files} has no current-context: set one (kubectl config use-context NAME) or name a context"
                 ))
             })?,
@@ -290,13 +295,16 @@ impl Merged {
         let ctx = self.contexts.get(&ctx_name).ok_or_else(|| {
             let mut known: Vec<&String> = self.contexts.keys().collect();
             known.sort();
-            Error::Config(format!(
-                "kubeconfig {files}: context {ctx_name:?} not found (known contexts: {known:?})"
-            ))
+            Error::config(
+                ConfigErrorKind::Kubeconfig,
+                format!(
+                    "kubeconfig {files}: context {ctx_name:?} not found (known contexts: {known:?})"
+                ),
+            )
         })?;
         let cluster_name = ctx.item.cluster.clone().unwrap_or_default();
         let cluster = self.clusters.get(&cluster_name).ok_or_else(|| {
-            Error::Config(format!(
+            Error::config(ConfigErrorKind::Kubeconfig, format!(
                 "kubeconfig {}: context {ctx_name:?} refers to cluster {cluster_name:?}, which is not defined",
                 ctx.file
             ))
@@ -304,7 +312,7 @@ impl Merged {
         let mut config = cluster_config(cluster, &cluster_name)?;
         if let Some(user_name) = ctx.item.user.as_deref().filter(|u| !u.is_empty()) {
             let user = self.users.get(user_name).ok_or_else(|| {
-                Error::Config(format!(
+                Error::config(ConfigErrorKind::Kubeconfig, format!(
                     "kubeconfig {}: context {ctx_name:?} refers to user {user_name:?}, which is not defined",
                     ctx.file
                 ))
@@ -339,22 +347,29 @@ fn data_or_file(
     let data = data.as_deref().filter(|d| !d.trim().is_empty());
     let path = path.as_deref().filter(|p| !p.is_empty());
     match (data, path) {
-        (Some(_), Some(_)) => Err(Error::Config(format!(
-            "kubeconfig {origin_file}: {owner} sets both {field} and {field}-data: keep one"
-        ))),
+        (Some(_), Some(_)) => Err(Error::config(
+            ConfigErrorKind::Kubeconfig,
+            format!(
+                "kubeconfig {origin_file}: {owner} sets both {field} and {field}-data: keep one"
+            ),
+        )),
         (Some(d), None) => super::base64_decode(d).map(Some).map_err(|e| {
-            Error::Config(format!(
-                "kubeconfig {origin_file}: {owner}: {field}-data is not valid base64: {e}"
-            ))
+            Error::config(
+                ConfigErrorKind::Kubeconfig,
+                format!("kubeconfig {origin_file}: {owner}: {field}-data is not valid base64: {e}"),
+            )
         }),
         (None, Some(p)) => {
             let p = resolve_path(dir, p);
-            std::fs::read(&p).map(Some).map_err(|e| Error::Io {
-                context: format!(
-                    "kubeconfig {origin_file}: {owner}: reading {field} {}",
-                    p.display()
-                ),
-                source: e,
+            std::fs::read(&p).map(Some).map_err(|e| {
+                Error::config_io(
+                    ConfigErrorKind::Kubeconfig,
+                    format!(
+                        "kubeconfig {origin_file}: {owner}: reading {field} {}",
+                        p.display()
+                    ),
+                    e,
+                )
             })
         }
         (None, None) => Ok(None),
@@ -368,7 +383,12 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
         .server
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| Error::Config(format!("kubeconfig {}: {owner} has no server", o.file)))?;
+        .ok_or_else(|| {
+            Error::config(
+                ConfigErrorKind::Kubeconfig,
+                format!("kubeconfig {}: {owner} has no server", o.file),
+            )
+        })?;
     let mut config = Config::new(server);
     if let Some(ca) = data_or_file(
         &c.certificate_authority_data,
@@ -386,10 +406,13 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
     }
     if c.insecure_skip_tls_verify.unwrap_or(false) {
         if config.ca_pem().is_some() {
-            return Err(Error::Config(format!(
-                "kubeconfig {}: {owner} sets both a certificate-authority and insecure-skip-tls-verify: drop one",
-                o.file
-            )));
+            return Err(Error::config(
+                ConfigErrorKind::Kubeconfig,
+                format!(
+                    "kubeconfig {}: {owner} sets both a certificate-authority and insecure-skip-tls-verify: drop one",
+                    o.file
+                ),
+            ));
         }
         config = config.with_insecure_skip_tls_verify(true);
     }
@@ -409,7 +432,12 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
 fn apply_user(mut config: Config, o: &Origin<User>, name: &str) -> Result<Config> {
     let u = &o.item;
     let owner = format!("user {name:?}");
-    let err = |m: String| Err(Error::Config(format!("kubeconfig {}: {owner} {m}", o.file)));
+    let err = |m: String| {
+        Err(Error::config(
+            ConfigErrorKind::Kubeconfig,
+            format!("kubeconfig {}: {owner} {m}", o.file),
+        ))
+    };
     let has_token = u.token.as_deref().is_some_and(|t| !t.is_empty())
         || u.token_file.as_deref().is_some_and(|t| !t.is_empty());
     let has_basic = u.username.as_deref().is_some_and(|x| !x.is_empty())
@@ -464,18 +492,25 @@ fn apply_user(mut config: Config, o: &Origin<User>, name: &str) -> Result<Config
     let static_creds = has_token || has_basic || config.client_identity().is_some();
     if let Some(exec) = &u.exec {
         if !static_creds {
-            let exec = exec_config(exec, &config, &o.dir)
-                .map_err(|m| Error::Config(format!("kubeconfig {}: {owner}: exec: {m}", o.file)))?;
+            let exec = exec_config(exec, &config, &o.dir).map_err(|m| {
+                Error::config(
+                    ConfigErrorKind::Kubeconfig,
+                    format!("kubeconfig {}: {owner}: exec: {m}", o.file),
+                )
+            })?;
             config = config.with_exec(exec);
         }
     }
     if let Some(p) = &u.auth_provider {
         if !static_creds {
-            return Err(Error::Config(format!(
-                "kubeconfig {}: {owner}: {}",
-                o.file,
-                auth_provider_message(&p.name)
-            )));
+            return Err(Error::config(
+                ConfigErrorKind::Kubeconfig,
+                format!(
+                    "kubeconfig {}: {owner}: {}",
+                    o.file,
+                    auth_provider_message(&p.name)
+                ),
+            ));
         }
     }
     Ok(config)

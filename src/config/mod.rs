@@ -11,12 +11,14 @@ mod exec;
 mod in_cluster;
 mod kubeconfig;
 mod proxy;
+mod server_url;
 mod tls;
 
 pub(crate) use self::auth::Credentials;
 pub(crate) use self::base64::decode as base64_decode;
 #[cfg(feature = "testing")]
 pub(crate) use self::base64::encode as base64_encode;
+pub(crate) use self::server_url::ServerUrl;
 pub(crate) use self::tls::{server_name_config, tls_config};
 pub use in_cluster::InClusterOptions;
 pub use kubeconfig::KubeconfigOptions;
@@ -26,7 +28,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// Acting as another user (`kubectl --as`): sent as `Impersonate-*` headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub(crate) struct ClientIdentity {
 #[derive(Clone)]
 pub struct Config {
     server: String,
+    /// `server`, parsed (or why it does not parse).
+    url: std::result::Result<ServerUrl, String>,
     ca_pem: Option<Vec<u8>>,
     insecure_skip_tls_verify: bool,
     client_identity: Option<ClientIdentity>,
@@ -102,8 +106,13 @@ impl Config {
     /// credentials, the bundled web roots.
     pub fn new(server_url: impl Into<String>) -> Self {
         let server: String = server_url.into();
+        let url = ServerUrl::parse(&server).map_err(|e| match e {
+            Error::Config(c) => c.message().to_string(),
+            other => other.to_string(),
+        });
         Config {
             server: server.trim().trim_end_matches('/').to_string(),
+            url,
             ca_pem: None,
             insecure_skip_tls_verify: false,
             client_identity: None,
@@ -135,10 +144,10 @@ impl Config {
             Some(path) => tried.push(format!("{} (missing)", path.display())),
             None => tried.push("~/.kube/config (HOME is not set)".into()),
         }
-        Err(Error::Config(format!(
-            "no Kubernetes config found; tried: {}",
-            tried.join("; ")
-        )))
+        Err(Error::config(
+            ConfigErrorKind::Kubeconfig,
+            format!("no Kubernetes config found; tried: {}", tried.join("; ")),
+        ))
     }
 
     /// The pod's service account: `KUBERNETES_SERVICE_HOST`/`_PORT`, and the token, CA and namespace in
@@ -221,7 +230,7 @@ impl Config {
     pub(crate) fn proxy(&self) -> Result<Option<ureq::Proxy>> {
         match &self.proxy_url {
             Some(url) => proxy::parse_proxy_url(url, "proxy-url").map(Some),
-            None => proxy::proxy_from_env(&self.server, &|k| std::env::var(k).ok()),
+            None => proxy::proxy_from_env(self.url()?, &|k| std::env::var(k).ok()),
         }
     }
 
@@ -289,56 +298,40 @@ impl Config {
         self.client_identity.as_ref()
     }
 
+    /// The parsed server URL, or why it does not parse.
+    pub(crate) fn url(&self) -> Result<&ServerUrl> {
+        self.url
+            .as_ref()
+            .map_err(|m| Error::config(ConfigErrorKind::ServerUrl, m.clone()))
+    }
+
     /// Check the config for contradictions before any connection is made.
     pub(crate) fn validate(&self) -> Result<()> {
-        let scheme = self.server.split("://").next().unwrap_or("");
-        if !self.server.contains("://") || !(scheme == "https" || scheme == "http") {
-            return Err(Error::Config(format!(
-                "server URL {:?} must start with https:// (or http:// for a local test server)",
-                self.server
-            )));
-        }
-        if scheme == "http" && (!self.credentials.is_none() || self.client_identity.is_some()) {
+        let url = self.url()?;
+        if !url.is_https() && (!self.credentials.is_none() || self.client_identity.is_some()) {
             // (An exec plugin counts too: it is only configured alongside credentials.)
-            return Err(Error::Config(format!(
-                "refusing to send credentials over plain http to {}: use an https:// server URL",
-                self.server
-            )));
+            return Err(Error::config(
+                ConfigErrorKind::ServerUrl,
+                format!(
+                    "refusing to send credentials over plain http to {}: use an https:// server URL",
+                    url.base()
+                ),
+            ));
         }
         if self.insecure_skip_tls_verify && self.ca_pem.is_some() {
-            return Err(Error::Config(
-                "a CA and insecure-skip-tls-verify are both set: drop one of them (the CA is the safe choice)".into(),
+            return Err(Error::config(
+                ConfigErrorKind::Tls,
+                "a CA and insecure-skip-tls-verify are both set: drop one of them (the CA is the safe choice)",
             ));
         }
         Ok(())
     }
 }
 
-/// `scheme://user:pass@host/path` → `scheme://host/path`: credentials never travel or print this way.
-pub(crate) fn strip_userinfo(url: &str) -> String {
-    let Some(s) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[s + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..s + 3], &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
-/// `scheme://user:pass@host` → `scheme://<redacted>@host`.
-pub(crate) fn redact_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
-    }
-}
-
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("server", &redact_userinfo(&self.server))
+            .field("server", &server_url::redact(&self.server))
             .field(
                 "ca_pem",
                 &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),
@@ -355,7 +348,7 @@ impl fmt::Debug for Config {
             .field("impersonation", &self.impersonation)
             .field(
                 "proxy_url",
-                &self.proxy_url.as_ref().map(|u| redact_userinfo(u)),
+                &self.proxy_url.as_deref().map(server_url::redact),
             )
             .field("tls_server_name", &self.tls_server_name)
             .field("namespace", &self.namespace)

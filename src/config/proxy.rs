@@ -5,7 +5,9 @@
 
 use std::net::IpAddr;
 
-use crate::error::{Error, Result};
+use super::server_url::{ServerUrl, split_host_port};
+
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// Parse a proxy URL as client-go accepts it. `socks5://` resolves names at the proxy, as Go does.
 pub(crate) fn parse_proxy_url(url: &str, what: &str) -> Result<ureq::Proxy> {
@@ -20,17 +22,25 @@ pub(crate) fn parse_proxy_url(url: &str, what: &str) -> Result<ureq::Proxy> {
         "http" | "https" | "socks5h" => url.clone(),
         "socks5" => url.replacen("socks5://", "socks5h://", 1),
         other => {
-            return Err(Error::Config(format!(
-                "{what}: proxy scheme {other:?} is not supported (use http, https or socks5)"
-            )));
+            return Err(Error::config(
+                ConfigErrorKind::Proxy,
+                format!(
+                    "{what}: proxy scheme {other:?} is not supported (use http, https or socks5)"
+                ),
+            ));
         }
     };
-    ureq::Proxy::new(&url).map_err(|e| Error::Config(format!("{what}: invalid proxy URL: {e}")))
+    ureq::Proxy::new(&url).map_err(|e| {
+        Error::config(
+            ConfigErrorKind::Proxy,
+            format!("{what}: invalid proxy URL: {e}"),
+        )
+    })
 }
 
 /// The proxy Go's `ProxyFromEnvironment` would pick for `server`, reading variables through `env`.
 pub(crate) fn proxy_from_env(
-    server: &str,
+    server: &ServerUrl,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<ureq::Proxy>> {
     let get = |upper: &str, lower: &str| {
@@ -38,51 +48,24 @@ pub(crate) fn proxy_from_env(
             .or_else(|| env(lower))
             .filter(|v| !v.trim().is_empty())
     };
-    let (scheme, rest) = server.split_once("://").unwrap_or(("https", server));
-    let authority = rest.split('/').next().unwrap_or("");
-    let (host, port) = split_host_port(authority, if scheme == "http" { 80 } else { 443 });
+    let host = server.host();
     if host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     {
         return Ok(None);
     }
-    let value = if scheme == "http" {
-        get("HTTP_PROXY", "http_proxy")
+    let (value, name) = if server.is_https() {
+        (get("HTTPS_PROXY", "https_proxy"), "HTTPS_PROXY")
     } else {
-        get("HTTPS_PROXY", "https_proxy")
+        (get("HTTP_PROXY", "http_proxy"), "HTTP_PROXY")
     };
     let Some(value) = value else { return Ok(None) };
     if let Some(no_proxy) = get("NO_PROXY", "no_proxy") {
-        if no_proxy_matches(&no_proxy, &host, port) {
+        if no_proxy_matches(&no_proxy, host, server.port()) {
             return Ok(None);
         }
     }
-    parse_proxy_url(
-        &value,
-        if scheme == "http" {
-            "HTTP_PROXY"
-        } else {
-            "HTTPS_PROXY"
-        },
-    )
-    .map(Some)
-}
-
-/// `host:port`, `[v6]:port`, `host` → (host without brackets, port).
-fn split_host_port(authority: &str, default_port: u16) -> (String, u16) {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
-        let port = after
-            .strip_prefix(':')
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(default_port);
-        return (host.to_string(), port);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().unwrap_or(default_port)),
-        _ => (authority.to_string(), default_port),
-    }
+    parse_proxy_url(&value, name).map(Some)
 }
 
 /// Go's `NO_PROXY` matching: `*`; IPs; CIDRs; `name` (itself and subdomains); `.name` and `*.name`
@@ -107,8 +90,10 @@ pub(crate) fn no_proxy_matches(no_proxy: &str, host: &str, port: u16) -> bool {
             }
             continue;
         }
-        let (name, entry_port) = split_host_port(&entry, 0);
-        if entry_port != 0 && entry_port != port {
+        let Some((name, entry_port)) = split_host_port(&entry) else {
+            continue;
+        };
+        if entry_port.is_some_and(|p| p != port) {
             continue;
         }
         if let Ok(entry_ip) = name.parse::<IpAddr>() {
@@ -154,6 +139,10 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url(u: &str) -> ServerUrl {
+        ServerUrl::parse(u).unwrap()
+    }
     use std::collections::HashMap;
 
     #[test]
@@ -194,45 +183,45 @@ mod tests {
             ("HTTPS_PROXY", "proxy.corp:3128"),
             ("NO_PROXY", ".svc,10.0.0.0/8"),
         ]);
-        let p = proxy_from_env("https://api.cluster.example:6443", &env(&vars))
+        let p = proxy_from_env(&url("https://api.cluster.example:6443"), &env(&vars))
             .unwrap()
             .unwrap();
         assert_eq!((p.host(), p.port()), ("proxy.corp", 3128));
         assert!(
-            proxy_from_env("https://kubernetes.default.svc", &env(&vars))
+            proxy_from_env(&url("https://kubernetes.default.svc"), &env(&vars))
                 .unwrap()
                 .is_none()
         );
         assert!(
-            proxy_from_env("https://10.96.0.1:443", &env(&vars))
+            proxy_from_env(&url("https://10.96.0.1:443"), &env(&vars))
                 .unwrap()
                 .is_none()
         );
         assert!(
-            proxy_from_env("https://127.0.0.1:6443", &env(&vars))
+            proxy_from_env(&url("https://127.0.0.1:6443"), &env(&vars))
                 .unwrap()
                 .is_none(),
             "loopback"
         );
         assert!(
-            proxy_from_env("https://[::1]:6443", &env(&vars))
+            proxy_from_env(&url("https://[::1]:6443"), &env(&vars))
                 .unwrap()
                 .is_none(),
             "loopback v6"
         );
         assert!(
-            proxy_from_env("https://localhost:6443", &env(&vars))
+            proxy_from_env(&url("https://localhost:6443"), &env(&vars))
                 .unwrap()
                 .is_none()
         );
         assert!(
-            proxy_from_env("http://api.example", &env(&vars))
+            proxy_from_env(&url("http://api.example"), &env(&vars))
                 .unwrap()
                 .is_none(),
             "http uses HTTP_PROXY"
         );
         let lower = HashMap::from([("https_proxy", "socks5://sock:1080")]);
-        let p = proxy_from_env("https://api.example", &env(&lower))
+        let p = proxy_from_env(&url("https://api.example"), &env(&lower))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -241,7 +230,7 @@ mod tests {
             "Go resolves names at a socks5 proxy"
         );
         let bad = HashMap::from([("HTTPS_PROXY", "ftp://x:1")]);
-        let err = proxy_from_env("https://api.example", &env(&bad))
+        let err = proxy_from_env(&url("https://api.example"), &env(&bad))
             .unwrap_err()
             .to_string();
         assert!(err.contains("HTTPS_PROXY") && err.contains("ftp"), "{err}");

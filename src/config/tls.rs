@@ -7,7 +7,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// Parse every certificate in a PEM bundle. A bundle without certificates is an error.
 pub(crate) fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>> {
@@ -16,13 +16,19 @@ pub(crate) fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'sta
         match item {
             Ok(PemItem::Certificate(c)) => certs.push(c),
             Ok(_) => {}
-            Err(e) => return Err(Error::Config(format!("{what}: not valid PEM: {e}"))),
+            Err(e) => {
+                return Err(Error::config(
+                    ConfigErrorKind::Tls,
+                    format!("{what}: not valid PEM: {e}"),
+                ));
+            }
         }
     }
     if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "{what}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)"
-        )));
+        return Err(Error::config(
+            ConfigErrorKind::Tls,
+            format!("{what}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)"),
+        ));
     }
     Ok(certs)
 }
@@ -31,13 +37,16 @@ pub(crate) fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'sta
 /// request on a key it cannot load (P-521 with ring, short RSA keys).
 fn parse_key(pem: &[u8], provider: &rustls::crypto::CryptoProvider) -> Result<PrivateKey<'static>> {
     let unusable = |e: String| {
-        Error::Config(format!(
-            "client key: no usable PEM private key ({e}); expected PKCS#1 (RSA PRIVATE KEY), SEC1 (EC PRIVATE KEY) or PKCS#8 (PRIVATE KEY)"
-        ))
+        Error::config(
+            ConfigErrorKind::Tls,
+            format!(
+                "client key: no usable PEM private key ({e}); expected PKCS#1 (RSA PRIVATE KEY), SEC1 (EC PRIVATE KEY) or PKCS#8 (PRIVATE KEY)"
+            ),
+        )
     };
     let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| unusable(e.to_string()))?;
     provider.key_provider.load_private_key(der).map_err(|e| {
-        Error::Config(format!(
+        Error::config(ConfigErrorKind::Tls, format!(
             "client key: the TLS provider (ring) cannot use this key: {e} (supported: RSA of 2048 bits or more, ECDSA P-256/P-384, Ed25519)"
         ))
     })?;
@@ -94,9 +103,10 @@ pub(crate) fn server_name_config(
     name: &str,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>)> {
     let server_name = ServerName::try_from(name.to_string()).map_err(|e| {
-        Error::Config(format!(
-            "tls-server-name {name:?} is not a valid DNS name or IP address: {e}"
-        ))
+        Error::config(
+            ConfigErrorKind::Tls,
+            format!("tls-server-name {name:?} is not a valid DNS name or IP address: {e}"),
+        )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -106,16 +116,16 @@ pub(crate) fn server_name_config(
             .map(|c| CertificateDer::from(c.der().to_vec()))
             .collect(),
         None => system_roots().map(<[_]>::to_vec).ok_or_else(|| {
-            Error::Config(
-                "tls-server-name needs a certificate-authority here: the system has no trust roots"
-                    .into(),
+            Error::config(
+                ConfigErrorKind::Tls,
+                "tls-server-name needs a certificate-authority here: the system has no trust roots",
             )
         })?,
     };
     roots.add_parsable_certificates(anchors);
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS set-up: {e}")))?
+        .map_err(|e| Error::config(ConfigErrorKind::Tls, format!("TLS set-up: {e}")))?
         .with_root_certificates(roots);
     let client = match config.client_identity() {
         Some(id) => {
@@ -125,10 +135,10 @@ pub(crate) fn server_name_config(
                 .map(|c| CertificateDer::from(c.der().to_vec()))
                 .collect();
             let key = PrivateKeyDer::from_pem_slice(&id.key_pem)
-                .map_err(|e| Error::Config(format!("client key: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::Config(format!("client certificate: {e}")))?
+                .map_err(|e| Error::config(ConfigErrorKind::Tls, format!("client key: {e}")))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                Error::config(ConfigErrorKind::Tls, format!("client certificate: {e}"))
+            })?
         }
         None => builder.with_no_client_auth(),
     };

@@ -353,10 +353,7 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
     let thread = std::thread::Builder::new()
         .name("kube-elector-renew".into())
         .spawn(move || worker.run())
-        .map_err(|e| Error::Io {
-            context: "spawning the renew thread".into(),
-            source: e,
-        })?;
+        .map_err(|e| Error::spawn("renew", e))?;
     Ok(LeaderHandle {
         state,
         stop_tx,

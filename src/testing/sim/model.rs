@@ -78,7 +78,7 @@ pub struct LockModel {
 }
 
 fn api_error(verb: &str, kind: ObjectKind, code: u16, reason: StatusReason, msg: &str) -> Error {
-    Error::Api(ApiError {
+    Error::from(ApiError {
         context: format!("{verb} {} sim/lock", kind.plural()),
         code,
         reason,

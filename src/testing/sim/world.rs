@@ -232,7 +232,7 @@ pub(crate) struct World {
 }
 
 fn api(code: u16, reason: StatusReason, retry_after: Option<Duration>) -> Error {
-    Error::Api(ApiError {
+    Error::from(ApiError {
         context: "sim".into(),
         code,
         reason,
@@ -242,9 +242,11 @@ fn api(code: u16, reason: StatusReason, retry_after: Option<Duration>) -> Error 
 }
 
 fn transport() -> Error {
-    Error::Io {
+    Error::Transport {
         context: "sim: connection reset".into(),
-        source: std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        source: Box::new(ureq::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ))),
     }
 }
 
