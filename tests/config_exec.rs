@@ -258,3 +258,28 @@ fn a_static_token_wins_over_the_plugin() {
         "the plugin only runs when no static credential is set"
     );
 }
+
+#[test]
+fn clients_of_one_config_share_the_plugin_and_its_credential() {
+    // As in client-go, the cache belongs to the plugin's configuration, not to one client: an elector's
+    // renew, watch and event clients, and several electors on one kubeconfig, run the plugin once.
+    let server = ApiServer::builder().tls(true).token("tok").start().unwrap();
+    let plugin = Plugin::new("shared");
+    plugin.output(
+        json!({"token": "tok", "expirationTimestamp": rfc3339_in(Duration::from_secs(3600))}),
+    );
+    let config = plugin.kubeconfig(&server, "");
+    let mut a = elector(&config, "shared-a");
+    let mut b = elector(&config.clone(), "shared-b");
+    assert!(a.try_acquire_or_renew().unwrap());
+    assert!(b.try_acquire_or_renew().unwrap());
+    // The same kubeconfig loaded again is the same plugin configuration.
+    let again = Config::from_kubeconfig(plugin.dir.join("kubeconfig")).unwrap();
+    let mut c = elector(&again, "shared-c");
+    assert!(c.try_acquire_or_renew().unwrap());
+    assert_eq!(
+        plugin.runs(),
+        1,
+        "one run for every client of the same plugin"
+    );
+}

@@ -1,17 +1,23 @@
 //! REST over one ureq `Agent`: GET/POST/PUT of JSON objects with a per-request timeout and `Status`
-//! decoding. It knows nothing about leader election.
+//! decoding. It knows nothing about leader election. Beside it, the run-time side of a
+//! [`Config`]: credentials (`credentials.rs`, `exec.rs`), TLS (`tls.rs`, `tls_connector.rs`), proxies
+//! (`proxy.rs`) and name resolution (`resolver.rs`).
 
+mod credentials;
+mod exec;
+mod proxy;
 mod resolver;
+mod tls;
 mod tls_connector;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ureq::Agent;
 
-use std::sync::{Arc, Mutex};
-
-use crate::config::{ClientIdentity, Config, Credentials};
+use self::credentials::Credentials;
+use crate::config::{ClientIdentity, Config};
 use crate::error::{ApiError, Error, Result};
 
 /// The largest response body we read: lock objects are a few kilobytes.
@@ -87,7 +93,7 @@ impl RestClient {
             })),
             config: config.clone(),
             base: config.url()?.base().to_string(),
-            credentials: config.credentials().clone(),
+            credentials: Credentials::for_auth(config.auth())?,
             extra_headers: config
                 .impersonation()
                 .map(|i| i.headers())
@@ -299,12 +305,12 @@ fn server_date(response: &ureq::http::Response<ureq::Body>) -> Option<DateTime<U
 
 /// One ureq agent for a config: its TLS settings, our resolver, statuses as values.
 fn build_agent(config: &Config) -> Result<Agent> {
-    let tls = crate::config::tls_config(config)?;
+    let tls = tls::tls_config(config)?;
     let agent_config = Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
         // Always explicit: ureq's own proxy environment handling differs from Go's rules.
-        .proxy(config.proxy()?)
+        .proxy(proxy::for_config(config)?)
         .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
         .accept("application/json")
         .max_idle_connections_per_host(2)
@@ -323,7 +329,7 @@ fn build_agent(config: &Config) -> Result<Agent> {
             use ureq::unversioned::transport::{
                 ConnectProxyConnector, Connector, SocksConnector, TcpConnector,
             };
-            let (tls, server_name) = crate::config::server_name_config(config, name)?;
+            let (tls, server_name) = tls::server_name_config(config, name)?;
             let host = url.host();
             // ureq's default chain, with our TLS step in place of its own.
             let connector =

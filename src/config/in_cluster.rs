@@ -73,7 +73,7 @@ pub(super) fn load(o: &InClusterOptions) -> Result<Config> {
             e,
         )
     })?;
-    super::tls::parse_certs(&ca, &format!("in-cluster CA {}", ca_path.display()))?;
+    super::certificates(&ca, &format!("in-cluster CA {}", ca_path.display()))?;
     config = config.with_ca_pem(ca);
     let namespace = o
         .pod_namespace

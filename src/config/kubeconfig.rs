@@ -398,7 +398,7 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
         &o.file,
         &o.dir,
     )? {
-        super::tls::parse_certs(
+        super::certificates(
             &ca,
             &format!("kubeconfig {}: {owner}: certificate-authority", o.file),
         )?;
@@ -420,10 +420,7 @@ fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> {
         config = config.with_tls_server_name(name);
     }
     if let Some(proxy) = c.proxy_url.as_deref().filter(|p| !p.is_empty()) {
-        super::proxy::parse_proxy_url(
-            proxy,
-            &format!("kubeconfig {}: {owner}: proxy-url", o.file),
-        )?;
+        super::proxy_url(proxy, &format!("kubeconfig {}: {owner}: proxy-url", o.file))?;
         config = config.with_proxy_url(proxy);
     }
     Ok(config)
@@ -521,9 +518,9 @@ fn exec_config(
     e: &Exec,
     cluster: &Config,
     dir: &Path,
-) -> std::result::Result<super::exec::ExecConfig, String> {
+) -> std::result::Result<super::ExecConfig, String> {
     let api_version = e.api_version.clone().unwrap_or_default();
-    if !super::exec::API_VERSIONS.contains(&api_version.as_str()) {
+    if !super::auth::EXEC_API_VERSIONS.contains(&api_version.as_str()) {
         return Err(format!(
             "apiVersion {api_version:?} is not supported (use client.authentication.k8s.io/v1 or v1beta1)"
         ));
@@ -564,9 +561,9 @@ fn exec_config(
         if let Some(ca) = cluster.ca_pem() {
             c["certificate-authority-data"] = serde_json::Value::String(super::base64::encode(ca));
         }
-        c
+        c.to_string()
     });
-    Ok(super::exec::ExecConfig {
+    Ok(super::ExecConfig {
         api_version,
         command,
         args: e.args.clone().unwrap_or_default(),

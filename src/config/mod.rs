@@ -4,29 +4,29 @@
 //! - [`Config::in_cluster`]: the pod's service account ([`InClusterOptions`] to point it elsewhere).
 //! - [`Config::from_kubeconfig`] and [`KubeconfigOptions`]: kubeconfig files, merged as kubectl does.
 //! - [`Config::new`] plus setters: everything explicit.
+//!
+//! A `Config` is data: it reads files when it is made (a kubeconfig, the service account's files, a
+//! token file once to check it) and does nothing after. TLS set-up, proxies, re-reading token files and
+//! running exec plugins happen in the REST client that uses it.
 
 mod auth;
 mod base64;
-mod exec;
 mod in_cluster;
 mod kubeconfig;
-mod proxy;
-mod server_url;
-mod tls;
+mod pem;
+mod url;
 
-pub(crate) use self::auth::Credentials;
+pub(crate) use self::auth::{Auth, ExecConfig, read_token};
 pub(crate) use self::base64::decode as base64_decode;
-#[cfg(feature = "testing")]
 pub(crate) use self::base64::encode as base64_encode;
-pub(crate) use self::server_url::ServerUrl;
-pub(crate) use self::tls::{server_name_config, tls_config};
+pub(crate) use self::pem::certificates;
+pub(crate) use self::url::{ServerUrl, proxy_url, split_host_port};
 pub use in_cluster::InClusterOptions;
 pub use kubeconfig::KubeconfigOptions;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::error::{ConfigErrorKind, Error, Result};
 
@@ -94,7 +94,7 @@ pub struct Config {
     ca_pem: Option<Vec<u8>>,
     insecure_skip_tls_verify: bool,
     client_identity: Option<ClientIdentity>,
-    credentials: Credentials,
+    auth: Auth,
     impersonation: Option<Impersonation>,
     proxy_url: Option<String>,
     tls_server_name: Option<String>,
@@ -116,7 +116,7 @@ impl Config {
             ca_pem: None,
             insecure_skip_tls_verify: false,
             client_identity: None,
-            credentials: Credentials::None,
+            auth: Auth::None,
             impersonation: None,
             proxy_url: None,
             tls_server_name: None,
@@ -180,21 +180,24 @@ impl Config {
 
     /// Authenticate with this bearer token.
     pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
-        self.credentials = Credentials::token(token.as_ref());
+        self.auth = Auth::Token(token.as_ref().trim().to_string());
         self
     }
 
     /// Authenticate with the bearer token in this file, re-read about every minute and after a 401 (the
     /// last good token is kept when a read fails). The file must be readable now.
     pub fn with_token_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
-        let file = auth::TokenFile::open(path.as_ref())?;
-        self.credentials = Credentials::TokenFile(Arc::new(file));
+        read_token(path.as_ref())?;
+        self.auth = Auth::TokenFile(path.as_ref().to_path_buf());
         Ok(self)
     }
 
     /// Authenticate with HTTP basic auth.
     pub fn with_basic_auth(mut self, username: impl AsRef<str>, password: impl AsRef<str>) -> Self {
-        self.credentials = Credentials::basic(username.as_ref(), password.as_ref());
+        self.auth = Auth::Basic {
+            username: username.as_ref().to_string(),
+            password: password.as_ref().to_string(),
+        };
         self
     }
 
@@ -226,12 +229,9 @@ impl Config {
         self
     }
 
-    /// The proxy for this server: the explicit one, else the environment's.
-    pub(crate) fn proxy(&self) -> Result<Option<ureq::Proxy>> {
-        match &self.proxy_url {
-            Some(url) => proxy::parse_proxy_url(url, "proxy-url").map(Some),
-            None => proxy::proxy_from_env(self.url()?, &|k| std::env::var(k).ok()),
-        }
+    /// The explicit proxy URL, if any.
+    pub(crate) fn proxy_url(&self) -> Option<&str> {
+        self.proxy_url.as_deref()
     }
 
     /// Verify the server's certificate for this name (and send it as SNI) instead of the URL's host, as a
@@ -285,13 +285,14 @@ impl Config {
     }
 
     /// Authenticate with an exec credential plugin (from a kubeconfig's `user.exec`).
-    pub(crate) fn with_exec(mut self, exec: exec::ExecConfig) -> Self {
-        self.credentials = Credentials::Exec(Arc::new(exec::ExecProvider::new(exec)));
+    pub(crate) fn with_exec(mut self, exec: ExecConfig) -> Self {
+        self.auth = Auth::Exec(exec);
         self
     }
 
-    pub(crate) fn credentials(&self) -> &Credentials {
-        &self.credentials
+    /// How requests authenticate (besides a client certificate).
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     pub(crate) fn client_identity(&self) -> Option<&ClientIdentity> {
@@ -308,7 +309,7 @@ impl Config {
     /// Check the config for contradictions before any connection is made.
     pub(crate) fn validate(&self) -> Result<()> {
         let url = self.url()?;
-        if !url.is_https() && (!self.credentials.is_none() || self.client_identity.is_some()) {
+        if !url.is_https() && (self.auth != Auth::None || self.client_identity.is_some()) {
             // (An exec plugin counts too: it is only configured alongside credentials.)
             return Err(Error::config(
                 ConfigErrorKind::ServerUrl,
@@ -331,7 +332,7 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("server", &server_url::redact(&self.server))
+            .field("server", &url::redact(&self.server))
             .field(
                 "ca_pem",
                 &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),
@@ -344,12 +345,9 @@ impl fmt::Debug for Config {
                     .as_ref()
                     .map(|_| "<cert and key redacted>"),
             )
-            .field("credentials", &self.credentials)
+            .field("auth", &self.auth)
             .field("impersonation", &self.impersonation)
-            .field(
-                "proxy_url",
-                &self.proxy_url.as_deref().map(server_url::redact),
-            )
+            .field("proxy_url", &self.proxy_url.as_deref().map(url::redact))
             .field("tls_server_name", &self.tls_server_name)
             .field("namespace", &self.namespace)
             .finish()

@@ -1,5 +1,6 @@
-//! The API server's URL, parsed once when a [`Config`](super::Config) is made: scheme, host, port and
-//! path prefix. A user-info part (`https://user:pass@host`) is accepted but never sent or printed.
+//! URLs in a config: the API server's, parsed once when a [`Config`](super::Config) is made (scheme,
+//! host, port and path prefix; a user-info part is accepted but never sent or printed), and proxy URLs
+//! as client-go accepts them.
 
 use std::fmt;
 
@@ -85,6 +86,26 @@ impl ServerUrl {
 impl fmt::Debug for ServerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.base)
+    }
+}
+
+/// A proxy URL as client-go accepts it: `http`, `https` or `socks5` (which resolves names at the proxy,
+/// as Go does, so it becomes `socks5h`); a URL without a scheme is `http`.
+pub(crate) fn proxy_url(url: &str, what: &str) -> Result<String> {
+    let url = url.trim();
+    let url = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let scheme = url.split("://").next().unwrap_or("");
+    match scheme {
+        "http" | "https" | "socks5h" => Ok(url.clone()),
+        "socks5" => Ok(url.replacen("socks5://", "socks5h://", 1)),
+        other => Err(Error::config(
+            ConfigErrorKind::Proxy,
+            format!("{what}: proxy scheme {other:?} is not supported (use http, https or socks5)"),
+        )),
     }
 }
 

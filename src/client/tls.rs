@@ -5,33 +5,10 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
+use crate::config::certificates;
 use crate::error::{ConfigErrorKind, Error, Result};
-
-/// Parse every certificate in a PEM bundle. A bundle without certificates is an error.
-pub(crate) fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>> {
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Error::config(
-                    ConfigErrorKind::Tls,
-                    format!("{what}: not valid PEM: {e}"),
-                ));
-            }
-        }
-    }
-    if certs.is_empty() {
-        return Err(Error::config(
-            ConfigErrorKind::Tls,
-            format!("{what}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)"),
-        ));
-    }
-    Ok(certs)
-}
 
 /// Parse a private key and check that the crypto provider can sign with it: ureq would panic inside a
 /// request on a key it cannot load (P-521 with ring, short RSA keys).
@@ -79,7 +56,7 @@ pub(crate) fn tls_config(config: &crate::Config) -> Result<TlsConfig> {
         .provider(TlsProvider::Rustls)
         .disable_verification(config.insecure_skip_tls_verify());
     if let Some(pem) = config.ca_pem() {
-        let certs = parse_certs(pem, "certificate authority")?;
+        let certs = certificates(pem, "certificate authority")?;
         builder = builder.root_certs(RootCerts::from(certs));
     } else if let Some(roots) = system_roots() {
         builder = builder.root_certs(RootCerts::from(
@@ -89,7 +66,7 @@ pub(crate) fn tls_config(config: &crate::Config) -> Result<TlsConfig> {
         ));
     }
     if let Some(id) = config.client_identity() {
-        let chain = parse_certs(&id.cert_pem, "client certificate")?;
+        let chain = certificates(&id.cert_pem, "client certificate")?;
         let key = parse_key(&id.key_pem, &provider)?;
         builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
@@ -111,7 +88,7 @@ pub(crate) fn server_name_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     let anchors: Vec<CertificateDer<'static>> = match config.ca_pem() {
-        Some(pem) => parse_certs(pem, "certificate authority")?
+        Some(pem) => certificates(pem, "certificate authority")?
             .iter()
             .map(|c| CertificateDer::from(c.der().to_vec()))
             .collect(),
@@ -130,7 +107,7 @@ pub(crate) fn server_name_config(
     let client = match config.client_identity() {
         Some(id) => {
             parse_key(&id.key_pem, &provider)?;
-            let chain = parse_certs(&id.cert_pem, "client certificate")?
+            let chain = certificates(&id.cert_pem, "client certificate")?
                 .iter()
                 .map(|c| CertificateDer::from(c.der().to_vec()))
                 .collect();

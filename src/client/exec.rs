@@ -1,6 +1,6 @@
-//! Exec credential plugins (`client.authentication.k8s.io/v1` and `v1beta1`), as kubectl runs them for
-//! EKS, GKE, AKS and OIDC: run the command, read an `ExecCredential` from its stdout, cache it until it
-//! expires, run it again once after a 401.
+//! Running exec credential plugins (`client.authentication.k8s.io/v1` and `v1beta1`) as kubectl runs
+//! them for EKS, GKE, AKS and OIDC: run the command, read an `ExecCredential` from its stdout, cache it
+//! until it expires, run it again once after a 401.
 
 use std::fmt;
 use std::io::Read;
@@ -12,31 +12,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ClientIdentity;
+use crate::config::{ClientIdentity, ExecConfig};
 use crate::error::{ConfigErrorKind, Error, Result};
-
-/// The API versions of `ExecCredential` we speak.
-pub(crate) const API_VERSIONS: [&str; 2] = [
-    "client.authentication.k8s.io/v1",
-    "client.authentication.k8s.io/v1beta1",
-];
 
 /// How long a plugin may run before it is killed. Plugins that talk to a cloud's IAM take seconds.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A plugin as configured in a kubeconfig `user.exec`. Its arguments and environment often carry secrets
-/// (`--oidc-client-secret=…`), so `Debug` shows neither.
-#[derive(Clone)]
-pub(crate) struct ExecConfig {
-    pub(crate) api_version: String,
-    /// The command, resolved against the kubeconfig's folder when it contains a `/`.
-    pub(crate) command: String,
-    pub(crate) args: Vec<String>,
-    pub(crate) env: Vec<(String, String)>,
-    pub(crate) install_hint: Option<String>,
-    /// `spec.cluster` for `KUBERNETES_EXEC_INFO` when `provideClusterInfo` is set.
-    pub(crate) cluster: Option<Value>,
-}
 
 /// What a plugin run gave us.
 #[derive(Clone)]
@@ -54,18 +34,6 @@ struct Cached {
 pub(crate) struct ExecProvider {
     config: ExecConfig,
     cache: Mutex<Option<Cached>>,
-}
-
-impl fmt::Debug for ExecConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("ExecConfig")
-            .field("command", &self.command)
-            .field("args", &format_args!("<{} redacted>", self.args.len()))
-            .field("env", &format_args!("{names:?} (values redacted)"))
-            .field("api_version", &self.api_version)
-            .finish_non_exhaustive()
-    }
 }
 
 impl fmt::Debug for ExecProvider {
@@ -145,7 +113,7 @@ impl ExecProvider {
     fn run(&self) -> Result<Cached> {
         let mut spec = json!({"interactive": false});
         if let Some(cluster) = &self.config.cluster {
-            spec["cluster"] = cluster.clone();
+            spec["cluster"] = serde_json::from_str(cluster).unwrap_or(Value::Null);
         }
         let info =
             json!({"apiVersion": self.config.api_version, "kind": "ExecCredential", "spec": spec});

@@ -5,37 +5,27 @@
 
 use std::net::IpAddr;
 
-use super::server_url::{ServerUrl, split_host_port};
+use crate::config::{Config, ServerUrl, split_host_port};
 
 use crate::error::{ConfigErrorKind, Error, Result};
 
-/// Parse a proxy URL as client-go accepts it. `socks5://` resolves names at the proxy, as Go does.
+/// A proxy for ureq from a proxy URL as client-go accepts it (see [`crate::config::proxy_url`]).
 pub(crate) fn parse_proxy_url(url: &str, what: &str) -> Result<ureq::Proxy> {
-    let url = url.trim();
-    let url = if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    };
-    let scheme = url.split("://").next().unwrap_or("");
-    let url = match scheme {
-        "http" | "https" | "socks5h" => url.clone(),
-        "socks5" => url.replacen("socks5://", "socks5h://", 1),
-        other => {
-            return Err(Error::config(
-                ConfigErrorKind::Proxy,
-                format!(
-                    "{what}: proxy scheme {other:?} is not supported (use http, https or socks5)"
-                ),
-            ));
-        }
-    };
+    let url = crate::config::proxy_url(url, what)?;
     ureq::Proxy::new(&url).map_err(|e| {
         Error::config(
             ConfigErrorKind::Proxy,
             format!("{what}: invalid proxy URL: {e}"),
         )
     })
+}
+
+/// The proxy for a config's server: its explicit `proxy-url`, else the environment's by Go's rules.
+pub(crate) fn for_config(config: &Config) -> Result<Option<ureq::Proxy>> {
+    match config.proxy_url() {
+        Some(url) => parse_proxy_url(url, "proxy-url").map(Some),
+        None => proxy_from_env(config.url()?, &|k| std::env::var(k).ok()),
+    }
 }
 
 /// The proxy Go's `ProxyFromEnvironment` would pick for `server`, reading variables through `env`.
