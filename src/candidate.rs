@@ -56,7 +56,8 @@ impl CandidateKeeper {
         lease_name: &str,
         identity: &str,
         info: CandidateInfo,
-        timing: crate::Timing,
+        request_timeout: Duration,
+        retry_period: Duration,
     ) -> Result<Self> {
         let mut candidate = LeaseCandidate::new(config, namespace, lease_name, identity, info)?;
         let interrupter = candidate.client.interrupter();
@@ -67,7 +68,7 @@ impl CandidateKeeper {
             .spawn(move || {
                 let mut failing = false;
                 loop {
-                    match candidate.maintain(timing.request_timeout_cap()) {
+                    match candidate.maintain(request_timeout) {
                         Ok(()) if failing => {
                             failing = false;
                             log::info!("{describe}: kept again");
@@ -80,7 +81,7 @@ impl CandidateKeeper {
                         Err(e) => log::debug!("{describe}: {e}"),
                     }
                     if !matches!(
-                        stopped.recv_timeout(timing.retry_period),
+                        stopped.recv_timeout(retry_period),
                         Err(crossbeam_channel::RecvTimeoutError::Timeout)
                     ) {
                         return;

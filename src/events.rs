@@ -32,7 +32,7 @@ pub enum LeaderEvent {
 pub enum StopReason {
     /// The handle was stopped or dropped.
     Stopped,
-    /// The handle was abandoned ([`LeaderHandle::abandon`](crate::LeaderHandle::abandon)): stopped without
+    /// The handle was abandoned ([`LeaderHandle::abandon`](crate::runner::LeaderHandle::abandon)): stopped without
     /// releasing, as a crash would.
     Abandoned,
     /// Another candidate holds the lock now (or wrote it first).

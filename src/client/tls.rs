@@ -50,7 +50,7 @@ fn system_roots() -> Option<&'static [CertificateDer<'static>]> {
 
 /// The TLS config for a connection config: its CA only when one is given (else the system roots), and
 /// its client certificate.
-pub(crate) fn tls_config(config: &crate::Config) -> Result<TlsConfig> {
+pub(crate) fn tls_config(config: &crate::config::Config) -> Result<TlsConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut builder = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
@@ -76,7 +76,7 @@ pub(crate) fn tls_config(config: &crate::Config) -> Result<TlsConfig> {
 /// A rustls config that verifies the server as `tls-server-name` (SNI and certificate name), for the
 /// connector that ureq's own TLS set-up cannot express. TLS 1.2 and 1.3 only.
 pub(crate) fn server_name_config(
-    config: &crate::Config,
+    config: &crate::config::Config,
     name: &str,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>)> {
     let server_name = ServerName::try_from(name.to_string()).map_err(|e| {

@@ -183,7 +183,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     }
 
     /// Resign without releasing: leadership ends here (a crash-like stop).
-    pub(crate) fn resign(&mut self, reason: StopReason) -> Option<crate::LeaderEvent> {
+    pub(crate) fn resign(&mut self, reason: StopReason) -> Option<crate::events::LeaderEvent> {
         self.election.resign(reason)
     }
 

@@ -6,28 +6,11 @@ use std::time::{Duration, Instant};
 use super::Timing;
 use crate::error::{Error, Result};
 use crate::events::{LeaderEvent, StopReason};
+pub use crate::lock::Slot;
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
 /// The holder a migration lock pair reports when its two records name different holders.
 pub const UNKNOWN_LEADER: &str = "leaderelection.k8s.io/unknown";
-
-/// Which of the lock objects a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// The lock object (during a migration: the old kind, written first).
-    Primary,
-    /// During a migration: the Lease, written second.
-    Secondary,
-}
-
-impl Slot {
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Slot::Primary => 0,
-            Slot::Secondary => 1,
-        }
-    }
-}
 
 /// What the election asks the driver to do with a lock object. Every request carries the timeout it must
 /// finish within: while we lead, never past our leadership deadline.

@@ -74,9 +74,9 @@ impl LockKind {
         name: &str,
         identity: &str,
         labels: &BTreeMap<String, String>,
-    ) -> crate::Result<(Locks, Vec<Interrupter>)> {
+    ) -> crate::error::Result<(Locks, Vec<Interrupter>)> {
         let mut interrupters = Vec::new();
-        let mut one = |plural: &str| -> crate::Result<Box<dyn Lock>> {
+        let mut one = |plural: &str| -> crate::error::Result<Box<dyn Lock>> {
             let lock: Box<dyn Lock> = match plural {
                 "configmaps" => {
                     let l = ConfigMapLock::new(config, namespace, name, identity)?
@@ -116,7 +116,7 @@ impl LockKind {
         namespace: &str,
         name: &str,
         identity: &str,
-    ) -> crate::Result<Locks> {
+    ) -> crate::error::Result<Locks> {
         self.locks_with_labels(config, namespace, name, identity, &BTreeMap::new())
     }
 
@@ -129,7 +129,7 @@ impl LockKind {
         name: &str,
         identity: &str,
         labels: &BTreeMap<String, String>,
-    ) -> crate::Result<Locks> {
+    ) -> crate::error::Result<Locks> {
         Ok(self.build(config, namespace, name, identity, labels)?.0)
     }
 }
@@ -155,7 +155,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::election::Slot;
 use crate::error::Result;
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
@@ -191,6 +190,25 @@ pub trait Lock: Send {
     /// The API server's clock in its last answer (the `Date` header), if known.
     fn server_date(&self) -> Option<DateTime<Utc>> {
         None
+    }
+}
+
+/// Which of a [`Locks`]' objects: the only one, or during a migration the first (the old kind) or the
+/// second (the Lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The lock object (during a migration: the old kind, written first).
+    Primary,
+    /// During a migration: the Lease, written second.
+    Secondary,
+}
+
+impl Slot {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Slot::Primary => 0,
+            Slot::Secondary => 1,
+        }
     }
 }
 

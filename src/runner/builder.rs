@@ -233,7 +233,8 @@ impl LeaderElectorBuilder<Managed> {
                 &t.name,
                 &identity,
                 info.clone(),
-                self.timing,
+                self.timing.request_timeout_cap(),
+                self.timing.retry_period,
             )?),
             None => None,
         };

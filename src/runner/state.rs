@@ -14,7 +14,7 @@ const NOT_LEADING: u64 = 0;
 /// Terminal: set by `stop()`, never left.
 const STOPPED: u64 = 1;
 
-/// A snapshot of an elector's counters (see [`LeaderHandle::stats`](crate::LeaderHandle::stats)). Cheap to
+/// A snapshot of an elector's counters (see [`LeaderHandle::stats`](crate::runner::LeaderHandle::stats)). Cheap to
 /// take; the renew thread updates it once per step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
