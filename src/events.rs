@@ -56,27 +56,48 @@ pub enum StopReason {
 }
 
 /// Fan-out to any number of subscribers. Sending never blocks: the channels are unbounded, and
-/// subscribers whose receiver was dropped are forgotten.
+/// subscribers whose receiver was dropped are forgotten. A new subscriber first gets the state so far
+/// (the holder last reported, and `StartedLeading` while a term is outstanding), so every stream is well
+/// formed however late it subscribes.
 #[derive(Debug, Default)]
 pub(crate) struct EventHub {
-    subscribers: Mutex<Vec<Sender<LeaderEvent>>>,
+    inner: Mutex<Hub>,
+}
+
+#[derive(Debug, Default)]
+struct Hub {
+    subscribers: Vec<Sender<LeaderEvent>>,
+    /// The last `NewLeader`.
+    holder: Option<LeaderEvent>,
+    /// The outstanding `StartedLeading`, if we lead.
+    started: Option<LeaderEvent>,
 }
 
 impl EventHub {
     pub(crate) fn subscribe(&self) -> Receiver<LeaderEvent> {
         let (tx, rx) = unbounded();
-        self.lock().push(tx);
+        let mut hub = self.lock();
+        for event in hub.holder.iter().chain(hub.started.iter()) {
+            let _ = tx.send(event.clone());
+        }
+        hub.subscribers.push(tx);
         rx
     }
 
     pub(crate) fn publish(&self, event: LeaderEvent) {
         log::info!("leader election event: {event:?}");
-        self.lock().retain(|tx| tx.send(event.clone()).is_ok());
+        let mut hub = self.lock();
+        match &event {
+            LeaderEvent::NewLeader { .. } => hub.holder = Some(event.clone()),
+            LeaderEvent::StartedLeading { .. } => hub.started = Some(event.clone()),
+            LeaderEvent::StoppedLeading { .. } => hub.started = None,
+        }
+        hub.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sender<LeaderEvent>>> {
-        // A panic while holding this lock cannot leave the Vec inconsistent: keep using it.
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
+        // A panic while holding this lock cannot leave the hub inconsistent: keep using it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -95,6 +116,32 @@ mod tests {
         drop(b);
         hub.publish(LeaderEvent::StartedLeading { transitions: 3 });
         assert_eq!(a.try_iter().count(), 2);
-        assert_eq!(hub.lock().len(), 1);
+        assert_eq!(hub.lock().subscribers.len(), 1);
+    }
+
+    #[test]
+    fn a_late_subscriber_starts_from_the_state_so_far() {
+        let hub = EventHub::default();
+        let holder = LeaderEvent::NewLeader {
+            identity: Some("me".into()),
+        };
+        let started = LeaderEvent::StartedLeading { transitions: 7 };
+        hub.publish(holder.clone());
+        hub.publish(started.clone());
+        let late = hub.subscribe();
+        assert_eq!(
+            late.try_iter().collect::<Vec<_>>(),
+            [holder.clone(), started]
+        );
+        hub.publish(LeaderEvent::StoppedLeading {
+            reason: StopReason::Stopped,
+        });
+        let later = hub.subscribe();
+        assert_eq!(
+            later.try_iter().collect::<Vec<_>>(),
+            [holder],
+            "no term outstanding"
+        );
+        assert_eq!(late.try_iter().count(), 1, "the StoppedLeading");
     }
 }

@@ -118,6 +118,16 @@ pub enum Status {
         /// Our term: the lock's transition counter, a fencing token.
         term: i32,
     },
+    /// We hold the lock but do not lead yet: we re-created it after it was deleted, and whoever held the
+    /// deleted object may still be acting on it until `leads_from`. We renew as a leader does meanwhile.
+    Holding {
+        /// The end of our hold unless renewed, as for a leader.
+        deadline: Instant,
+        /// When we begin to lead (a step then says `StartedLeading`).
+        leads_from: Instant,
+        /// The term we will lead in.
+        term: i32,
+    },
     /// Someone else leads, or nobody does.
     Following {
         /// The holder we observe (`None`: released, missing or not read yet).
@@ -125,6 +135,40 @@ pub enum Status {
         /// When that holder's lease expires by our clock, while it is another candidate.
         expiry: Option<Instant>,
     },
+}
+
+impl Status {
+    /// Our leadership deadline, while we lead.
+    pub fn leader_deadline(&self) -> Option<Instant> {
+        match self {
+            Status::Leading { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// The deadline of the hold we renew: while we lead, or hold before we lead.
+    pub fn hold_deadline(&self) -> Option<Instant> {
+        match self {
+            Status::Leading { deadline, .. } | Status::Holding { deadline, .. } => Some(*deadline),
+            Status::Following { .. } => None,
+        }
+    }
+
+    /// When a hold begins to lead.
+    pub fn leads_from(&self) -> Option<Instant> {
+        match self {
+            Status::Holding { leads_from, .. } => Some(*leads_from),
+            _ => None,
+        }
+    }
+
+    /// When the holder we follow loses its lease by our clock.
+    pub fn holder_expiry(&self) -> Option<Instant> {
+        match self {
+            Status::Following { expiry, .. } => *expiry,
+            _ => None,
+        }
+    }
 }
 
 /// What one step did.
@@ -180,6 +224,8 @@ pub struct WatchReaction {
     /// The change calls for a step now (the lock was released or deleted, or names someone else while we
     /// lead): do not wait for the next retry.
     pub attempt_now: bool,
+    /// Where we stand after the change, when it moved anything (a follower's holder and its expiry).
+    pub status: Option<Status>,
 }
 
 /// A change seen on a watch of the (single) lock object.

@@ -15,7 +15,7 @@ use super::worker::Worker;
 use crate::candidate::{CandidateInfo, CandidateKeeper, valid_object_name};
 use crate::client::Interrupter;
 use crate::config::Config;
-use crate::election::{Elector, Timing};
+use crate::election::{Elector, Status, Timing};
 use crate::error::{Error, Result};
 use crate::event_recorder::EventRecorder;
 use crate::lock::{Lock, LockKind, Locks};
@@ -341,6 +341,12 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
     let state = Arc::new(State::new(p.timing, identity, p.recorder));
     let (stop_tx, stop_rx) = bounded(1);
     let worker = Worker {
+        describe: elector.locks().describe(),
+        timing: elector.timing(),
+        standing: Status::Following {
+            holder: None,
+            expiry: None,
+        },
         elector,
         state: state.clone(),
         stop_rx,

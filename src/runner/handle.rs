@@ -52,8 +52,10 @@ impl LeaderHandle {
         }
     }
 
-    /// A new subscription: it receives every event sent from now on. Sending never blocks the renew
-    /// thread; drop the receiver to unsubscribe.
+    /// A new subscription: it starts with the state so far (`NewLeader` for the holder last observed,
+    /// then `StartedLeading` if we lead now), then receives every event sent from now on, so its stream
+    /// is well formed however late it subscribes. Sending never blocks the renew thread; drop the
+    /// receiver to unsubscribe.
     pub fn events(&self) -> Receiver<LeaderEvent> {
         self.state.events.subscribe()
     }

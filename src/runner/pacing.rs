@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::election::{JITTER_FACTOR, Timing, later};
+use crate::election::{JITTER_FACTOR, Status, Timing, later};
 
 /// A follower spreads its wake-up at a holder's expiry over a tenth of a retry period, at most 5 ms: many
 /// followers do not all arrive in the same millisecond, and a crashed leader is still replaced within a
@@ -27,6 +27,26 @@ pub(crate) struct Situation {
     /// When the watch counts as stale if nothing arrives before: a live holder's renews are changes,
     /// so a watch that brings none for much longer than a renew interval has stalled.
     pub(crate) stale_at: Option<Instant>,
+}
+
+impl Situation {
+    /// The situation a wait that began at `since` is in, by the election's last `status`.
+    pub(crate) fn of(
+        status: &Status,
+        since: Instant,
+        retry_after: Option<Duration>,
+        stale_at: Option<Instant>,
+        now: Instant,
+    ) -> Self {
+        Situation {
+            deadline: status.hold_deadline().filter(|d| *d > since),
+            begins: status.leads_from(),
+            holder_expiry: status.holder_expiry(),
+            retry_after,
+            watching: stale_at.is_some_and(|t| t > now),
+            stale_at,
+        }
+    }
 }
 
 /// How long a watch may bring nothing, while a holder is live, before it counts as stalled: two renew

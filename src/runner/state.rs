@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::election::{Outcome, Status, Timing};
+use crate::election::{Outcome, Timing};
 use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent, StopReason};
 use crate::lock::ObjectReference;
@@ -173,10 +173,7 @@ impl State {
             }
             st.last_error = outcome.error.as_ref().map(ToString::to_string);
         }
-        let deadline = match outcome.status {
-            Status::Leading { deadline, .. } => Some(deadline),
-            Status::Following { .. } => None,
-        };
+        let deadline = outcome.status.leader_deadline();
         let mut lost = false;
         for event in &outcome.events {
             match event {

@@ -10,8 +10,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::pacing::{Situation, next_attempt};
 use super::state::State;
 use crate::client::Interrupter;
-use crate::election::{Elector, Outcome, Status, Watched, later};
+use crate::election::{Elector, Outcome, Status, Timing, Watched, later};
 use crate::error::{Error, Result};
+use crate::events::LeaderEvent;
 use crate::events::StopReason;
 use crate::random::Rng;
 use crate::watch::Watcher;
@@ -36,6 +37,11 @@ enum Wake {
 
 pub(crate) struct Worker {
     pub(crate) elector: Elector,
+    /// The lock, for log lines.
+    pub(crate) describe: String,
+    pub(crate) timing: Timing,
+    /// Where the last step, or a change seen on the watch since, left us: what the pacing goes by.
+    pub(crate) standing: Status,
     pub(crate) state: Arc<State>,
     pub(crate) stop_rx: Receiver<StopMode>,
     pub(crate) release_on_stop: bool,
@@ -73,25 +79,29 @@ impl Worker {
     }
 
     fn campaign(&mut self) -> Result<()> {
-        let describe = self.elector.locks().describe();
         let mode = loop {
             let started = Instant::now();
-            let was_leading = self.elector.is_leader();
-            let expiry_before = self.elector.election().holder_expiry();
+            let was_leading = self.standing.leader_deadline().is_some();
+            let expiry_before = self.standing.holder_expiry();
             let state = self.state.clone();
             let Some(outcome) = self.elector.step_until(&|| state.is_stopped()) else {
                 break self.stop_mode();
             };
+            self.standing = outcome.status.clone();
             self.restart_a_watch_that_missed_a_change(expiry_before, &outcome, started);
             if let Some(e) = &outcome.error {
-                log::warn!("{describe}: {e}");
+                log::warn!("{}: {e}", self.describe);
             }
-            let lost = self.state.apply(
-                &outcome,
-                was_leading,
-                started.elapsed(),
-                self.elector.locks().object_ref(),
-            );
+            // A term that begins is announced with the lock object it is held on.
+            let lock_ref = outcome
+                .events
+                .iter()
+                .any(|e| matches!(e, LeaderEvent::StartedLeading { .. }))
+                .then(|| self.elector.locks().object_ref())
+                .flatten();
+            let lost = self
+                .state
+                .apply(&outcome, was_leading, started.elapsed(), lock_ref);
             if lost && !self.keep_campaigning {
                 break StopMode::Stop;
             }
@@ -123,7 +133,7 @@ impl Worker {
                 i.resume();
             }
             match self.elector.release() {
-                Ok(true) => log::info!("{describe}: released"),
+                Ok(true) => log::info!("{}: released", self.describe),
                 Ok(false) => {}
                 Err(e) => return Err(e),
             }
@@ -143,11 +153,7 @@ impl Worker {
         let Some(watcher) = self.watcher.as_ref() else {
             return;
         };
-        let after = match outcome.status {
-            Status::Following { expiry, .. } => expiry,
-            Status::Leading { .. } => None,
-        };
-        let moved = match (before, after) {
+        let moved = match (before, outcome.status.holder_expiry()) {
             (Some(b), Some(a)) => a > b,
             (None, Some(_)) => true,
             _ => false,
@@ -156,7 +162,7 @@ impl Worker {
         if moved && quiet.is_some_and(|q| watcher.quiet_since(q)) {
             log::info!(
                 "{}: the watch brought nothing for {:?} while the lock changed: opening a new one",
-                self.elector.locks().describe(),
+                self.describe,
                 self.watch_silence
             );
             watcher.restart();
@@ -176,7 +182,6 @@ impl Worker {
         let (jitter, spread) = (self.rng.next_f64(), self.rng.next_f64());
         let since = Instant::now();
         loop {
-            let election = self.elector.election();
             // A watch counts while it is open and not quiet for longer than a holder's renews allow.
             let stale_at = self
                 .watcher
@@ -184,21 +189,18 @@ impl Worker {
                 .filter(|w| w.healthy())
                 .and_then(Watcher::last_activity)
                 .map(|t| later(t, self.watch_silence));
-            let situation = Situation {
-                deadline: election.deadline().filter(|d| *d > since),
-                begins: election.leading_from(),
-                holder_expiry: election.holder_expiry(),
-                retry_after,
-                watching: stale_at.is_some_and(|t| t > Instant::now()),
-                stale_at,
-            };
-            let until = next_attempt(&self.elector.timing(), since, situation, jitter, spread);
+            let situation =
+                Situation::of(&self.standing, since, retry_after, stale_at, Instant::now());
+            let until = next_attempt(&self.timing, since, situation, jitter, spread);
             match self.wake(until) {
                 Wake::Stop(mode) => return Some(mode),
                 Wake::Attempt => return None,
                 Wake::Repace => {}
                 Wake::Watched(change) => {
                     let reaction = self.elector.observe_watched(change, Instant::now());
+                    if let Some(status) = reaction.status {
+                        self.standing = status;
+                    }
                     for event in reaction.events {
                         self.state.publish(event);
                     }

@@ -390,6 +390,7 @@ impl Election {
                 reaction.attempt_now = true;
             }
         }
+        reaction.status = Some(self.status());
         reaction
     }
 }

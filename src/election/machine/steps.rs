@@ -384,6 +384,25 @@ impl Election {
         }
     }
 
+    /// Where we stand now.
+    pub(super) fn status(&self) -> Status {
+        match &self.leading {
+            Some(t) if t.announced => Status::Leading {
+                deadline: t.deadline,
+                term: t.term,
+            },
+            Some(t) => Status::Holding {
+                deadline: t.deadline,
+                leads_from: t.from,
+                term: t.term,
+            },
+            None => Status::Following {
+                holder: self.holder().map(str::to_string),
+                expiry: self.holder_expiry(),
+            },
+        }
+    }
+
     /// End the step: where it left us and what changed.
     pub(super) fn finish(&mut self, now: Instant) -> Action {
         // Why renews fail, for the reason of a lapse (this one's, if the deadline passes now).
@@ -416,18 +435,8 @@ impl Election {
             .as_ref()
             .map(|o| o.holder.clone())
             .filter(|h| !h.is_empty());
-        let status = match self.leading.as_ref().filter(|t| t.announced) {
-            Some(t) => Status::Leading {
-                deadline: t.deadline,
-                term: t.term,
-            },
-            None => Status::Following {
-                holder: observed.clone(),
-                expiry: self.holder_expiry(),
-            },
-        };
         Action::Stepped(Outcome {
-            status,
+            status: self.status(),
             holder: observed,
             events: step.events,
             renewed: step.renewed,

@@ -159,6 +159,8 @@ struct SimElector {
     objects: Vec<ObjectKind>,
     timing: Timing,
     election: Election,
+    /// What the runner paces by: the last step's status, or a watched change's since.
+    standing: Status,
     clock: SimClock,
     alive: bool,
     /// Stopped gracefully and releasing (or done): no longer a candidate.
@@ -436,6 +438,10 @@ impl World {
             objects,
             timing,
             election,
+            standing: Status::Following {
+                holder: None,
+                expiry: None,
+            },
             clock: SimClock::new(start, local_start, rate, wall_offset),
             alive: true,
             stopping: false,
@@ -575,10 +581,8 @@ impl World {
     /// What the runner's state does with an outcome: events in order, each after the leadership it
     /// reports; a renew moves the deadline.
     fn stepped(&mut self, e: usize, outcome: Outcome) {
-        let deadline = match outcome.status {
-            Status::Leading { deadline, .. } => Some(deadline),
-            Status::Following { .. } => None,
-        };
+        self.electors[e].standing = outcome.status.clone();
+        let deadline = outcome.status.leader_deadline();
         if self.cfg.trace {
             let id = self.electors[e].identity.clone();
             // Instants as seconds on the elector's own clock, so a replay prints the same text.
@@ -587,6 +591,15 @@ impl World {
                 Status::Leading { deadline, term } => {
                     format!("leading term {term} until {:.6}", at(deadline))
                 }
+                Status::Holding {
+                    deadline,
+                    leads_from,
+                    term,
+                } => format!(
+                    "holding term {term} until {:.6}, leading from {:.6}",
+                    at(deadline),
+                    at(leads_from)
+                ),
                 Status::Following { holder, expiry } => format!(
                     "following {holder:?} until {:?}",
                     expiry.as_ref().map(|e| format!("{:.6}", at(e)))
@@ -702,14 +715,7 @@ impl World {
         let since = el.since;
         let stale_at = (el.watching && el.watch_connected)
             .then(|| self.base + Duration::from_nanos(el.watch_activity) + el.watch_silence);
-        let situation = Situation {
-            deadline: el.election.deadline().filter(|d| *d > since),
-            begins: el.election.leading_from(),
-            holder_expiry: el.election.holder_expiry(),
-            retry_after: el.retry_after,
-            watching: stale_at.is_some_and(|t| t > now),
-            stale_at,
-        };
+        let situation = Situation::of(&el.standing, since, el.retry_after, stale_at, now);
         let at = next_attempt(&el.timing, since, situation, el.jitter.0, el.jitter.1);
         el.generation += 1;
         el.wake_local = local_of(self.base, at);
@@ -740,6 +746,9 @@ impl World {
                 self.electors[e].saw.insert(kind);
             }
             let reaction = self.electors[e].election.observe_watched(change, now);
+            if let Some(status) = reaction.status {
+                self.electors[e].standing = status;
+            }
             if reaction.attempt_now {
                 self.attempt_now(e);
                 return;
