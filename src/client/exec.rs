@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,10 +125,21 @@ impl ExecProvider {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let child = self.spawn(&mut command)?;
+        let (status, stdout, stderr) = self.wait(child)?;
+        if !status.success() {
+            let stderr = String::from_utf8_lossy(&stderr);
+            let stderr: String = stderr.trim().chars().take(500).collect();
+            return Err(self.failure(format!("exited with {status}: {stderr}")));
+        }
+        self.parse(&stdout)
+    }
+
+    fn spawn(&self, command: &mut Command) -> Result<Child> {
         let mut attempts = 0;
-        let mut child = loop {
+        loop {
             match command.spawn() {
-                Ok(child) => break child,
+                Ok(child) => return Ok(child),
                 // "Text file busy": the plugin is being replaced, or another thread's fork still holds a
                 // write handle to it. It clears in moments.
                 Err(e) if e.raw_os_error() == Some(26) && attempts < 20 => {
@@ -140,20 +151,33 @@ impl ExecProvider {
                 }
                 Err(e) => return Err(self.failure(format!("cannot start: {e}"))),
             }
+        }
+    }
+
+    /// Wait for the plugin (killing it after [`PLUGIN_TIMEOUT`]) while reading both pipes on their own
+    /// threads, so a chatty plugin cannot block on a full pipe. Its exit status, stdout and stderr.
+    fn wait(&self, mut child: Child) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut b = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut b);
+                }
+                b
+            })
         };
-        // Read both pipes on their own threads so a chatty plugin cannot block on a full pipe.
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let out = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stdout.read_to_end(&mut b);
-            b
-        });
-        let err = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stderr.read_to_end(&mut b);
-            b
-        });
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
         let deadline = Instant::now() + PLUGIN_TIMEOUT;
         let status = loop {
             match child.try_wait() {
@@ -169,14 +193,11 @@ impl ExecProvider {
                 Err(e) => return Err(self.failure(format!("waiting for it failed: {e}"))),
             }
         };
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        if !status.success() {
-            let stderr = String::from_utf8_lossy(&stderr);
-            let stderr: String = stderr.trim().chars().take(500).collect();
-            return Err(self.failure(format!("exited with {status}: {stderr}")));
-        }
-        self.parse(&stdout)
+        Ok((
+            status,
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        ))
     }
 
     fn parse(&self, stdout: &[u8]) -> Result<Cached> {

@@ -3,6 +3,8 @@
 //! [`Config`]: credentials (`credentials.rs`, `exec.rs`), TLS (`tls.rs`, `tls_connector.rs`), proxies
 //! (`proxy.rs`) and name resolution (`resolver.rs`).
 
+mod agent;
+mod answer;
 mod credentials;
 mod exec;
 mod proxy;
@@ -14,50 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ureq::Agent;
 
+use self::agent::AgentSlot;
+pub(crate) use self::agent::Interrupter;
+use self::answer::{finish, read_answer, server_date, transport_error};
 use self::credentials::Credentials;
-use crate::config::{ClientIdentity, Config};
+use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
-
-/// The largest response body we read: lock objects are a few kilobytes.
-const MAX_BODY: u64 = 4 * 1024 * 1024;
-
-/// The agent of a client, and the exec-plugin client certificate it was built with (rebuilt when that
-/// changes).
-struct AgentSlot {
-    agent: Agent,
-    cert: Option<Arc<ClientIdentity>>,
-    /// Interrupted: every request fails until [`Interrupter::resume`].
-    interrupted: bool,
-    /// The agent was shut down: build a new one for the next request.
-    closed: bool,
-}
-
-/// Interrupts a client's requests in flight from another thread, and refuses new ones until resumed.
-#[derive(Clone)]
-pub(crate) struct Interrupter(Arc<Mutex<AgentSlot>>);
-
-impl std::fmt::Debug for Interrupter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interrupter").finish_non_exhaustive()
-    }
-}
-
-impl Interrupter {
-    /// Interrupt whatever is in flight (ureq's `Agent::shutdown`) and refuse new requests.
-    pub(crate) fn interrupt(&self) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        slot.interrupted = true;
-        slot.closed = true;
-        slot.agent.clone().shutdown();
-    }
-
-    /// Accept requests again, on a fresh connection.
-    pub(crate) fn resume(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).interrupted = false;
-    }
-}
 
 /// A blocking client for one API server, with one pooled connection.
 pub(crate) struct RestClient {
@@ -85,12 +50,7 @@ impl RestClient {
     pub(crate) fn new(config: &Config) -> Result<Self> {
         config.validate()?;
         Ok(RestClient {
-            agent: Arc::new(Mutex::new(AgentSlot {
-                agent: build_agent(config)?,
-                cert: None,
-                interrupted: false,
-                closed: false,
-            })),
+            agent: Arc::new(Mutex::new(AgentSlot::new(config)?)),
             config: config.clone(),
             base: config.url()?.base().to_string(),
             credentials: Credentials::for_auth(config.auth())?,
@@ -105,36 +65,6 @@ impl RestClient {
     /// The API server's clock in its last answer (its `Date` header, whole seconds).
     pub(crate) fn last_server_date(&self) -> Option<DateTime<Utc>> {
         *self.last_date.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The agent for a request: the current one, or a new one when an exec plugin handed us another
-    /// client certificate or the old one was shut down by an interrupt.
-    fn agent(&self, cert: Option<&Arc<ClientIdentity>>, context: &str) -> Result<Agent> {
-        let mut slot = self.agent.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.interrupted {
-            return Err(Error::Interrupted {
-                context: context.to_string(),
-            });
-        }
-        let same = match (cert, &slot.cert) {
-            (None, _) => !slot.closed,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) && !slot.closed,
-            (Some(_), None) => false,
-        };
-        if !same {
-            let cert = cert.cloned().or_else(|| slot.cert.clone());
-            let config = match &cert {
-                Some(c) => self
-                    .config
-                    .clone()
-                    .with_client_cert(c.cert_pem.clone(), c.key_pem.clone()),
-                None => self.config.clone(),
-            };
-            slot.agent = build_agent(&config)?;
-            slot.cert = cert;
-            slot.closed = false;
-        }
-        Ok(slot.agent.clone())
     }
 
     /// A handle that interrupts this client's requests from another thread.
@@ -292,153 +222,5 @@ impl RestClient {
             }
         }
         finish(result, timeout, context)
-    }
-}
-
-/// The `Date` header of an answer (an HTTP date: `Fri, 27 Nov 2026 00:46:32 GMT`).
-fn server_date(response: &ureq::http::Response<ureq::Body>) -> Option<DateTime<Utc>> {
-    let text = response.headers().get("date")?.to_str().ok()?;
-    DateTime::parse_from_rfc2822(text)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
-/// One ureq agent for a config: its TLS settings, our resolver, statuses as values.
-fn build_agent(config: &Config) -> Result<Agent> {
-    let tls = tls::tls_config(config)?;
-    let agent_config = Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        // Always explicit: ureq's own proxy environment handling differs from Go's rules.
-        .proxy(proxy::for_config(config)?)
-        .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
-        .accept("application/json")
-        .max_idle_connections_per_host(2)
-        .build();
-    let url = config.url()?;
-    match config
-        .tls_server_name()
-        .filter(|_| url.is_https() && !config.insecure_skip_tls_verify())
-    {
-        None => Ok(Agent::with_parts(
-            agent_config,
-            ureq::unversioned::transport::DefaultConnector::new(),
-            resolver::FastResolver::default(),
-        )),
-        Some(name) => {
-            use ureq::unversioned::transport::{
-                ConnectProxyConnector, Connector, SocksConnector, TcpConnector,
-            };
-            let (tls, server_name) = tls::server_name_config(config, name)?;
-            let host = url.host();
-            // ureq's default chain, with our TLS step in place of its own.
-            let connector =
-                ().chain(SocksConnector::default())
-                    .chain(ConnectProxyConnector::default())
-                    .chain(TcpConnector::default())
-                    .chain(tls_connector::ServerNameTls {
-                        config: tls,
-                        host: host.to_string(),
-                        server_name,
-                    });
-            Ok(Agent::with_parts(
-                agent_config,
-                connector,
-                resolver::FastResolver::default(),
-            ))
-        }
-    }
-}
-
-/// A failed request: a timeout, or a transport error.
-fn transport_error(e: ureq::Error, timeout: Duration, context: &str) -> Error {
-    match e {
-        ureq::Error::Timeout(_) => Error::Timeout {
-            context: context.to_string(),
-            after: timeout,
-        },
-        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
-            context: context.to_string(),
-            after: timeout,
-        },
-        other => Error::Transport {
-            context: context.to_string(),
-            source: Box::new(other),
-        },
-    }
-}
-
-/// The longest `Retry-After` taken at its word; the election honours at most a lease duration anyway.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
-
-/// A `Retry-After` in seconds (the form the API server sends), capped; an HTTP date or garbage is ignored.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
-}
-
-/// Status, `Retry-After` and body of an answer (bounded by `MAX_BODY`).
-fn read_answer(
-    mut response: ureq::http::Response<ureq::Body>,
-    timeout: Duration,
-    context: &str,
-) -> Result<(u16, Option<Duration>, Vec<u8>)> {
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_BODY)
-        .read_to_vec()
-        .map_err(|e| transport_error(e, timeout, context))?;
-    Ok((status, retry_after, body))
-}
-
-/// The body of a 2xx answer; any other answer is an API error decoded from its Status body.
-fn finish(
-    result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    timeout: Duration,
-    context: &str,
-) -> Result<Vec<u8>> {
-    let response = result.map_err(|e| transport_error(e, timeout, context))?;
-    let (status, retry_after, body) = read_answer(response, timeout, context)?;
-    if (200..300).contains(&status) {
-        Ok(body)
-    } else {
-        Err(Error::from(ApiError::from_response(
-            context.to_string(),
-            status,
-            &body,
-            retry_after,
-        )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_is_seconds_capped() {
-        assert_eq!(parse_retry_after(" 5 "), Some(Duration::from_secs(5)));
-        assert_eq!(
-            parse_retry_after("18446744073709551615"),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_retry_after_header_is_safe(value in ".{0,40}") {
-            if let Some(d) = parse_retry_after(&value) {
-                proptest::prop_assert!(d <= MAX_RETRY_AFTER);
-            }
-        }
     }
 }

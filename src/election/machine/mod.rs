@@ -18,6 +18,7 @@ use crate::record::{LeaderElectionRecord, VersionedRecord};
 mod judge;
 mod release;
 mod steps;
+mod term;
 #[cfg(test)]
 mod tests;
 
