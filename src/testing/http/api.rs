@@ -1,0 +1,275 @@
+//! The API behind the HTTP layer: counters, faults, authentication and authorization, then routing
+//! each request to the store, or to a watch.
+
+use serde_json::{Value, json};
+
+use super::Request;
+use crate::testing::Inner;
+use crate::testing::faults::Verdict;
+use crate::testing::store::{Reply, Resource, status, status_for_code};
+
+/// What the connection loop should do after a request.
+/// A watch to stream.
+pub(crate) struct Watch {
+    pub(crate) resource: Resource,
+    pub(crate) namespace: String,
+    pub(crate) name: Option<String>,
+    pub(crate) from: Option<u64>,
+    pub(crate) bookmarks: bool,
+    pub(crate) timeout: std::time::Duration,
+}
+
+pub(crate) enum Outcome {
+    /// Stream watch events on this connection.
+    Watch(Watch),
+    /// Send half of this response, then close.
+    Truncated {
+        code: u16,
+        body: Vec<u8>,
+    },
+    Respond {
+        code: u16,
+        body: Vec<u8>,
+        retry_after: Option<u64>,
+    },
+    Close,
+}
+
+/// Handle one request: counters, faults, authentication, then the API. A client is known by its bearer
+/// token or, failing that, by the user of its client certificate.
+pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> Outcome {
+    let basic_user = inner.basic_user(req.header("authorization"));
+    let token = req.bearer_token().or(cert_user).or(basic_user);
+    // Watches are counted apart from GETs, as the API server's audit log calls them `watch`.
+    let watching =
+        req.method == "GET" && matches!(req.param("watch").as_deref(), Some("true" | "1"));
+    let verb = if watching {
+        "WATCH"
+    } else {
+        req.method.as_str()
+    };
+    let impersonation: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().starts_with("impersonate-"))
+        .cloned()
+        .collect();
+    if !impersonation.is_empty() {
+        *inner
+            .last_impersonation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = impersonation;
+    }
+    inner.count(verb, token);
+    match inner
+        .faults
+        .judge(token, verb, &req.path, &inner.down_or_stopped)
+    {
+        Verdict::Proceed => {}
+        Verdict::Drop => return Outcome::Close,
+        Verdict::Truncate => {
+            if inner.is_down() || !inner.authorized(req.bearer_token(), cert_user, basic_user) {
+                return Outcome::Close;
+            }
+            let reply = route(inner, req);
+            return Outcome::Truncated {
+                code: reply.code,
+                body: to_bytes(&reply.body),
+            };
+        }
+        Verdict::Answer {
+            code,
+            body,
+            retry_after,
+        } => {
+            let body = body.map_or_else(|| to_bytes(&status_for_code(code)), String::into_bytes);
+            return Outcome::Respond {
+                code,
+                body,
+                retry_after,
+            };
+        }
+    }
+    if inner.is_down() {
+        return Outcome::Close;
+    }
+    if !inner.authorized(req.bearer_token(), cert_user, basic_user) {
+        let body = status(401, "Unauthorized", "Unauthorized", None);
+        return Outcome::Respond {
+            code: 401,
+            body: to_bytes(&body),
+            retry_after: None,
+        };
+    }
+    if let Some(user) = req.bearer_token().filter(|t| inner.forbidden.contains(*t)) {
+        return Outcome::Respond {
+            code: 403,
+            body: to_bytes(&forbidden(inner, req, user)),
+            retry_after: None,
+        };
+    }
+    if let Some(w) = watch_request(req, inner) {
+        return w;
+    }
+    let mutating = req.method != "GET";
+    let reply = route(inner, req);
+    if mutating {
+        inner.store_changed.notify_all();
+    }
+    Outcome::Respond {
+        code: reply.code,
+        body: to_bytes(&reply.body),
+        retry_after: None,
+    }
+}
+
+/// RBAC's answer to a user without a Role: `leases.coordination.k8s.io "x" is forbidden: User "u" cannot
+/// get resource "leases" in API group "coordination.k8s.io" in the namespace "ns"`.
+fn forbidden(inner: &Inner, req: &Request, user: &str) -> Value {
+    let path = req
+        .path
+        .strip_prefix(inner.path_prefix.as_str())
+        .unwrap_or(&req.path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["apis", g, _, rest @ ..] => (*g, rest),
+        ["api", _, rest @ ..] => ("", rest),
+        _ => ("", &[][..]),
+    };
+    let (ns, plural, name) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        _ => ("", "", None),
+    };
+    let watching = matches!(req.param("watch").as_deref(), Some("true" | "1"));
+    let verb = match (req.method.as_str(), name) {
+        ("GET", _) if watching => "watch",
+        ("GET", Some(_)) => "get",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        _ => "patch",
+    };
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let subject = match name {
+        Some(n) => format!("{resource} {n:?}"),
+        None => resource,
+    };
+    let mut details = json!({"kind": plural});
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    if let Some(n) = name {
+        details["name"] = json!(n);
+    }
+    status(
+        403,
+        "Forbidden",
+        &format!(
+            "{subject} is forbidden: User {user:?} cannot {verb} resource {plural:?} in API group {group:?} in the namespace {ns:?}"
+        ),
+        Some(details),
+    )
+}
+
+fn to_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value always serializes")
+}
+
+fn route(inner: &Inner, req: &Request) -> Reply {
+    let Some(path) = req.path.strip_prefix(inner.path_prefix.as_str()) else {
+        return not_found_path();
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if req.method == "GET" && segments == ["version"] {
+        return Reply {
+            code: 200,
+            body: json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2-kube-elector-test",
+                         "goVersion": "n/a", "compiler": "rust", "platform": "linux/amd64"}),
+        };
+    }
+    // /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}] or /api/v1/namespaces/{ns}/{plural}[/{name}]
+    let (gv, rest) = match segments.as_slice() {
+        ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+        ["api", v, rest @ ..] => (v.to_string(), rest),
+        _ => return not_found_path(),
+    };
+    let (ns, plural, name) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        _ => return not_found_path(),
+    };
+    let Some(resource) = Resource::from_path(&gv, plural) else {
+        return not_found_path();
+    };
+    let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+    match (req.method.as_str(), name) {
+        ("GET", Some(name)) => store.read(resource, ns, name),
+        ("GET", None) => store.list(resource, ns),
+        ("POST", None) => store.create(resource, ns, &req.body),
+        ("PUT", Some(name)) => store.replace(resource, ns, name, &req.body),
+        ("DELETE", Some(name)) => store.delete(resource, ns, name),
+        (method, _) => Reply {
+            code: 405,
+            body: status(
+                405,
+                "MethodNotAllowed",
+                &format!(
+                    "the server does not allow this method on the requested resource ({method})"
+                ),
+                None,
+            ),
+        },
+    }
+}
+
+/// `GET .../namespaces/{ns}/{plural}?watch=true[&fieldSelector=metadata.name=x][&resourceVersion=N]`.
+fn watch_request(req: &Request, inner: &Inner) -> Option<Outcome> {
+    if req.method != "GET" || !matches!(req.param("watch").as_deref(), Some("true" | "1")) {
+        return None;
+    }
+    let path = req.path.strip_prefix(inner.path_prefix.as_str())?;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (gv, ns, plural) = match segments.as_slice() {
+        ["apis", g, v, "namespaces", ns, plural] => (format!("{g}/{v}"), *ns, *plural),
+        ["api", v, "namespaces", ns, plural] => (v.to_string(), *ns, *plural),
+        _ => return None,
+    };
+    let resource = Resource::from_path(&gv, plural)?;
+    let name = req
+        .param("fieldSelector")
+        .and_then(|f| f.strip_prefix("metadata.name=").map(str::to_string));
+    let from = req
+        .param("resourceVersion")
+        .filter(|v| !v.is_empty() && v != "0")
+        .and_then(|v| v.parse().ok());
+    let timeout = req
+        .param("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(300);
+    Some(Outcome::Watch(Watch {
+        resource,
+        namespace: ns.to_string(),
+        name,
+        from,
+        bookmarks: req.param("allowWatchBookmarks").as_deref() == Some("true"),
+        timeout: std::time::Duration::from_secs(timeout),
+    }))
+}
+
+fn not_found_path() -> Reply {
+    Reply {
+        code: 404,
+        body: status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        ),
+    }
+}
