@@ -106,20 +106,10 @@ impl ControlPlane {
 
     /// Start from the `kube-apiserver` and `etcd` binaries in `assets`.
     pub fn start_with_assets(assets: &Path) -> Result<ControlPlane, LaunchError> {
-        let binary = |name: &str| {
-            let path = assets.join(name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(err(format!(
-                    "{} not found (looked in KUBEBUILDER_ASSETS={}): unpack it there, e.g. `xz -dc kube-apiserver.xz > {}/kube-apiserver && chmod +x ...`",
-                    name,
-                    assets.display(),
-                    assets.display()
-                )))
-            }
-        };
-        let (apiserver_bin, etcd_bin) = (binary("kube-apiserver")?, binary("etcd")?);
+        let (apiserver_bin, etcd_bin) = (
+            setup::binary(assets, "kube-apiserver")?,
+            setup::binary(assets, "etcd")?,
+        );
         reap_orphans();
         static RUN: AtomicU32 = AtomicU32::new(0);
         let run = format!(
@@ -140,42 +130,16 @@ impl ControlPlane {
         let pki = setup::Pki::write(&dir)?;
         let (etcd_port, peer_port, port) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let etcd_args = setup::etcd_args(&run, &data_dir, &etcd_url, peer_port);
         let etcd = Guarded::spawn(
             "etcd",
             &etcd_bin,
-            &[
-                format!("--name={run}"),
-                format!("--data-dir={}", data_dir.display()),
-                format!("--listen-client-urls={etcd_url}"),
-                format!("--advertise-client-urls={etcd_url}"),
-                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
-                "--quota-backend-bytes=1073741824".into(),
-                "--log-level=warn".into(),
-            ],
+            &etcd_args,
             &dir.join("etcd.log"),
             &dir.join("etcd.pid"),
         )
         .map_err(|e| err(format!("starting {}: {e}", etcd_bin.display())))?;
-        let p = |name: &str| dir.join(name).display().to_string();
-        let apiserver_args = vec![
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={port}"),
-            format!("--tls-cert-file={}", p("server.crt")),
-            format!("--tls-private-key-file={}", p("server.key")),
-            format!("--client-ca-file={}", p("ca.crt")),
-            format!("--token-auth-file={}", p("tokens.csv")),
-            "--authorization-mode=RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
-            format!("--service-account-key-file={}", p("sa.pub")),
-            format!("--service-account-signing-key-file={}", p("sa.key")),
-            "--service-cluster-ip-range=10.96.0.0/24".into(),
-            "--endpoint-reconciler-type=none".into(),
-            "--feature-gates=CoordinatedLeaderElection=true".into(),
-            "--runtime-config=coordination.k8s.io/v1beta1=true".into(),
-        ];
+        let apiserver_args = setup::apiserver_args(&dir, &etcd_url, port);
         let apiserver = Guarded::spawn(
             "kube-apiserver",
             &apiserver_bin,

@@ -1,7 +1,8 @@
-//! What a control plane starts with: certificates and tokens on disk, then the namespace, the Role and
-//! its bindings, and a service account whose token is laid out as an in-cluster mount.
+//! What a control plane starts with: its binaries and flags, certificates and tokens on disk, then the
+//! namespace, the Role and its bindings, and a service account whose token is laid out as an in-cluster
+//! mount.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -140,4 +141,55 @@ pub(super) fn kubeconfig(url: &str, ca_pem: &str, token: &str) -> String {
         "apiVersion: v1\nkind: Config\ncurrent-context: envtest\nclusters:\n- name: envtest\n  cluster:\n    server: {url}\n    certificate-authority-data: {}\ncontexts:\n- name: envtest\n  context:\n    cluster: envtest\n    user: elector\n    namespace: {NAMESPACE}\nusers:\n- name: elector\n  user:\n    token: {token}\n",
         crate::config::base64_encode(ca_pem.as_bytes())
     )
+}
+
+/// `name` in the assets folder, or an error that says where it was looked for and how to unpack it.
+pub(super) fn binary(assets: &Path, name: &str) -> Result<PathBuf, LaunchError> {
+    let path = assets.join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    Err(err(format!(
+        "{name} not found (looked in KUBEBUILDER_ASSETS={}): unpack it there, e.g. `xz -dc kube-apiserver.xz > {}/kube-apiserver && chmod +x ...`",
+        assets.display(),
+        assets.display()
+    )))
+}
+
+/// etcd on loopback, for one run.
+pub(super) fn etcd_args(run: &str, data_dir: &Path, url: &str, peer_port: u16) -> Vec<String> {
+    vec![
+        format!("--name={run}"),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={url}"),
+        format!("--advertise-client-urls={url}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+        "--quota-backend-bytes=1073741824".into(),
+        "--log-level=warn".into(),
+    ]
+}
+
+/// kube-apiserver on loopback with the run's certificates and tokens, RBAC, and coordinated leader
+/// election enabled.
+pub(super) fn apiserver_args(dir: &Path, etcd_url: &str, port: u16) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--secure-port={port}"),
+        format!("--tls-cert-file={}", p("server.crt")),
+        format!("--tls-private-key-file={}", p("server.key")),
+        format!("--client-ca-file={}", p("ca.crt")),
+        format!("--token-auth-file={}", p("tokens.csv")),
+        "--authorization-mode=RBAC".into(),
+        "--service-account-issuer=https://kubernetes.default.svc".into(),
+        format!("--service-account-key-file={}", p("sa.pub")),
+        format!("--service-account-signing-key-file={}", p("sa.key")),
+        "--service-cluster-ip-range=10.96.0.0/24".into(),
+        "--endpoint-reconciler-type=none".into(),
+        "--feature-gates=CoordinatedLeaderElection=true".into(),
+        "--runtime-config=coordination.k8s.io/v1beta1=true".into(),
+    ]
 }
