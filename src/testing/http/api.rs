@@ -48,6 +48,42 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
     } else {
         req.method.as_str()
     };
+    note_impersonation(inner, req);
+    inner.count(verb, token);
+    let authorized = || inner.authorized(req.bearer_token(), cert_user, basic_user);
+    if let Some(faulted) = injected(inner, req, token, verb, &authorized) {
+        return faulted;
+    }
+    if inner.is_down() {
+        return Outcome::Close;
+    }
+    if !authorized() {
+        let body = status(401, "Unauthorized", "Unauthorized", None);
+        return respond(401, &body);
+    }
+    if let Some(user) = req.bearer_token().filter(|t| inner.forbidden.contains(*t)) {
+        return respond(403, &forbidden(inner, req, user));
+    }
+    if let Some(w) = watch_request(req, inner) {
+        return w;
+    }
+    let reply = route(inner, req);
+    if req.method != "GET" {
+        inner.store_changed.notify_all();
+    }
+    respond(reply.code, &reply.body)
+}
+
+fn respond(code: u16, body: &Value) -> Outcome {
+    Outcome::Respond {
+        code,
+        body: to_bytes(body),
+        retry_after: None,
+    }
+}
+
+/// Remember the last request's `Impersonate-*` headers, for tests to check.
+fn note_impersonation(inner: &Inner, req: &Request) {
     let impersonation: Vec<(String, String)> = req
         .headers
         .iter()
@@ -60,22 +96,30 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = impersonation;
     }
-    inner.count(verb, token);
+}
+
+/// What an injected fault makes of this request, if one applies.
+fn injected(
+    inner: &Inner,
+    req: &Request,
+    token: Option<&str>,
+    verb: &str,
+    authorized: &dyn Fn() -> bool,
+) -> Option<Outcome> {
     match inner
         .faults
         .judge(token, verb, &req.path, &inner.down_or_stopped)
     {
-        Verdict::Proceed => {}
-        Verdict::Drop => return Outcome::Close,
+        Verdict::Proceed => None,
+        Verdict::Drop => Some(Outcome::Close),
+        // Half an answer: the request takes effect, the client sees a broken response.
+        Verdict::Truncate if inner.is_down() || !authorized() => Some(Outcome::Close),
         Verdict::Truncate => {
-            if inner.is_down() || !inner.authorized(req.bearer_token(), cert_user, basic_user) {
-                return Outcome::Close;
-            }
             let reply = route(inner, req);
-            return Outcome::Truncated {
+            Some(Outcome::Truncated {
                 code: reply.code,
                 body: to_bytes(&reply.body),
-            };
+            })
         }
         Verdict::Answer {
             code,
@@ -83,43 +127,12 @@ pub(crate) fn handle(inner: &Inner, req: &Request, cert_user: Option<&str>) -> O
             retry_after,
         } => {
             let body = body.map_or_else(|| to_bytes(&status_for_code(code)), String::into_bytes);
-            return Outcome::Respond {
+            Some(Outcome::Respond {
                 code,
                 body,
                 retry_after,
-            };
+            })
         }
-    }
-    if inner.is_down() {
-        return Outcome::Close;
-    }
-    if !inner.authorized(req.bearer_token(), cert_user, basic_user) {
-        let body = status(401, "Unauthorized", "Unauthorized", None);
-        return Outcome::Respond {
-            code: 401,
-            body: to_bytes(&body),
-            retry_after: None,
-        };
-    }
-    if let Some(user) = req.bearer_token().filter(|t| inner.forbidden.contains(*t)) {
-        return Outcome::Respond {
-            code: 403,
-            body: to_bytes(&forbidden(inner, req, user)),
-            retry_after: None,
-        };
-    }
-    if let Some(w) = watch_request(req, inner) {
-        return w;
-    }
-    let mutating = req.method != "GET";
-    let reply = route(inner, req);
-    if mutating {
-        inner.store_changed.notify_all();
-    }
-    Outcome::Respond {
-        code: reply.code,
-        body: to_bytes(&reply.body),
-        retry_after: None,
     }
 }
 

@@ -43,46 +43,7 @@ impl World {
         self.next_request += 1;
         let kind = self.object_of(e, request.slot());
         let (mut go, mut back) = (self.latency(), self.latency());
-        let mut fate = Fate::Normal;
-        if let Some((fault, p)) = self.faulted(e) {
-            if self.rng.next_f64() < p {
-                self.report.faults += 1;
-                fate = match fault {
-                    FaultKind::Errors => {
-                        let code = if self.rng.next_f64() < 0.5 { 500 } else { 503 };
-                        let after = (self.rng.next_f64() < 0.3)
-                            .then(|| Duration::from_secs(1 + self.rng.next_u64() % 5));
-                        Fate::Status(code, after)
-                    }
-                    FaultKind::Throttle => {
-                        let hostile = [
-                            Duration::from_secs(3600),
-                            Duration::from_secs(10_000_000_000_000_000_000),
-                            Duration::MAX,
-                            Duration::from_secs(1),
-                        ];
-                        Fate::Status(429, Some(hostile[(self.rng.next_u64() % 4) as usize]))
-                    }
-                    FaultKind::Drops => {
-                        let r = self.rng.next_f64();
-                        if r < 0.4 {
-                            Fate::DropRequest { reset: true }
-                        } else if r < 0.6 {
-                            Fate::DropRequest { reset: false }
-                        } else {
-                            Fate::DropAnswer
-                        }
-                    }
-                    FaultKind::Latency => {
-                        go += (self.rng.next_f64() * 3.0 * SEC as f64) as u64;
-                        back += (self.rng.next_f64() * 2.0 * SEC as f64) as u64;
-                        Fate::Normal
-                    }
-                    FaultKind::Conflicts => Fate::Conflict,
-                    FaultKind::Partition => Fate::DropRequest { reset: false },
-                };
-            }
-        }
+        let fate = self.draw_fate(e, &mut go, &mut back);
         let el = &mut self.electors[e];
         el.busy = match el.busy {
             Busy::Release(_) => Busy::Release(id),
@@ -112,6 +73,56 @@ impl World {
             },
         );
         self.schedule(timeout_at, Ev::Timeout { id, local: give_up });
+        self.dispatch(id, fate, go, back);
+    }
+
+    /// What happens to a request: a fault window may answer it with an error, drop it or its answer,
+    /// slow it down, or make it conflict.
+    fn draw_fate(&mut self, e: usize, go: &mut u64, back: &mut u64) -> Fate {
+        if let Some((fault, p)) = self.faulted(e) {
+            if self.rng.next_f64() < p {
+                self.report.faults += 1;
+                return match fault {
+                    FaultKind::Errors => {
+                        let code = if self.rng.next_f64() < 0.5 { 500 } else { 503 };
+                        let after = (self.rng.next_f64() < 0.3)
+                            .then(|| Duration::from_secs(1 + self.rng.next_u64() % 5));
+                        Fate::Status(code, after)
+                    }
+                    FaultKind::Throttle => {
+                        let hostile = [
+                            Duration::from_secs(3600),
+                            Duration::from_secs(10_000_000_000_000_000_000),
+                            Duration::MAX,
+                            Duration::from_secs(1),
+                        ];
+                        Fate::Status(429, Some(hostile[(self.rng.next_u64() % 4) as usize]))
+                    }
+                    FaultKind::Drops => {
+                        let r = self.rng.next_f64();
+                        if r < 0.4 {
+                            Fate::DropRequest { reset: true }
+                        } else if r < 0.6 {
+                            Fate::DropRequest { reset: false }
+                        } else {
+                            Fate::DropAnswer
+                        }
+                    }
+                    FaultKind::Latency => {
+                        *go += (self.rng.next_f64() * 3.0 * SEC as f64) as u64;
+                        *back += (self.rng.next_f64() * 2.0 * SEC as f64) as u64;
+                        Fate::Normal
+                    }
+                    FaultKind::Conflicts => Fate::Conflict,
+                    FaultKind::Partition => Fate::DropRequest { reset: false },
+                };
+            }
+        }
+        Fate::Normal
+    }
+
+    /// Send the request on its way, or answer it as its fate says.
+    fn dispatch(&mut self, id: u64, fate: Fate, go: u64, back: u64) {
         match fate {
             Fate::Normal | Fate::DropAnswer => self.schedule(self.now + go, Ev::Arrive { id }),
             Fate::DropRequest { reset: true } => {
