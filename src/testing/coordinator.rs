@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::store::Resource;
+use super::store::{Resource, Store};
 use super::{Inner, lock};
 use crate::record::{format_micro_time, parse_time_lenient};
 
@@ -46,7 +46,6 @@ fn time(v: &Value, field: &str) -> Option<DateTime<Utc>> {
 
 fn tick(inner: &Inner, lease_seconds: i64, now: DateTime<Utc>) {
     let mut store = lock(&inner.store);
-    let now_s = format_micro_time(&now);
     let mut groups: BTreeMap<(String, String), Vec<(String, Value)>> = BTreeMap::new();
     for (ns, name, c) in store.entries(Resource::LeaseCandidates) {
         let lease = c["spec"]["leaseName"]
@@ -56,73 +55,98 @@ fn tick(inner: &Inner, lease_seconds: i64, now: DateTime<Utc>) {
         groups.entry((ns, lease)).or_default().push((name, c));
     }
     for ((ns, lease_name), candidates) in groups {
-        let mut eligible = Vec::new();
-        for (name, mut c) in candidates {
-            let renew = time(&c, "renewTime");
-            let ping = time(&c, "pingTime");
-            let answered =
-                renew.is_some_and(|r| now - r < chrono::Duration::from_std(ANSWER_WITHIN).unwrap());
-            if answered && c["spec"]["strategy"] == "OldestEmulationVersion" {
-                eligible.push((name.clone(), c.clone()));
-            }
-            // Ping a candidate whose last answer is getting old and that has no ping outstanding.
-            let stale =
-                renew.is_none_or(|r| now - r > chrono::Duration::from_std(PING_EVERY).unwrap());
-            let outstanding = ping.is_some_and(|p| renew.is_none_or(|r| p > r));
-            if stale && !outstanding {
-                c["spec"]["pingTime"] = json!(now_s);
-                store.put_raw(Resource::LeaseCandidates, &ns, &name, c);
-            }
+        if let Some(best) = ping_and_pick(&mut store, &ns, candidates, now) {
+            assign(&mut store, &ns, &lease_name, &best, lease_seconds, now);
         }
-        let best = eligible.iter().min_by(|(an, a), (bn, b)| {
-            let key = |c: &Value| {
-                (
-                    version(c["spec"]["emulationVersion"].as_str().unwrap_or("")),
-                    version(c["spec"]["binaryVersion"].as_str().unwrap_or("")),
-                )
-            };
-            key(a).cmp(&key(b)).then(an.cmp(bn))
-        });
-        let Some((best, _)) = best else { continue };
-        let current = store.get(Resource::Leases, &ns, &lease_name).cloned();
-        let holder = current
+    }
+}
+
+/// Ping the candidates whose last answer is getting old, and pick the best of those that answered
+/// lately: the oldest emulation version, then the oldest binary version, then the name.
+fn ping_and_pick(
+    store: &mut Store,
+    ns: &str,
+    candidates: Vec<(String, Value)>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let mut eligible = Vec::new();
+    for (name, mut c) in candidates {
+        let renew = time(&c, "renewTime");
+        let ping = time(&c, "pingTime");
+        let answered =
+            renew.is_some_and(|r| now - r < chrono::Duration::from_std(ANSWER_WITHIN).unwrap());
+        if answered && c["spec"]["strategy"] == "OldestEmulationVersion" {
+            eligible.push((name.clone(), c.clone()));
+        }
+        // Ping a candidate whose last answer is getting old and that has no ping outstanding.
+        let stale = renew.is_none_or(|r| now - r > chrono::Duration::from_std(PING_EVERY).unwrap());
+        let outstanding = ping.is_some_and(|p| renew.is_none_or(|r| p > r));
+        if stale && !outstanding {
+            c["spec"]["pingTime"] = json!(format_micro_time(&now));
+            store.put_raw(Resource::LeaseCandidates, ns, &name, c);
+        }
+    }
+    let key = |c: &Value| {
+        (
+            version(c["spec"]["emulationVersion"].as_str().unwrap_or("")),
+            version(c["spec"]["binaryVersion"].as_str().unwrap_or("")),
+        )
+    };
+    eligible
+        .into_iter()
+        .min_by(|(an, a), (bn, b)| key(a).cmp(&key(b)).then(an.cmp(bn)))
+        .map(|(name, _)| name)
+}
+
+/// Give the Lease to `best` if it is free or expired; else name `best` as the preferred holder, so the
+/// current one steps down.
+fn assign(
+    store: &mut Store,
+    ns: &str,
+    lease_name: &str,
+    best: &str,
+    lease_seconds: i64,
+    now: DateTime<Utc>,
+) {
+    let now_s = format_micro_time(&now);
+    let current = store.get(Resource::Leases, ns, lease_name).cloned();
+    let holder = current
+        .as_ref()
+        .and_then(|l| l["spec"]["holderIdentity"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let expired = match &current {
+        None => true,
+        Some(l) => {
+            let renew = l["spec"]["renewTime"].as_str().and_then(parse_time_lenient);
+            let secs = l["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
+            holder.is_empty() || renew.is_none_or(|r| r + chrono::Duration::seconds(secs) < now)
+        }
+    };
+    if expired {
+        let transitions = current
             .as_ref()
-            .and_then(|l| l["spec"]["holderIdentity"].as_str())
-            .unwrap_or("")
-            .to_string();
-        let expired = match &current {
-            None => true,
-            Some(l) => {
-                let renew = l["spec"]["renewTime"].as_str().and_then(parse_time_lenient);
-                let secs = l["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
-                holder.is_empty() || renew.is_none_or(|r| r + chrono::Duration::seconds(secs) < now)
-            }
-        };
-        if expired {
-            let transitions = current
-                .as_ref()
-                .and_then(|l| l["spec"]["leaseTransitions"].as_i64())
-                .unwrap_or(-1)
-                + 1;
-            let mut lease = current.unwrap_or_else(|| {
-                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": lease_name, "namespace": ns}})
-            });
-            lease["spec"] = json!({
-                "holderIdentity": best,
-                "leaseDurationSeconds": lease_seconds,
-                "acquireTime": now_s,
-                "renewTime": now_s,
-                "leaseTransitions": transitions,
-                "strategy": "OldestEmulationVersion",
-            });
-            store.put_raw(Resource::Leases, &ns, &lease_name, lease);
-        } else if &holder != best {
-            let mut lease = current.expect("not expired, so present");
-            if lease["spec"]["preferredHolder"].as_str() != Some(best.as_str()) {
-                lease["spec"]["preferredHolder"] = json!(best);
-                lease["spec"]["strategy"] = json!("OldestEmulationVersion");
-                store.put_raw(Resource::Leases, &ns, &lease_name, lease);
-            }
+            .and_then(|l| l["spec"]["leaseTransitions"].as_i64())
+            .unwrap_or(-1)
+            + 1;
+        let mut lease = current.unwrap_or_else(|| {
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": lease_name, "namespace": ns}})
+        });
+        lease["spec"] = json!({
+            "holderIdentity": best,
+            "leaseDurationSeconds": lease_seconds,
+            "acquireTime": now_s,
+            "renewTime": now_s,
+            "leaseTransitions": transitions,
+            "strategy": "OldestEmulationVersion",
+        });
+        store.put_raw(Resource::Leases, ns, lease_name, lease);
+    } else if holder != best {
+        let Some(mut lease) = current else { return };
+        if lease["spec"]["preferredHolder"].as_str() != Some(best) {
+            lease["spec"]["preferredHolder"] = json!(best);
+            lease["spec"]["strategy"] = json!("OldestEmulationVersion");
+            store.put_raw(Resource::Leases, ns, lease_name, lease);
         }
     }
 }
