@@ -10,9 +10,24 @@ use crate::error::{ApiError, Error, Result};
 /// The largest response body we read: lock objects are a few kilobytes.
 const MAX_BODY: u64 = 4 * 1024 * 1024;
 
-/// The `Date` header of an answer (an HTTP date: `Fri, 27 Nov 2026 00:46:32 GMT`).
-pub(super) fn server_date(response: &ureq::http::Response<ureq::Body>) -> Option<DateTime<Utc>> {
-    let text = response.headers().get("date")?.to_str().ok()?;
+/// The `Date` header of an answer as it came (an HTTP date, `Fri, 27 Nov 2026 00:46:32 GMT`: 29
+/// bytes). Kept raw, without allocating: only coordinated election reads it, through [`parse_date`].
+pub(super) fn raw_date(response: &ureq::http::Response<ureq::Body>) -> Option<RawDate> {
+    let bytes = response.headers().get("date")?.as_bytes();
+    let mut raw = RawDate([0; 32], 0);
+    let n = bytes.len().min(raw.0.len());
+    raw.0[..n].copy_from_slice(&bytes[..n]);
+    raw.1 = n as u8;
+    Some(raw)
+}
+
+/// An HTTP date header's bytes, inline.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RawDate([u8; 32], u8);
+
+/// The time a raw `Date` header names, if it is one.
+pub(super) fn parse_date(raw: &RawDate) -> Option<DateTime<Utc>> {
+    let text = std::str::from_utf8(&raw.0[..usize::from(raw.1)]).ok()?;
     DateTime::parse_from_rfc2822(text)
         .ok()
         .map(|d| d.with_timezone(&Utc))

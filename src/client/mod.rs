@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use self::agent::AgentSlot;
 pub(crate) use self::agent::Interrupter;
-use self::answer::{finish, read_answer, server_date, transport_error};
+use self::answer::{RawDate, finish, parse_date, raw_date, read_answer, transport_error};
 use self::credentials::Credentials;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
@@ -33,7 +33,7 @@ pub(crate) struct RestClient {
     /// `Impersonate-*` headers, computed once.
     extra_headers: Vec<(String, String)>,
     /// The `Date` header of the last answer: the API server's clock.
-    last_date: Mutex<Option<DateTime<Utc>>>,
+    last_date: Mutex<Option<RawDate>>,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -64,7 +64,11 @@ impl RestClient {
 
     /// The API server's clock in its last answer (its `Date` header, whole seconds).
     pub(crate) fn last_server_date(&self) -> Option<DateTime<Utc>> {
-        *self.last_date.lock().unwrap_or_else(|p| p.into_inner())
+        self.last_date
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(parse_date)
     }
 
     /// A handle that interrupts this client's requests from another thread.
@@ -217,7 +221,7 @@ impl RestClient {
             }
         };
         if let Ok(response) = &result {
-            if let Some(date) = server_date(response) {
+            if let Some(date) = raw_date(response) {
                 *self.last_date.lock().unwrap_or_else(|p| p.into_inner()) = Some(date);
             }
         }

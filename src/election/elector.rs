@@ -198,8 +198,11 @@ impl<L: Lock, C: Clock> Elector<L, C> {
             }
             let sent = self.clock.now();
             let (reply, slot) = self.execute(request);
-            if let Some(date) = self.locks.get(slot).and_then(|l| l.server_date()) {
-                self.election.note_server_time(date, sent);
+            // Only coordinated election writes renew times on the server's clock.
+            if self.election.is_coordinated() {
+                if let Some(date) = self.locks.get(slot).and_then(|l| l.server_date()) {
+                    self.election.note_server_time(date, sent);
+                }
             }
             action = self
                 .election

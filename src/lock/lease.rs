@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 use super::object::{LockObject, ObjectLock};
 #[cfg(test)]
 use crate::record::VersionedRecord;
+use crate::record::time::write_micro_time;
 use crate::record::{LeaderElectionRecord, format_micro_time};
 
 /// A `coordination.k8s.io/v1` Lease (the lock every current client uses).
@@ -31,13 +32,85 @@ impl LockObject for Lease {
     }
 
     fn write(object: &mut Value, record: &LeaderElectionRecord) {
-        object["spec"] = encode_spec(record);
+        match object.get_mut("spec").and_then(Value::as_object_mut) {
+            Some(spec) => update_spec(spec, record),
+            None => object["spec"] = encode_spec(record),
+        }
     }
 }
 
 #[cfg(test)]
 fn decode_lease(object: &Value) -> Result<VersionedRecord, String> {
     super::object::decode::<Lease>(object)
+}
+
+/// The fields of a Lease spec the record owns; any other is dropped on write, as client-go's rebuild of
+/// the whole spec drops it.
+const SPEC_FIELDS: [&str; 7] = [
+    "holderIdentity",
+    "leaseDurationSeconds",
+    "acquireTime",
+    "renewTime",
+    "leaseTransitions",
+    "strategy",
+    "preferredHolder",
+];
+
+/// Write `record` into an existing spec in place, with the same result as [`encode_spec`]: a renew
+/// changes one time and reuses every other key and string it finds.
+fn update_spec(spec: &mut Map<String, Value>, record: &LeaderElectionRecord) {
+    spec.retain(|k, _| SPEC_FIELDS.contains(&k.as_str()));
+    set_str(spec, "holderIdentity", Some(&record.holder_identity));
+    set_value(
+        spec,
+        "leaseDurationSeconds",
+        record.lease_duration_seconds.into(),
+    );
+    set_time(spec, "acquireTime", record.acquire_time.as_ref());
+    set_time(spec, "renewTime", record.renew_time.as_ref());
+    set_value(spec, "leaseTransitions", record.leader_transitions.into());
+    set_str(spec, "strategy", record.strategy.as_deref());
+    set_str(spec, "preferredHolder", record.preferred_holder.as_deref());
+}
+
+/// `spec[key] = value` (or no key for `None`), keeping the string buffer already there.
+fn set_str(spec: &mut Map<String, Value>, key: &str, value: Option<&str>) {
+    match (spec.get_mut(key), value) {
+        (Some(Value::String(s)), Some(v)) => {
+            if s != v {
+                s.clear();
+                s.push_str(v);
+            }
+        }
+        (Some(old), Some(v)) => *old = Value::String(v.to_string()),
+        (None, Some(v)) => {
+            spec.insert(key.to_string(), Value::String(v.to_string()));
+        }
+        (_, None) => {
+            spec.remove(key);
+        }
+    }
+}
+
+fn set_value(spec: &mut Map<String, Value>, key: &str, value: Value) {
+    match spec.get_mut(key) {
+        Some(old) => *old = value,
+        None => {
+            spec.insert(key.to_string(), value);
+        }
+    }
+}
+
+/// A MicroTime written into the string already there, or `null`.
+fn set_time(spec: &mut Map<String, Value>, key: &str, t: Option<&chrono::DateTime<chrono::Utc>>) {
+    let Some(t) = t else {
+        set_value(spec, key, Value::Null);
+        return;
+    };
+    match spec.get_mut(key) {
+        Some(Value::String(s)) => write_micro_time(t, s),
+        _ => set_value(spec, key, Value::String(format_micro_time(t))),
+    }
 }
 
 /// The Lease spec for a record: always the five core fields, times as MicroTime, and the coordinated
@@ -131,6 +204,49 @@ mod tests {
                 }
                 Err(m) => proptest::prop_assert!(!m.is_empty()),
             }
+        }
+    }
+
+    fn record_strategy() -> impl proptest::strategy::Strategy<Value = LeaderElectionRecord> {
+        use chrono::TimeZone;
+        use proptest::prelude::*;
+        let time = proptest::option::of((0i64..4_000_000_000, 0u32..1_000_000_000))
+            .prop_map(|t| t.and_then(|(s, n)| chrono::Utc.timestamp_opt(s, n).single()));
+        (
+            ".{0,8}",
+            any::<i32>(),
+            time.clone(),
+            time,
+            any::<i32>(),
+            proptest::option::of(".{0,4}"),
+            proptest::option::of(".{0,4}"),
+        )
+            .prop_map(|(h, d, a, r, t, st, p)| LeaderElectionRecord {
+                holder_identity: h,
+                lease_duration_seconds: d,
+                acquire_time: a,
+                renew_time: r,
+                leader_transitions: t,
+                strategy: st,
+                preferred_holder: p,
+            })
+    }
+
+    proptest::proptest! {
+        /// Writing a record into whatever spec the object held gives exactly the spec built afresh.
+        #[test]
+        fn an_in_place_write_is_a_fresh_spec(
+            old in record_strategy(),
+            new in record_strategy(),
+            extra in proptest::option::of(".{0,6}"),
+        ) {
+            let mut object = json!({"spec": encode_spec(&old)});
+            if let Some(x) = extra {
+                object["spec"]["somethingElse"] = json!(x);
+                object["spec"]["renewTime"] = json!(7);
+            }
+            Lease::write(&mut object, &new);
+            proptest::prop_assert_eq!(&object["spec"], &encode_spec(&new));
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Judging what the reads found: whose lock it is, whether it has expired by our clock, and the
 //! record to write (a renewal of our term, or a new term).
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use super::{Election, Known, Observation, View};
-use crate::election::protocol::{Action, Slot, UNKNOWN_LEADER};
+use crate::election::protocol::{Action, ElectionConfig, Slot, UNKNOWN_LEADER};
 use crate::error::Error;
 use crate::events::LeaderEvent;
 use crate::record::LeaderElectionRecord;
@@ -17,29 +18,7 @@ impl Election {
     /// a retry), and whoever re-creates it after that leads only after a quarantine (see
     /// [`Term::from`]). A released ghost holds nothing.
     pub(super) fn record_in(&self, slot: Slot) -> Option<(&LeaderElectionRecord, &str)> {
-        match &self.slots[slot.index()] {
-            Known::Present(v) => Some((&v.record, v.resource_version.as_str())),
-            Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((g, "-")),
-            _ => None,
-        }
-    }
-
-    /// How a record is judged: its holder and duration. A ghost is held for the longer of its duration
-    /// and ours (someone we did not see may have taken it before it was deleted), and our own ghost is
-    /// ours only while we hold the term (after a lapse, anyone may have taken it since).
-    pub(super) fn judged(&self, r: &LeaderElectionRecord, version: &str) -> (String, Duration) {
-        if version != "-" {
-            return (r.holder_identity.clone(), self.duration_of(r));
-        }
-        let holder = if r.holder_identity == self.config.identity && self.leading.is_none() {
-            UNKNOWN_LEADER.to_string()
-        } else {
-            r.holder_identity.clone()
-        };
-        (
-            holder,
-            self.duration_of(r).max(self.config.timing.lease_duration),
-        )
+        record_in(&self.slots, slot)
     }
 
     pub(super) fn ours_while_holding(&self, r: &LeaderElectionRecord) -> bool {
@@ -66,12 +45,12 @@ impl Election {
         // The reads succeeded: whatever failed before (the fast path) is settled by what they found.
         self.step.error = None;
         let us = self.config.identity.clone();
-        let Some(v) = self.view() else {
-            return self.judge_missing(now, wall);
-        };
         let mut events = std::mem::take(&mut self.step.events);
-        self.observe(v, now, &mut events);
+        let seen = self.observe_now(now, &mut events);
         self.step.events = events;
+        if !seen {
+            return self.judge_missing(now, wall);
+        }
         let Some(o) = self.observed.clone() else {
             return self.finish(now);
         };
@@ -215,92 +194,136 @@ impl Election {
 
     /// The holder's advertised duration; a non-positive one (invalid on the wire) counts as ours.
     pub(super) fn duration_of(&self, r: &LeaderElectionRecord) -> Duration {
-        if r.lease_duration_seconds > 0 {
-            Duration::from_secs(u64::from(r.lease_duration_seconds.unsigned_abs()))
-        } else {
-            self.config.timing.lease_duration
-        }
+        duration_of(&self.config, r)
     }
 
-    /// What the objects say together, or `None` when none exists. In a pair, two records naming
-    /// different holders read as [`UNKNOWN_LEADER`], and the longest duration either advertises counts.
-    pub(super) fn view(&self) -> Option<View> {
-        let primary = self.record_in(Slot::Primary);
-        let secondary = if self.config.pair {
-            self.record_in(Slot::Secondary)
-        } else {
-            None
+    /// Take in what the objects say at `now`: a new key restarts the expiry countdown; a new holder is
+    /// reported. `false` when no object exists. (Renews observe their own writes: the strings are copied
+    /// into the buffers the observation already holds.)
+    pub(super) fn observe_now(&mut self, now: Instant, events: &mut Vec<LeaderEvent>) -> bool {
+        let Some(v) = view_of(&self.slots, &self.config, self.leading.is_some()) else {
+            return false;
         };
-        let rv = |r: Option<(&LeaderElectionRecord, &str)>| r.map_or("-", |(_, v)| v).to_string();
-        let key = if self.config.pair {
-            format!("{}+{}", rv(primary), rv(secondary))
-        } else {
-            rv(primary)
-        };
-        let (holder, duration, transitions, preferred) = match (primary, secondary) {
-            (None, None) => return None,
-            (Some((r, v)), None) | (None, Some((r, v))) => {
-                let (holder, duration) = self.judged(r, v);
-                (
-                    holder,
-                    duration,
-                    r.leader_transitions,
-                    r.preferred_holder.clone(),
-                )
-            }
-            (Some((p, pv)), Some((s, sv))) => {
-                let (ph, pd) = self.judged(p, pv);
-                let (sh, sd) = self.judged(s, sv);
-                (
-                    if ph == sh {
-                        ph
-                    } else {
-                        UNKNOWN_LEADER.to_string()
-                    },
-                    pd.max(sd),
-                    p.leader_transitions.max(s.leader_transitions),
-                    p.preferred_holder.clone(),
-                )
-            }
-        };
-        Some(View {
-            key,
-            holder,
-            duration,
-            transitions,
-            preferred,
-        })
-    }
-
-    /// Take in an observation at `now`: a new key restarts the expiry countdown; a new holder is reported.
-    pub(super) fn observe(&mut self, v: View, now: Instant, events: &mut Vec<LeaderEvent>) {
-        match &mut self.observed {
-            Some(old) if old.key == v.key => {
-                // Unchanged: the countdown goes on from the first sighting.
-                old.holder = v.holder;
-                old.duration = v.duration;
-                old.transitions = v.transitions;
-                old.preferred = v.preferred;
-            }
-            _ => {
-                self.observed = Some(Observation {
-                    key: v.key,
-                    holder: v.holder,
-                    duration: v.duration,
-                    transitions: v.transitions,
-                    preferred: v.preferred,
-                    at: now,
-                })
-            }
+        let o = self.observed.get_or_insert_with(|| Observation {
+            key: String::new(),
+            holder: String::new(),
+            duration: v.duration,
+            transitions: v.transitions,
+            preferred: None,
+            at: now,
+        });
+        if o.key != v.key {
+            // Changed: the countdown starts now.
+            o.key.clear();
+            o.key.push_str(&v.key);
+            o.at = now;
         }
-        let holder = self
-            .observed
-            .as_ref()
-            .map(|o| o.holder.clone())
-            .filter(|h| !h.is_empty());
-        if self.reported.as_ref() != Some(&holder) {
+        if o.holder != v.holder {
+            o.holder.clear();
+            o.holder.push_str(v.holder);
+        }
+        o.duration = v.duration;
+        o.transitions = v.transitions;
+        if o.preferred.as_deref() != v.preferred {
+            o.preferred = v.preferred.map(str::to_string);
+        }
+        let holder = (!o.holder.is_empty()).then_some(o.holder.as_str());
+        if self.reported.as_ref().map(Option::as_deref) != Some(holder) {
+            let holder = holder.map(str::to_string);
             self.reported = Some(holder.clone());
             events.push(LeaderEvent::NewLeader { identity: holder });
         }
+        true
     }
+}
+
+/// The record an object holds, with its version, or `-` for a deleted object's ghost: the holder it
+/// last named still holds it until that holder's lease runs out (a live holder re-creates it within a
+/// retry), and whoever re-creates it after that leads only after a quarantine (see `Term::from`). A
+/// released ghost holds nothing.
+fn record_in(slots: &[Known; 2], slot: Slot) -> Option<(&LeaderElectionRecord, &str)> {
+    match &slots[slot.index()] {
+        Known::Present(v) => Some((&v.record, v.resource_version.as_str())),
+        Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((g, "-")),
+        _ => None,
+    }
+}
+
+/// The holder's advertised duration; a non-positive one (invalid on the wire) counts as ours.
+fn duration_of(config: &ElectionConfig, r: &LeaderElectionRecord) -> Duration {
+    if r.lease_duration_seconds > 0 {
+        Duration::from_secs(u64::from(r.lease_duration_seconds.unsigned_abs()))
+    } else {
+        config.timing.lease_duration
+    }
+}
+
+/// How a record is judged: its holder and duration. A ghost is held for the longer of its duration and
+/// ours (someone we did not see may have taken it before it was deleted), and our own ghost is ours only
+/// while we hold the term (after a lapse, anyone may have taken it since).
+fn judged<'a>(
+    config: &ElectionConfig,
+    holding: bool,
+    r: &'a LeaderElectionRecord,
+    version: &str,
+) -> (&'a str, Duration) {
+    if version != "-" {
+        return (&r.holder_identity, duration_of(config, r));
+    }
+    let holder = if r.holder_identity == config.identity && !holding {
+        UNKNOWN_LEADER
+    } else {
+        &r.holder_identity
+    };
+    (
+        holder,
+        duration_of(config, r).max(config.timing.lease_duration),
+    )
+}
+
+/// What the objects say together, or `None` when none exists. In a pair, two records naming different
+/// holders read as [`UNKNOWN_LEADER`], and the longest duration either advertises counts.
+fn view_of<'a>(slots: &'a [Known; 2], config: &ElectionConfig, holding: bool) -> Option<View<'a>> {
+    let primary = record_in(slots, Slot::Primary);
+    let secondary = if config.pair {
+        record_in(slots, Slot::Secondary)
+    } else {
+        None
+    };
+    let rv = |r: Option<(&LeaderElectionRecord, &'a str)>| r.map_or("-", |(_, v)| v);
+    let key = if config.pair {
+        Cow::Owned(format!("{}+{}", rv(primary), rv(secondary)))
+    } else {
+        Cow::Borrowed(rv(primary))
+    };
+    let judge = |r, v| judged(config, holding, r, v);
+    let (holder, duration, transitions, preferred) = match (primary, secondary) {
+        (None, None) => return None,
+        (Some((r, v)), None) | (None, Some((r, v))) => {
+            let (holder, duration) = judge(r, v);
+            (
+                holder,
+                duration,
+                r.leader_transitions,
+                r.preferred_holder.as_deref(),
+            )
+        }
+        (Some((p, pv)), Some((s, sv))) => {
+            let (ph, pd) = judge(p, pv);
+            let (sh, sd) = judge(s, sv);
+            (
+                if ph == sh { ph } else { UNKNOWN_LEADER },
+                pd.max(sd),
+                p.leader_transitions.max(s.leader_transitions),
+                p.preferred_holder.as_deref(),
+            )
+        }
+    };
+    Some(View {
+        key,
+        holder,
+        duration,
+        transitions,
+        preferred,
+    })
 }

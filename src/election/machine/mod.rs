@@ -37,16 +37,16 @@ enum Known {
     Present(VersionedRecord),
 }
 
-/// What the lock objects say together.
+/// What the lock objects say together, borrowed from them (an observation copies what it keeps).
 #[derive(Debug, Clone)]
-struct View {
+struct View<'a> {
     /// The object versions it was read at: a change of key is a change.
-    key: String,
-    holder: String,
+    key: std::borrow::Cow<'a, str>,
+    holder: &'a str,
     /// The holder's advertised duration (the longest either record advertises in a pair).
     duration: Duration,
     transitions: i32,
-    preferred: Option<String>,
+    preferred: Option<&'a str>,
 }
 
 /// The last change we observed, and when (on our monotonic clock).
@@ -253,6 +253,11 @@ impl Election {
         self.config.timing
     }
 
+    /// Whether the API server chooses the holder (coordinated leader election).
+    pub fn is_coordinated(&self) -> bool {
+        self.config.coordinated
+    }
+
     /// Our identity.
     pub fn identity(&self) -> &str {
         &self.config.identity
@@ -377,9 +382,7 @@ impl Election {
             Watched::Changed(v) => {
                 let holder = v.record.holder_identity.clone();
                 self.slots[0] = Known::Present(v);
-                if let Some(o) = self.view() {
-                    self.observe(o, now, &mut reaction.events);
-                }
+                self.observe_now(now, &mut reaction.events);
                 // A release seen on the watch is taken without reading it again (the write is
                 // conditional on the version the watch showed): the handoff takes one round trip.
                 self.watched_fresh = holder.is_empty();

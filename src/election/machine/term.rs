@@ -13,11 +13,9 @@ impl Election {
     /// Every object holds our record: we lead until `start + renew_deadline` if followers can see the
     /// write; a write they cannot see moves nothing.
     pub(super) fn wrote_all(&mut self, record: LeaderElectionRecord, now: Instant) -> Action {
-        if let Some(v) = self.view() {
-            let mut events = std::mem::take(&mut self.step.events);
-            self.observe(v, now, &mut events);
-            self.step.events = events;
-        }
+        let mut events = std::mem::take(&mut self.step.events);
+        self.observe_now(now, &mut events);
+        self.step.events = events;
         if !self.step.observable {
             log::debug!(
                 "{}: the write changed nothing on the server (an identical record), so it does not count as a renew",
