@@ -46,7 +46,7 @@ fn decode_lease(object: &Value) -> Result<VersionedRecord, String> {
 
 /// The fields of a Lease spec the record owns; any other is dropped on write, as client-go's rebuild of
 /// the whole spec drops it.
-const SPEC_FIELDS: [&str; 7] = [
+const LEASE_FIELDS: [&str; 7] = [
     "holderIdentity",
     "leaseDurationSeconds",
     "acquireTime",
@@ -59,7 +59,7 @@ const SPEC_FIELDS: [&str; 7] = [
 /// Write `record` into an existing spec in place, with the same result as [`encode_spec`]: a renew
 /// changes one time and reuses every other key and string it finds.
 fn update_spec(spec: &mut Map<String, Value>, record: &LeaderElectionRecord) {
-    spec.retain(|k, _| SPEC_FIELDS.contains(&k.as_str()));
+    spec.retain(|k, _| LEASE_FIELDS.contains(&k.as_str()));
     set_str(spec, "holderIdentity", Some(&record.holder_identity));
     set_value(
         spec,

@@ -254,14 +254,9 @@ impl LeaderElectorBuilder<Managed> {
 }
 
 impl LeaderElectorBuilder<CustomLock> {
-    /// Validate the settings and start the renew thread.
+    /// Start the renew thread. The election core checks the timing and the lock's identity before
+    /// anything runs.
     pub fn start(self) -> Result<LeaderHandle> {
-        self.timing.validate()?;
-        if self.target.locks.identity().is_empty() {
-            return Err(Error::InvalidElectionConfig(
-                "identity must not be empty".into(),
-            ));
-        }
         spawn(Parts {
             locks: self.target.locks,
             timing: self.timing,
