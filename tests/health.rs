@@ -174,3 +174,23 @@ fn stats_count_renews_failures_and_slow_paths() {
     assert_well_formed(&events);
     assert!(!h.stats().is_leader);
 }
+
+#[test]
+fn a_custom_lock_is_checked_before_its_thread_starts() {
+    let server = ApiServer::start().unwrap();
+    let lock = LeaseLock::new(&server.config(), "default", "custom-bad", "").unwrap();
+    let err = LeaderElector::with_lock(lock).start().unwrap_err();
+    assert!(matches!(err, Error::InvalidElectionConfig(_)), "{err:?}");
+    assert!(err.to_string().contains("identity"), "{err}");
+
+    let lock = LeaseLock::new(&server.config(), "default", "custom-bad", "a").unwrap();
+    let err = LeaderElector::with_lock(lock)
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(2))
+        .start()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidElectionConfig(_)), "{err:?}");
+    assert!(err.to_string().contains("renew_deadline"), "{err}");
+    // Nothing was written: a rejected elector never reached the server.
+    assert!(server.lease("default", "custom-bad").is_none());
+}
