@@ -64,7 +64,7 @@ fn bench_acquire_attempt(c: &mut Criterion) {
 
 fn bench_is_leader(c: &mut Criterion) {
     let server = ApiServer::start().unwrap();
-    let mut handle = LeaderElector::builder(server.config(), "hot")
+    let handle = LeaderElector::builder(server.config(), "hot")
         .lease_duration(Duration::from_secs(15))
         .renew_deadline(Duration::from_secs(10))
         .retry_period(Duration::from_secs(2))

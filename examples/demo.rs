@@ -129,7 +129,7 @@ fn main() {
     );
 
     // 1. Graceful handoff: the leader stops and releases the lease.
-    let (name, mut old) = handles.remove(first);
+    let (name, old) = handles.remove(first);
     timeline.say(
         "demo",
         &format!("── graceful handoff: {name} stops and releases the lease"),
@@ -152,7 +152,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(1500));
 
     // 2. Crash: the new leader vanishes without releasing; the last one waits out the lease.
-    let (name, mut crashed) = handles.remove(second);
+    let (name, crashed) = handles.remove(second);
     timeline.say(
         "demo",
         &format!("── crash: {name} vanishes without releasing the lease"),
@@ -174,7 +174,7 @@ fn main() {
         ),
     );
     std::thread::sleep(Duration::from_millis(1000));
-    let (name, mut last) = handles.remove(third);
+    let (name, last) = handles.remove(third);
     timeline.say(
         "demo",
         &format!("── shutting down: {name} stops and releases"),

@@ -201,7 +201,7 @@ fn main() {
     if let Some(id) = &args.id {
         builder = builder.identity(id);
     }
-    let mut handle = builder.start().unwrap_or_else(|e| fail(&e.to_string()));
+    let handle = builder.start().unwrap_or_else(|e| fail(&e.to_string()));
     let events = handle.events();
     let id = handle.identity().to_string();
 

@@ -128,7 +128,7 @@ fn run(followers: usize, watch: bool, seconds: u64, repeats: usize) -> Row {
             let Some(i) = handles.iter().position(LeaderHandle::is_leader) else {
                 break;
             };
-            let mut leader = handles.remove(i);
+            let leader = handles.remove(i);
             let t = Instant::now();
             if graceful {
                 let _ = leader.stop();
@@ -147,7 +147,7 @@ fn run(followers: usize, watch: bool, seconds: u64, repeats: usize) -> Row {
     };
     let handoff = measure(true);
     let failover = measure(false);
-    for mut h in handles {
+    for h in handles {
         h.stop().ok();
     }
     Row {

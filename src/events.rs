@@ -55,10 +55,32 @@ pub enum StopReason {
     },
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Stopped => f.write_str("stopped"),
+            StopReason::Abandoned => f.write_str("abandoned (stopped without releasing)"),
+            StopReason::LeaseLost { holder: Some(h) } => write!(f, "the lease was lost to {h}"),
+            StopReason::LeaseLost { holder: None } => f.write_str("the lease was lost"),
+            StopReason::RenewDeadlineExceeded { last_error } => {
+                write!(
+                    f,
+                    "no renew succeeded within the renew deadline ({last_error})"
+                )
+            }
+            StopReason::Panicked(m) => write!(f, "the renew thread panicked: {m}"),
+            StopReason::EndOfTerm { preferred_holder } => {
+                write!(f, "end of term: the API server prefers {preferred_holder}")
+            }
+        }
+    }
+}
+
 /// Fan-out to any number of subscribers. Sending never blocks: the channels are unbounded, and
 /// subscribers whose receiver was dropped are forgotten. A new subscriber first gets the state so far
 /// (the holder last reported, and `StartedLeading` while a term is outstanding), so every stream is well
-/// formed however late it subscribes.
+/// formed however late it subscribes. Once the elector has sent its last event the hub closes: every
+/// receiver ends after its last event, and a later subscriber gets the state so far and then the end.
 #[derive(Debug, Default)]
 pub(crate) struct EventHub {
     inner: Mutex<Hub>,
@@ -71,6 +93,8 @@ struct Hub {
     holder: Option<LeaderEvent>,
     /// The outstanding `StartedLeading`, if we lead.
     started: Option<LeaderEvent>,
+    /// The elector has stopped: nothing more will be sent.
+    closed: bool,
 }
 
 impl EventHub {
@@ -80,19 +104,30 @@ impl EventHub {
         for event in hub.holder.iter().chain(hub.started.iter()) {
             let _ = tx.send(event.clone());
         }
-        hub.subscribers.push(tx);
+        if !hub.closed {
+            hub.subscribers.push(tx);
+        }
         rx
     }
 
     pub(crate) fn publish(&self, event: LeaderEvent) {
-        log::info!("leader election event: {event:?}");
         let mut hub = self.lock();
+        if hub.closed {
+            return;
+        }
         match &event {
             LeaderEvent::NewLeader { .. } => hub.holder = Some(event.clone()),
             LeaderEvent::StartedLeading { .. } => hub.started = Some(event.clone()),
             LeaderEvent::StoppedLeading { .. } => hub.started = None,
         }
         hub.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    /// The last event was sent: drop every sender, so receivers end once they have read everything.
+    pub(crate) fn close(&self) {
+        let mut hub = self.lock();
+        hub.closed = true;
+        hub.subscribers.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
@@ -143,5 +178,24 @@ mod tests {
             "no term outstanding"
         );
         assert_eq!(late.try_iter().count(), 1, "the StoppedLeading");
+    }
+
+    #[test]
+    fn closing_ends_every_stream_after_its_last_event() {
+        let hub = EventHub::default();
+        let early = hub.subscribe();
+        let holder = LeaderEvent::NewLeader {
+            identity: Some("me".into()),
+        };
+        hub.publish(holder.clone());
+        hub.close();
+        hub.publish(LeaderEvent::StartedLeading { transitions: 1 });
+        // `iter()` blocks until the channel disconnects: it must end.
+        assert_eq!(
+            early.iter().collect::<Vec<_>>(),
+            std::slice::from_ref(&holder)
+        );
+        let late = hub.subscribe();
+        assert_eq!(late.iter().collect::<Vec<_>>(), [holder]);
     }
 }

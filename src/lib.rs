@@ -11,6 +11,7 @@ mod event_recorder;
 mod events;
 mod identity;
 pub mod lock;
+pub mod metrics;
 mod random;
 pub mod record;
 pub mod runner;
@@ -25,4 +26,6 @@ pub use election::Timing;
 pub use error::{Error, Result};
 pub use events::{LeaderEvent, StopReason};
 pub use lock::LockKind;
-pub use runner::{ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus};
+pub use runner::{
+    ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus, Term,
+};

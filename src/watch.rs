@@ -144,6 +144,7 @@ impl Watcher {
         kind: LockKind,
         namespace: &str,
         name: &str,
+        identity: &str,
         retry: Duration,
     ) -> Result<Option<Self>> {
         let Some((collection, decoder)) = path_and_decoder(kind, namespace) else {
@@ -158,7 +159,7 @@ impl Watcher {
             stop: AtomicBool::new(false),
         });
         let (wake_tx, wake) = bounded(1);
-        let context = format!("watch {} {namespace}/{name}", kind.as_str());
+        let context = format!("watch {} {namespace}/{name} as {identity}", kind.as_str());
         let path = format!(
             "{collection}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&fieldSelector=metadata.name%3D{name}"
         );
@@ -276,7 +277,7 @@ fn watch_loop(
                 // The renew thread paces differently with a live watch.
                 let _ = wake.try_send(());
                 failures = 0;
-                if read_events(reader, shared, wake, decode, &mut rv).is_err()
+                if read_events(reader, shared, wake, decode, &mut rv, context).is_err()
                     && !shared.restart.swap(false, Ordering::AcqRel)
                 {
                     failures += 1;
@@ -316,6 +317,7 @@ fn read_events(
     wake: &Sender<()>,
     decode: Decoder,
     rv: &mut Option<String>,
+    context: &str,
 ) -> std::result::Result<(), ()> {
     let mut buf = Vec::new();
     while let Some(line) = read_line(&mut reader, &mut buf, MAX_EVENT).map_err(|_| ())? {
@@ -335,7 +337,7 @@ fn read_events(
                 }
                 // A malformed record: the renew thread will read it and report the error itself.
                 Err(e) => {
-                    log::warn!("watch: malformed lock object: {e}");
+                    log::debug!("{context}: malformed lock object: {e}");
                     *rv = object_rv;
                 }
             },

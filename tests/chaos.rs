@@ -223,7 +223,7 @@ fn run(seed: u64, duration: Duration, n: usize) -> Report {
     done.store(true, Ordering::Release);
     sampler.join().unwrap();
     for slot in slots.iter_mut() {
-        if let Some(mut h) = slot.handle.take() {
+        if let Some(h) = slot.handle.take() {
             h.stop().ok();
         }
     }

@@ -168,7 +168,7 @@ fn a_rotated_token_file_is_picked_up_while_leading() {
         .with_ca_pem(server.ca_pem().unwrap())
         .with_token_file(&token)
         .unwrap();
-    let mut h = LeaderElector::builder(config, "rotating")
+    let h = LeaderElector::builder(config, "rotating")
         .identity("a")
         .lease_duration(Duration::from_secs(3))
         .renew_deadline(Duration::from_secs(2))
@@ -221,7 +221,7 @@ fn in_cluster_files_and_a_kubeconfig_both_reach_the_server() {
     })
     .unwrap();
     assert_eq!(config.namespace(), "kube-system");
-    let mut h = LeaderElector::builder(config, "in-cluster")
+    let h = LeaderElector::builder(config, "in-cluster")
         .identity("pod-a")
         .lease_duration(Duration::from_secs(3))
         .renew_deadline(Duration::from_secs(2))

@@ -153,7 +153,7 @@ fn coordinated_mode_needs_an_object_name_identity_and_a_lease() {
         .unwrap_err();
     assert!(err.to_string().contains("Leases only"), "{err}");
     // The default identity is a valid candidate name in this mode.
-    let mut h = LeaderElector::builder(server.config(), "cle")
+    let h = LeaderElector::builder(server.config(), "cle")
         .coordinated(CandidateInfo::new("1.34.0", "1.33.0"))
         .start()
         .unwrap();

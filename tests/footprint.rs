@@ -46,7 +46,7 @@ fn threads_named(prefix: &str) -> usize {
 fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
     let server = ApiServer::start().unwrap();
     let before = threads_named("kube-elector");
-    let mut h = LeaderElector::builder(server.config(), "footprint")
+    let h = LeaderElector::builder(server.config(), "footprint")
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
         .retry_period(Duration::from_millis(100))
@@ -78,7 +78,7 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
     }
     h.stop().unwrap();
 
-    let mut w = LeaderElector::builder(server.config(), "footprint-watch")
+    let w = LeaderElector::builder(server.config(), "footprint-watch")
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
         .retry_period(Duration::from_millis(100))

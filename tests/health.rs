@@ -84,7 +84,7 @@ fn start(lock: Sabotaged) -> kube_elector::LeaderHandle {
 fn a_panic_in_the_renew_thread_is_reported_and_ends_leadership() {
     let server = ApiServer::start().unwrap();
     let (lock, panic, _) = sabotaged(&server, "panics");
-    let mut h = start(lock);
+    let h = start(lock);
     let rx = h.events();
     assert!(wait_until(Duration::from_secs(5), || h.is_leader()));
     panic.store(true, Ordering::SeqCst);
@@ -106,7 +106,7 @@ fn a_panic_in_the_renew_thread_is_reported_and_ends_leadership() {
 fn a_stuck_renew_thread_fails_the_health_check_but_never_claims_leadership() {
     let server = ApiServer::start().unwrap();
     let (lock, _, stuck) = sabotaged(&server, "stuck");
-    let mut h = start(lock);
+    let h = start(lock);
     assert!(wait_until(Duration::from_secs(5), || h.is_leader()));
     assert!(h.check(Duration::from_millis(500)).is_ok());
     stuck.store(true, Ordering::SeqCst);
@@ -131,7 +131,7 @@ fn a_stuck_renew_thread_fails_the_health_check_but_never_claims_leadership() {
 #[test]
 fn stats_count_renews_failures_and_slow_paths() {
     let server = ApiServer::start().unwrap();
-    let mut h = LeaderElector::builder(server.config(), "stats")
+    let h = LeaderElector::builder(server.config(), "stats")
         .identity("a")
         .lease_duration(Duration::from_secs(3))
         .renew_deadline(Duration::from_secs(2))

@@ -201,7 +201,7 @@ fn elections_on_every_kind_hand_off_and_fail_over() {
         for round in 0..2 {
             let refs: Vec<&LeaderHandle> = hs.iter().collect();
             let i = one_leader(&refs, Duration::from_secs(8));
-            let mut leader = hs.remove(i);
+            let leader = hs.remove(i);
             if round == 0 {
                 leader.stop().unwrap()
             } else {
@@ -210,7 +210,7 @@ fn elections_on_every_kind_hand_off_and_fail_over() {
             let refs: Vec<&LeaderHandle> = hs.iter().collect();
             one_leader(&refs, Duration::from_secs(8));
         }
-        for mut h in hs {
+        for h in hs {
             h.stop().unwrap();
         }
         for rx in rxs {
@@ -246,7 +246,7 @@ fn migrating_from_configmap_locks_to_leases_never_has_two_leaders() {
             "two leaders during the migration"
         );
         if start.elapsed() >= next_step && new.len() < 4 {
-            if let Some(mut h) = old.pop() {
+            if let Some(h) = old.pop() {
                 if new.len() % 2 == 0 {
                     h.stop().ok();
                 } else {
@@ -266,7 +266,7 @@ fn migrating_from_configmap_locks_to_leases_never_has_two_leaders() {
     assert!(old.is_empty(), "the rollout finished");
     let refs: Vec<&LeaderHandle> = new.iter().collect();
     one_leader(&refs, Duration::from_secs(6));
-    for mut h in new {
+    for h in new {
         h.stop().unwrap();
     }
 }
@@ -314,7 +314,7 @@ fn a_multi_lock_whose_records_disagree_reports_an_unknown_leader() {
 #[test]
 fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
     let server = ApiServer::start().unwrap();
-    let mut h = LeaderElector::builder(server.config(), "evented")
+    let h = LeaderElector::builder(server.config(), "evented")
         .identity("alice")
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
@@ -376,7 +376,7 @@ fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
 
     // With the events endpoint failing, the election goes on as if nothing happened.
     server.inject(kube_elector::testing::Fault::status(500).for_path("/events"));
-    let mut h = LeaderElector::builder(server.config(), "evented-broken")
+    let h = LeaderElector::builder(server.config(), "evented-broken")
         .identity("bob")
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))

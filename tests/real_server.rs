@@ -180,7 +180,7 @@ fn every_lock_kind_acquires_renews_with_one_write_per_object_releases_and_is_tak
             );
         }
         // Threaded: a crash is taken over once the lease expires, never before.
-        let mut a = elector(cp.user(), &name, "a")
+        let a = elector(cp.user(), &name, "a")
             .lock_kind(kind)
             .start()
             .unwrap();
@@ -243,7 +243,7 @@ fn three_electors_racing_elect_one_and_hand_over_gracefully() {
     assert_eq!(first.len(), 1);
     let mut hs = hs;
     let i = hs.iter().position(|h| h.identity() == first[0]).unwrap();
-    let mut leader = hs.remove(i);
+    let leader = hs.remove(i);
     let stopped = Instant::now();
     leader.stop().unwrap();
     let refs: Vec<&LeaderHandle> = hs.iter().collect();
@@ -261,7 +261,7 @@ fn three_electors_racing_elect_one_and_hand_over_gracefully() {
 #[test]
 fn watching_followers_take_a_released_lease_at_once_and_a_crashed_one_at_expiry() {
     let cp = need_cp!();
-    let mut a = elector(cp.user(), "watched", "a").start().unwrap();
+    let a = elector(cp.user(), "watched", "a").start().unwrap();
     assert!(leads(&a));
     let b = elector(cp.user(), "watched", "b")
         .watch(true)
@@ -285,7 +285,7 @@ fn watching_followers_take_a_released_lease_at_once_and_a_crashed_one_at_expiry(
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || c.leader().as_deref()
         == Some("b")));
-    let mut b = b;
+    let b = b;
     b.abandon();
     let crashed = Instant::now();
     // The crashed leader's lease runs to its last renewTime plus the lease duration.
@@ -335,7 +335,7 @@ fn a_watch_survives_an_api_server_restart_and_a_compacted_history() {
     own.restart_apiserver().unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(500));
     own.compact().unwrap();
-    let mut a = a;
+    let a = a;
     a.stop().unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || b.is_leader()),
@@ -392,7 +392,7 @@ fn every_way_of_connecting_elects() {
         ("merged KUBECONFIG", merged),
     ];
     for (i, (way, config)) in ways.into_iter().enumerate() {
-        let mut h = elector(
+        let h = elector(
             config,
             &format!("connect-{i}"),
             way.replace(' ', "-").as_str(),
@@ -439,7 +439,7 @@ fn rbac_refusals_give_the_error_the_readme_promises() {
 #[test]
 fn events_are_recorded_and_labels_put_on_the_lock() {
     let cp = need_cp!();
-    let mut h = elector(cp.user(), "evented", "ev-1")
+    let h = elector(cp.user(), "evented", "ev-1")
         .record_events(true)
         .label("app.kubernetes.io/name", "demo")
         .start()

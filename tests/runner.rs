@@ -30,7 +30,7 @@ fn drain(rx: &Receiver<LeaderEvent>) -> Vec<LeaderEvent> {
 #[test]
 fn a_single_elector_leads_reports_events_and_releases_on_stop() {
     let server = ApiServer::start().unwrap();
-    let mut a = LeaderElector::builder(server.config(), "solo")
+    let a = LeaderElector::builder(server.config(), "solo")
         .identity("a")
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
@@ -73,9 +73,9 @@ fn a_single_elector_leads_reports_events_and_releases_on_stop() {
 fn stop_releases_so_a_follower_takes_over_within_about_a_retry_period() {
     let server = ApiServer::start().unwrap();
     // A long lease: a takeover by expiry would take 5 s, by release about one retry period.
-    let mut a = start(server.config(), "handoff", "a", 5);
+    let a = start(server.config(), "handoff", "a", 5);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
-    let mut b = start(server.config(), "handoff", "b", 5);
+    let b = start(server.config(), "handoff", "b", 5);
     let b_events = b.events();
     assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref()
         == Some("a")));
@@ -108,9 +108,9 @@ fn stop_releases_so_a_follower_takes_over_within_about_a_retry_period() {
 #[test]
 fn a_follower_that_never_led_sends_no_stopped_leading() {
     let server = ApiServer::start().unwrap();
-    let mut a = start(server.config(), "quiet", "a", 5);
+    let a = start(server.config(), "quiet", "a", 5);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
-    let mut b = start(server.config(), "quiet", "b", 5);
+    let b = start(server.config(), "quiet", "b", 5);
     let rx = b.events();
     assert!(wait_until(Duration::from_secs(5), || b.leader().is_some()));
     server.reset_counters();
@@ -171,7 +171,7 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
             (Some(&i), Some((j, since))) if i == j => {
                 if since.elapsed() > Duration::from_millis(300) {
                     // Stop (release) or crash (no release) the leader, then replace it.
-                    let (mut h, rx) = slots.remove(i);
+                    let (h, rx) = slots.remove(i);
                     h.stop().unwrap();
                     all_events.push(drain(&rx));
                     slots.push(spawn(&server));
@@ -196,7 +196,7 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    for (mut h, rx) in slots {
+    for (h, rx) in slots {
         h.stop().unwrap();
         all_events.push(drain(&rx));
     }
@@ -276,11 +276,11 @@ fn a_partitioned_leader_steps_down_and_its_late_writes_never_touch_the_new_leade
         .token("c")
         .start()
         .unwrap();
-    let mut a = start(server.config_for("a"), "partition", "a", 2);
+    let a = start(server.config_for("a"), "partition", "a", 2);
     let a_events = a.events();
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
-    let mut b = start(server.config_for("b"), "partition", "b", 2);
-    let mut c = start(server.config_for("c"), "partition", "c", 2);
+    let b = start(server.config_for("b"), "partition", "b", 2);
+    let c = start(server.config_for("c"), "partition", "c", 2);
     assert!(wait_until(Duration::from_secs(5), || b.leader().is_some()
         && c.leader().is_some()));
 
@@ -376,7 +376,7 @@ fn dropping_the_handle_stops_and_releases() {
 #[test]
 fn the_default_identity_and_namespace_come_from_the_host_and_config() {
     let server = ApiServer::start().unwrap();
-    let mut h = LeaderElector::builder(server.config().with_namespace("team-a"), "defaults")
+    let h = LeaderElector::builder(server.config().with_namespace("team-a"), "defaults")
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
         .retry_period(Duration::from_millis(200))
@@ -413,7 +413,7 @@ fn bad_settings_fail_at_start_not_in_the_thread() {
 #[test]
 fn abandon_reports_abandoned_and_leaves_the_lease_held() {
     let server = ApiServer::start().unwrap();
-    let mut a = start(server.config(), "abandoned", "a", 5);
+    let a = start(server.config(), "abandoned", "a", 5);
     let rx = a.events();
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     a.abandon();

@@ -236,7 +236,7 @@ fn hole3_a_migrating_runner_never_overlaps_a_lease_runner_after_a_release() {
             .start()
             .unwrap()
     };
-    let mut old = start("old", LockKind::ConfigMapsLeases);
+    let old = start("old", LockKind::ConfigMapsLeases);
     assert!(wait_until(Duration::from_secs(5), || old.is_leader()));
     old.stop().unwrap(); // both records released (duration 1)
     let l = start("l", LockKind::Leases);
@@ -294,9 +294,9 @@ fn hole5_a_hostile_retry_after_neither_panics_nor_parks_a_follower() {
                 .start()
                 .unwrap()
         };
-        let mut a = start("a");
+        let a = start("a");
         assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
-        let mut b = start("b");
+        let b = start("b");
         assert!(wait_until(Duration::from_secs(5), || b.leader().is_some()));
         let throttle = server.inject(Fault::status_retry_after(429, retry_after).for_token("b"));
         std::thread::sleep(Duration::from_millis(500));
@@ -474,7 +474,7 @@ users:
 #[test]
 fn stop_with_every_request_hanging_returns_within_about_one_request_timeout() {
     let server = ApiServer::start().unwrap();
-    let mut h = LeaderElector::builder(server.config(), "hang-stop")
+    let h = LeaderElector::builder(server.config(), "hang-stop")
         .timing(timing(2, 1000, 200))
         .start()
         .unwrap();
@@ -496,7 +496,7 @@ fn a_stop_at_any_moment_reports_stopped_and_releases() {
     let server = ApiServer::start().unwrap();
     for i in 0..15u64 {
         let name = format!("race-{i}");
-        let mut h = LeaderElector::builder(server.config(), &name)
+        let h = LeaderElector::builder(server.config(), &name)
             .identity("me")
             .timing(timing(2, 1000, 50))
             .keep_campaigning(i % 2 == 0)

@@ -109,7 +109,7 @@ fn tls_server() -> ApiServer {
 #[test]
 fn a_watching_follower_takes_a_released_lease_at_once_and_makes_no_periodic_gets() {
     let server = tls_server();
-    let mut a = candidate(&server, "a", false, 5);
+    let a = candidate(&server, "a", false, 5);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let b = candidate(&server, "b", true, 5);
     assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref()
@@ -137,7 +137,7 @@ fn a_watching_follower_takes_a_released_lease_at_once_and_makes_no_periodic_gets
 #[test]
 fn a_watching_follower_takes_over_a_crashed_holder_at_expiry() {
     let server = tls_server();
-    let mut a = candidate(&server, "a", false, 2);
+    let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let b = candidate(&server, "b", true, 2);
     assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref()
@@ -162,7 +162,7 @@ fn a_watching_follower_takes_over_a_crashed_holder_at_expiry() {
 fn a_refused_or_compacted_watch_falls_back_to_polling() {
     let server = tls_server();
     server.inject(Fault::status(403).for_verb("WATCH").for_token("b"));
-    let mut a = candidate(&server, "a", false, 2);
+    let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let b = candidate(&server, "b", true, 2);
     std::thread::sleep(Duration::from_secs(1));
@@ -178,7 +178,7 @@ fn a_refused_or_compacted_watch_falls_back_to_polling() {
 
     // A compaction mid-watch: the follower lists again and carries on.
     let server = tls_server();
-    let mut a = candidate(&server, "a", false, 2);
+    let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let c = candidate(&server, "c", true, 2);
     assert!(wait_until(Duration::from_secs(5), || c.leader().as_deref()
@@ -203,7 +203,7 @@ fn a_watch_that_stalls_without_an_error_is_opened_again() {
         .parse::<u16>()
         .unwrap();
     let relay = Relay::start(([127, 0, 0, 1], port).into(), 7).unwrap();
-    let mut a = candidate(&server, "a", false, 2);
+    let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let b = LeaderElector::builder(
         Config::new(format!("https://127.0.0.1:{}", relay.port()))

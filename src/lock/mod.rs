@@ -11,10 +11,14 @@ pub use object::{LockObject, ObjectLock};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::client::Interrupter;
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::record::{LeaderElectionRecord, VersionedRecord};
 
 /// The lock kinds, by client-go's names.
 ///
@@ -150,13 +154,6 @@ impl FromStr for LockKind {
         })
     }
 }
-
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-
-use crate::error::Result;
-use crate::record::{LeaderElectionRecord, VersionedRecord};
 
 /// A lock object holding a [`LeaderElectionRecord`]: the I/O the election asks for.
 ///

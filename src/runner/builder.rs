@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, bounded};
 
 use super::handle::LeaderHandle;
 use super::pacing::watch_silence;
-use super::state::State;
+use super::state::{Names, State};
 use super::worker::Worker;
 use crate::candidate::{CandidateInfo, CandidateKeeper, valid_object_name};
 use crate::client::Interrupter;
@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::election::{Elector, Status, Timing};
 use crate::error::{Error, Result};
 use crate::event_recorder::EventRecorder;
+use crate::events::{EventHub, LeaderEvent};
 use crate::lock::{Lock, LockKind, Locks};
 use crate::random::Rng;
 use crate::watch::Watcher;
@@ -81,6 +82,8 @@ pub struct LeaderElectorBuilder<T> {
     timing: Timing,
     release_on_stop: bool,
     keep_campaigning: bool,
+    /// Subscriptions taken before the start see every event from the first.
+    events: Arc<EventHub>,
 }
 
 impl<T> LeaderElectorBuilder<T> {
@@ -90,7 +93,35 @@ impl<T> LeaderElectorBuilder<T> {
             timing: Timing::default(),
             release_on_stop: true,
             keep_campaigning: true,
+            events: Arc::default(),
         }
+    }
+
+    /// Subscribe to the leadership events before the renew thread starts, so that not even the first
+    /// `NewLeader` can be missed. The receiver behaves as one from
+    /// [`LeaderStatus::events`](crate::LeaderStatus::events): it ends after the last event once the
+    /// elector has stopped (or at once if `start` fails).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kube_elector::{LeaderElector, LeaderEvent, testing::ApiServer};
+    /// # let server = ApiServer::start().unwrap();
+    /// let builder = LeaderElector::builder(server.config(), "doc-events").identity("a");
+    /// let events = builder.events();
+    /// let handle = builder.start()?;
+    /// assert_eq!(
+    ///     events.recv_timeout(Duration::from_secs(10)).unwrap(),
+    ///     LeaderEvent::NewLeader { identity: Some("a".into()) }
+    /// );
+    /// assert!(matches!(
+    ///     events.recv_timeout(Duration::from_secs(10)).unwrap(),
+    ///     LeaderEvent::StartedLeading { .. }
+    /// ));
+    /// # drop(handle);
+    /// # Ok::<(), kube_elector::Error>(())
+    /// ```
+    pub fn events(&self) -> Receiver<LeaderEvent> {
+        self.events.subscribe()
     }
 
     /// How long followers wait after the last renew they saw before taking over (default 15 s; a whole
@@ -119,7 +150,11 @@ impl<T> LeaderElectorBuilder<T> {
     }
 
     /// Release the lock on `stop()`/drop so a follower takes over within about one retry period instead of
-    /// a lease duration (default true).
+    /// a lease duration (default true). The release is a conditional write of a freshly read record
+    /// that still names us, so it can never clear another candidate's hold. Unlike client-go's
+    /// `ReleaseOnCancel` (default false) it is on by default, because `stop()` ends `is_leader()` and
+    /// cancels the [`Term`](crate::runner::Term) before it releases; turn it off if your leader work can
+    /// outlive `stop()` (the next leader would then start while it still runs).
     pub fn release_on_stop(mut self, release: bool) -> Self {
         self.release_on_stop = release;
         self
@@ -193,6 +228,11 @@ impl LeaderElectorBuilder<Managed> {
 
     /// Validate the settings and start the renew thread.
     pub fn start(self) -> Result<LeaderHandle> {
+        let events = self.events.clone();
+        self.start_managed().inspect_err(|_| events.close())
+    }
+
+    fn start_managed(self) -> Result<LeaderHandle> {
         let t = self.target;
         let namespace = t
             .namespace
@@ -221,6 +261,7 @@ impl LeaderElectorBuilder<Managed> {
                 t.kind,
                 &namespace,
                 &t.name,
+                &identity,
                 self.timing.retry_period,
             )?
         } else {
@@ -240,6 +281,8 @@ impl LeaderElectorBuilder<Managed> {
         };
         spawn(Parts {
             locks,
+            name: t.name.clone(),
+            events: self.events,
             timing: self.timing,
             release_on_stop: self.release_on_stop,
             keep_campaigning: self.keep_campaigning,
@@ -257,8 +300,15 @@ impl LeaderElectorBuilder<CustomLock> {
     /// Start the renew thread. The election core checks the timing and the lock's identity before
     /// anything runs.
     pub fn start(self) -> Result<LeaderHandle> {
+        let events = self.events.clone();
+        let locks = self.target.locks;
+        // A lock describes itself as `<resource> <namespace>/<name>`: the name is the metrics label.
+        let describe = locks.primary().describe();
+        let name = describe.rsplit('/').next().unwrap_or(&describe).to_string();
         spawn(Parts {
-            locks: self.target.locks,
+            locks,
+            name,
+            events: self.events,
             timing: self.timing,
             release_on_stop: self.release_on_stop,
             keep_campaigning: self.keep_campaigning,
@@ -269,6 +319,7 @@ impl LeaderElectorBuilder<CustomLock> {
             interrupters: Vec::new(),
             watch_silence: Duration::ZERO,
         })
+        .inspect_err(|_| events.close())
     }
 }
 
@@ -319,6 +370,9 @@ fn valid_namespace(ns: &str) -> bool {
 /// What the renew thread is assembled from.
 struct Parts {
     locks: Locks,
+    /// The lock's name, for metrics.
+    name: String,
+    events: Arc<EventHub>,
     timing: Timing,
     release_on_stop: bool,
     keep_campaigning: bool,
@@ -332,11 +386,18 @@ struct Parts {
 
 fn spawn(p: Parts) -> Result<LeaderHandle> {
     let identity = p.locks.identity().to_string();
+    let context = format!("{} as {identity}", p.locks.describe());
     let elector = Elector::new(p.locks, p.timing)?.coordinated(p.coordinated)?;
-    let state = Arc::new(State::new(p.timing, identity, p.recorder));
+    let names = Names {
+        identity,
+        context: context.clone(),
+        name: p.name,
+    };
+    let state = Arc::new(State::new(p.timing, names, p.events, p.recorder));
     let (stop_tx, stop_rx) = bounded(1);
     let worker = Worker {
-        describe: elector.locks().describe(),
+        context,
+        failures: None,
         timing: elector.timing(),
         standing: Status::Following {
             holder: None,
@@ -356,11 +417,11 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
         .name("kube-elector-renew".into())
         .spawn(move || worker.run())
         .map_err(|e| Error::spawn("renew", e))?;
-    Ok(LeaderHandle {
+    Ok(LeaderHandle::new(
         state,
         stop_tx,
-        thread: Some(thread),
-        interrupters: p.interrupters,
-        candidate: p.candidate,
-    })
+        thread,
+        p.interrupters,
+        p.candidate,
+    ))
 }

@@ -1,12 +1,15 @@
 //! The threaded runner: [`LeaderElector::builder`] → [`LeaderHandle`], one background renew thread per
-//! elector, an `is_leader()` bounded by the leadership deadline, and events on crossbeam channels.
+//! elector, an `is_leader()` bounded by the leadership deadline, terms as cancellation tokens for worker
+//! threads, and events on crossbeam channels.
 
 mod builder;
 mod handle;
 pub(crate) mod pacing;
 mod state;
+mod term;
 mod worker;
 
 pub use builder::{CustomLock, LeaderElector, LeaderElectorBuilder, Managed};
 pub use handle::{LeaderHandle, LeaderStatus};
 pub use state::ElectorStats;
+pub use term::Term;

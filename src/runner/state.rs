@@ -1,11 +1,13 @@
 //! What the renew thread shares with the handle and other threads: leadership as one atomic deadline
-//! (read by `is_leader()` without locks), the holder, the counters and the event fan-out.
+//! (read by `is_leader()` without locks), the term it belongs to, the holder, the counters and the event
+//! fan-out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::election::{Outcome, Timing};
+use crate::error::{Error, Result};
 use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent, StopReason};
 use crate::lock::ObjectReference;
@@ -14,7 +16,7 @@ const NOT_LEADING: u64 = 0;
 /// Terminal: set by `stop()`, never left.
 const STOPPED: u64 = 1;
 
-/// A snapshot of an elector's counters (see [`LeaderHandle::stats`](crate::runner::LeaderHandle::stats)). Cheap to
+/// A snapshot of an elector's counters (see [`LeaderStatus::stats`](crate::runner::LeaderStatus::stats)). Cheap to
 /// take; the renew thread updates it once per step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,7 +42,7 @@ pub struct ElectorStats {
     pub is_leader: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every value here is consistent between statements: a panic elsewhere cannot leave it half-written.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -54,7 +56,7 @@ pub(crate) struct State {
     /// `StartedLeading` was sent and its `StoppedLeading` not yet.
     announced: AtomicBool,
     leader: Mutex<Option<String>>,
-    pub(crate) events: EventHub,
+    pub(crate) events: Arc<EventHub>,
     pub(crate) timing: Timing,
     stats: Mutex<ElectorStats>,
     /// Posts Kubernetes Events, when enabled.
@@ -62,21 +64,55 @@ pub(crate) struct State {
     pub(crate) identity: String,
     /// The lock object, for Events.
     lock_ref: Mutex<Option<ObjectReference>>,
+    /// The lock and our identity, for log lines: `leases default/my-app as pod-a`.
+    pub(crate) context: String,
+    /// The lock's name: the `name` label of the metrics.
+    pub(crate) name: String,
+    /// The number of the current (or last) term. A term's number is published before its deadline, so
+    /// a reader who sees the deadline sees the number too.
+    term_seq: AtomicU64,
+    /// The current term, written under this lock; waiters for leadership changes sleep on `changed`.
+    term: Mutex<TermSlot>,
+    changed: Condvar,
+}
+
+/// The current (or last) term: its number and the lock's transition counter.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TermSlot {
+    pub(crate) seq: u64,
+    pub(crate) transitions: i32,
+}
+
+/// Who the state belongs to.
+pub(crate) struct Names {
+    pub(crate) identity: String,
+    pub(crate) context: String,
+    pub(crate) name: String,
 }
 
 impl State {
-    pub(crate) fn new(timing: Timing, identity: String, recorder: Option<EventRecorder>) -> Self {
+    pub(crate) fn new(
+        timing: Timing,
+        names: Names,
+        events: Arc<EventHub>,
+        recorder: Option<EventRecorder>,
+    ) -> Self {
         State {
             base: Instant::now(),
             deadline: AtomicU64::new(NOT_LEADING),
             announced: AtomicBool::new(false),
             leader: Mutex::new(None),
-            events: EventHub::default(),
+            events,
             timing,
             stats: Mutex::new(ElectorStats::default()),
             recorder,
-            identity,
+            identity: names.identity,
             lock_ref: Mutex::new(None),
+            context: names.context,
+            name: names.name,
+            term_seq: AtomicU64::new(0),
+            term: Mutex::new(TermSlot::default()),
+            changed: Condvar::new(),
         }
     }
 
@@ -98,6 +134,100 @@ impl State {
     /// Leadership ends for good (stop, abandon, a panic): `is_leader()` is false from now on.
     pub(crate) fn stop(&self) {
         self.deadline.store(STOPPED, Ordering::Release);
+        self.notify();
+    }
+
+    /// Wake every thread waiting for a change of leadership. Taking the lock first means a waiter is
+    /// either still before its check (and will see the change) or already asleep (and is woken).
+    fn notify(&self) {
+        drop(lock(&self.term));
+        self.changed.notify_all();
+    }
+
+    /// When the current deadline passes, while we lead.
+    fn deadline_instant(&self) -> Option<Instant> {
+        let d = self.deadline.load(Ordering::Acquire);
+        (d > STOPPED).then(|| self.base + Duration::from_nanos(d))
+    }
+
+    /// Whether term `seq` is still ours: we lead, and no later term has begun. Two atomic loads and a
+    /// clock read; exact at the instant `is_leader()` turns false.
+    #[inline]
+    pub(crate) fn holds_term(&self, seq: u64) -> bool {
+        // The deadline first: a deadline from a later term implies its (later) number is visible.
+        self.is_leader() && self.term_seq.load(Ordering::Acquire) == seq
+    }
+
+    /// The current term, if we lead.
+    pub(crate) fn current_term(&self) -> Option<TermSlot> {
+        let slot = *lock(&self.term);
+        self.holds_term(slot.seq).then_some(slot)
+    }
+
+    /// Wait until we lead (`Some`), the elector stops or `timeout` passes (`None`; `None` timeout: no limit).
+    pub(crate) fn wait_for_term(&self, timeout: Option<Duration>) -> Option<TermSlot> {
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut slot = lock(&self.term);
+        loop {
+            if self.holds_term(slot.seq) {
+                return Some(*slot);
+            }
+            if self.is_stopped() {
+                return None;
+            }
+            slot = match end {
+                None => self.changed.wait(slot).unwrap_or_else(|p| p.into_inner()),
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.changed
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Wait until term `seq` ends (true) or `timeout` passes while it lasts (false). Wakes at the
+    /// leadership deadline by itself, so a renew thread stuck on a hung server cannot delay it.
+    pub(crate) fn wait_term_end(&self, seq: u64, timeout: Option<Duration>) -> bool {
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut guard = lock(&self.term);
+        loop {
+            if !self.holds_term(seq) {
+                return true;
+            }
+            let now = Instant::now();
+            let Some(deadline) = self.deadline_instant() else {
+                return true;
+            };
+            let until = match end {
+                Some(end) if end <= now => return false,
+                Some(end) => end.min(deadline),
+                None => deadline,
+            };
+            guard = self
+                .changed
+                .wait_timeout(guard, until.saturating_duration_since(now))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Begin a term: its number first, then its deadline, then wake the waiters. False when stopped.
+    fn begin_term(&self, transitions: i32, deadline: Instant) -> bool {
+        {
+            let mut slot = lock(&self.term);
+            slot.seq += 1;
+            slot.transitions = transitions;
+            self.term_seq.store(slot.seq, Ordering::Release);
+        }
+        let begun = self.set_deadline(deadline);
+        self.notify();
+        begun
     }
 
     /// Whether `stop()` was called (or the thread panicked).
@@ -121,6 +251,7 @@ impl State {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 (cur != STOPPED).then_some(NOT_LEADING)
             });
+        self.notify();
     }
 
     /// The start of the last successful renew, while we lead (`check()` needs it).
@@ -179,7 +310,7 @@ impl State {
             match event {
                 LeaderEvent::StartedLeading { transitions } => {
                     if let Some(d) = deadline {
-                        if self.set_deadline(d) {
+                        if self.begin_term(*transitions, d) {
                             self.announce_started(*transitions, lock_ref.clone());
                         }
                     }
@@ -203,14 +334,38 @@ impl State {
         if let LeaderEvent::NewLeader { identity } = &event {
             *lock(&self.leader) = identity.clone();
             lock(&self.stats).leader_changes_seen += 1;
+            match identity {
+                Some(holder) => log::info!("{}: the leader is now {holder}", self.context),
+                None => log::info!("{}: the lock is free", self.context),
+            }
         }
         self.events.publish(event);
+    }
+
+    /// The liveness check behind [`LeaderStatus::check`](crate::runner::LeaderStatus::check).
+    pub(crate) fn check(&self, max_tolerable_expired: Duration) -> Result<()> {
+        let Some(last) = self.last_renew() else {
+            return Ok(());
+        };
+        let age = Instant::now().saturating_duration_since(last);
+        let limit = self.timing.lease_duration + max_tolerable_expired;
+        if age > limit {
+            return Err(Error::Unhealthy(format!(
+                "{}: leading, but the last successful renew was {age:?} ago (more than lease duration + {max_tolerable_expired:?} = {limit:?}): the renew thread is stuck",
+                self.context
+            )));
+        }
+        Ok(())
     }
 
     /// Send `StartedLeading` (and its Kubernetes Event).
     fn announce_started(&self, transitions: i32, object: Option<ObjectReference>) {
         self.announced.store(true, Ordering::Release);
         lock(&self.stats).acquisitions += 1;
+        log::info!(
+            "{}: started leading (lease transitions {transitions})",
+            self.context
+        );
         self.events
             .publish(LeaderEvent::StartedLeading { transitions });
         if let Some(r) = &self.recorder {
@@ -222,6 +377,7 @@ impl State {
     /// Send `StoppedLeading` (and its Kubernetes Event) if, and only if, `StartedLeading` is outstanding.
     pub(crate) fn announce_stopped(&self, reason: StopReason) {
         if self.announced.swap(false, Ordering::AcqRel) {
+            log::info!("{}: stopped leading: {reason}", self.context);
             self.events.publish(LeaderEvent::StoppedLeading { reason });
             if let Some(r) = &self.recorder {
                 let object = lock(&self.lock_ref).clone();

@@ -37,8 +37,10 @@ enum Wake {
 
 pub(crate) struct Worker {
     pub(crate) elector: Elector,
-    /// The lock, for log lines.
-    pub(crate) describe: String,
+    /// The lock and our identity, for log lines.
+    pub(crate) context: String,
+    /// The streak of failed steps we are in, if any: when it began and how long it is.
+    pub(crate) failures: Option<(Instant, u32)>,
     pub(crate) timing: Timing,
     /// Where the last step, or a change seen on the watch since, left us: what the pacing goes by.
     pub(crate) standing: Status,
@@ -59,6 +61,14 @@ impl Worker {
     /// The thread's body: the campaign, with a panic turned into a `StoppedLeading` and an error.
     pub(crate) fn run(mut self) -> Result<()> {
         let state = self.state.clone();
+        let result = self.campaign_catching_panics();
+        // The last event has been sent: every subscription ends once read.
+        state.events.close();
+        result
+    }
+
+    fn campaign_catching_panics(&mut self) -> Result<()> {
+        let state = self.state.clone();
         match catch_unwind(AssertUnwindSafe(|| self.campaign())) {
             Ok(result) => result,
             Err(panic) => {
@@ -68,10 +78,7 @@ impl Worker {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
                 state.stop();
-                log::error!(
-                    "kube-elector renew thread for {} panicked: {message}",
-                    state.identity
-                );
+                log::error!("{}: the renew thread panicked: {message}", state.context);
                 state.announce_stopped(StopReason::Panicked(message.clone()));
                 Err(Error::RenewThreadPanicked(message))
             }
@@ -89,9 +96,7 @@ impl Worker {
             };
             self.standing = outcome.status.clone();
             self.restart_a_watch_that_missed_a_change(expiry_before, &outcome, started);
-            if let Some(e) = &outcome.error {
-                log::warn!("{}: {e}", self.describe);
-            }
+            self.log_failures(outcome.error.as_ref());
             // A term that begins is announced with the lock object it is held on.
             let lock_ref = outcome
                 .events
@@ -133,7 +138,7 @@ impl Worker {
                 i.resume();
             }
             match self.elector.release() {
-                Ok(true) => log::info!("{}: released", self.describe),
+                Ok(true) => log::info!("{}: released the lock", self.context),
                 Ok(false) => {}
                 Err(e) => return Err(e),
             }
@@ -162,10 +167,42 @@ impl Worker {
         if moved && quiet.is_some_and(|q| watcher.quiet_since(q)) {
             log::info!(
                 "{}: the watch brought nothing for {:?} while the lock changed: opening a new one",
-                self.describe,
+                self.context,
                 self.watch_silence
             );
             watcher.restart();
+        }
+    }
+
+    /// Log a step's error as part of a streak: one WARN when a streak of failures begins, one INFO when
+    /// it ends, DEBUG in between. A lost write race (another candidate wrote first) is part of the
+    /// algorithm, not a failure.
+    fn log_failures(&mut self, error: Option<&Error>) {
+        match (error, self.failures) {
+            (Some(e), _) if e.is_conflict() || e.is_already_exists() => {
+                log::debug!("{}: another candidate wrote first: {e}", self.context);
+            }
+            (Some(e), None) => {
+                log::warn!(
+                    "{}: {e} (retrying every {:?}; further failures are logged at debug level until one succeeds)",
+                    self.context,
+                    self.timing.retry_period
+                );
+                self.failures = Some((Instant::now(), 1));
+            }
+            (Some(e), Some((since, n))) => {
+                log::debug!("{}: still failing ({} in a row): {e}", self.context, n + 1);
+                self.failures = Some((since, n + 1));
+            }
+            (None, Some((since, n))) => {
+                log::info!(
+                    "{}: the API server answers again, after {n} failed attempts over {:?}",
+                    self.context,
+                    since.elapsed()
+                );
+                self.failures = None;
+            }
+            (None, None) => {}
         }
     }
 
