@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::raw::{Answer, Raw};
@@ -14,16 +13,7 @@ use kube_elector::testing::{ApiServer, ControlPlane};
 use serde_json::{Value, json};
 
 fn cp() -> Option<&'static ControlPlane> {
-    static CP: OnceLock<Option<ControlPlane>> = OnceLock::new();
-    CP.get_or_init(|| {
-        let required = std::env::var_os("KUBE_ELECTOR_REQUIRE_REAL_SERVER").is_some();
-        if ControlPlane::assets_from_env().is_none() && !required {
-            eprintln!("skipped: KUBEBUILDER_ASSETS is not set (see README: the real-server suite)");
-            return None;
-        }
-        Some(ControlPlane::start().unwrap_or_else(|e| panic!("{e}")))
-    })
-    .as_ref()
+    common::real::control_plane()
 }
 
 /// The two servers, each with an admin client, a client the server refuses (401) and, where the server

@@ -130,9 +130,7 @@ fn sample(statuses: &Mutex<Vec<LeaderStatus>>, t: &mut Tally) {
 
 #[test]
 fn watching_keeps_a_leader_as_much_as_polling_under_chaos_and_never_two() {
-    let required = std::env::var_os("KUBE_ELECTOR_REQUIRE_REAL_SERVER").is_some();
-    if ControlPlane::assets_from_env().is_none() && !required {
-        eprintln!("skipped: KUBEBUILDER_ASSETS is not set (see README: the real-server suite)");
+    if !common::real::available() {
         return;
     }
     let cp = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{wait_event, wait_until};
@@ -23,16 +22,7 @@ use kube_elector::{
 
 /// One control plane for the whole test binary (its processes die with the binary).
 fn cp() -> Option<&'static ControlPlane> {
-    static CP: OnceLock<Option<ControlPlane>> = OnceLock::new();
-    CP.get_or_init(|| {
-        let required = std::env::var_os("KUBE_ELECTOR_REQUIRE_REAL_SERVER").is_some();
-        if ControlPlane::assets_from_env().is_none() && !required {
-            eprintln!("skipped: KUBEBUILDER_ASSETS is not set (see README: the real-server suite)");
-            return None;
-        }
-        Some(ControlPlane::start().unwrap_or_else(|e| panic!("{e}")))
-    })
-    .as_ref()
+    common::real::control_plane()
 }
 
 macro_rules! need_cp {

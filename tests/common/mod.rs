@@ -3,6 +3,7 @@
 
 pub mod prom;
 pub mod raw;
+pub mod real;
 pub mod relay;
 
 use std::sync::{Arc, Mutex};
