@@ -41,13 +41,13 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
             let mut parts = rest.splitn(3, ' ');
             let (word, name, tail) = (parts.next(), parts.next(), parts.next());
             match (word, name) {
-                (Some("HELP"), Some(name)) if valid_name(name) => {
-                    if helps
-                        .insert(name.into(), tail.unwrap_or("").into())
-                        .is_some()
-                    {
-                        return err("HELP twice");
-                    }
+                (Some("HELP"), Some(name))
+                    if valid_name(name)
+                        && helps
+                            .insert(name.into(), tail.unwrap_or("").into())
+                            .is_some() =>
+                {
+                    return err("HELP twice");
                 }
                 (Some("TYPE"), Some(name)) if valid_name(name) => {
                     let kind = tail.unwrap_or("");
