@@ -86,6 +86,8 @@ fn wait_for_leader(handles: &[&LeaderHandle], within: Duration) -> Option<usize>
 }
 
 fn main() {
+    // The library's log lines under the output: `RUST_LOG=info` (or `debug`) to see them.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let timeline: &'static Timeline = Box::leak(Box::new(Timeline {
         start: Instant::now(),
         out: Mutex::new(()),

@@ -125,6 +125,8 @@ fn usage() -> ! {
 }
 
 fn main() {
+    // The library's log lines under the output: `RUST_LOG=info` (or `debug`) to see them.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let mut server = if ControlPlane::assets_from_env().is_some() {
         "both".to_string()
     } else {

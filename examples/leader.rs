@@ -4,8 +4,10 @@
 //!
 //!     cargo run --example leader -- --kubeconfig ~/.kube/config --name my-app --id pod-1 --run-for 60s
 //!
-//! Exits 0 after `--run-for` or on SIGTERM/SIGINT after a graceful stop (releasing the lease with
-//! `--release-on-cancel`); bad flags or config: a one-line error on stderr and exit code 2.
+//! Exits 0 after `--run-for` or on SIGTERM/SIGINT after a graceful stop that releases the lease (as the
+//! library does by default; `--release-on-cancel=false` keeps it held until it expires); bad flags or
+//! config: a one-line error on stderr and exit code 2. Logs go to stderr through env_logger: `RUST_LOG`
+//! (default `info`) picks what is shown.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases|configmaps|endpoints|configmapsleases|endpointsleases] \
-[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel] [--no-watch] [--run-for D]";
+[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel[=true|false]] [--no-watch] [--run-for D]";
 
 /// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -72,7 +74,7 @@ fn parse_args() -> Result<Args, String> {
         lease_duration: Duration::from_secs(15),
         renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
-        release_on_cancel: false,
+        release_on_cancel: true,
         run_for: None,
         lock: LockKind::Leases,
         watch: true,
@@ -104,7 +106,15 @@ fn parse_args() -> Result<Args, String> {
             "--renew-deadline" => args.renew_deadline = parse_duration(&value()?)?,
             "--retry-period" => args.retry_period = parse_duration(&value()?)?,
             "--run-for" => args.run_for = Some(parse_duration(&value()?)?),
-            "--release-on-cancel" => args.release_on_cancel = true,
+            "--release-on-cancel" => {
+                args.release_on_cancel = match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => {
+                        return Err(format!("--release-on-cancel={other}: use true or false"));
+                    }
+                }
+            }
             "--watch" => args.watch = true,
             "--no-watch" => args.watch = false,
             "--help" | "-h" => {
@@ -147,36 +157,12 @@ fn emit(id: &str, event: &str, leader: &str) {
     println!("{line}");
 }
 
-/// Log lines to stderr (`LEADER_LOG=debug` for more), keeping stdout for the JSON events.
-struct StderrLogger(log::LevelFilter);
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.0
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!(
-                "{} {:<5} {}",
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                record.level(),
-                record.args()
-            );
-        }
-    }
-    fn flush(&self) {}
-}
-
+/// Log lines to stderr, keeping stdout for the JSON events: `RUST_LOG` (default `info`) as env_logger
+/// reads it, with each line's target shown.
 fn init_logging() {
-    let level = match std::env::var("LEADER_LOG").as_deref() {
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("warn") => log::LevelFilter::Warn,
-        Ok("off") => log::LevelFilter::Off,
-        _ => log::LevelFilter::Info,
-    };
-    if log::set_logger(Box::leak(Box::new(StderrLogger(level)))).is_ok() {
-        log::set_max_level(level);
-    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
 }
 
 fn fail(message: &str) -> ! {

@@ -163,6 +163,8 @@ fn run(followers: usize, watch: bool, seconds: u64, repeats: usize) -> Row {
 }
 
 fn main() {
+    // The library's log lines under the output: `RUST_LOG=info` (or `debug`) to see them.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let mut followers = vec![1usize, 10, 100];
     let mut seconds = 5u64;
     let mut repeats = 3usize;

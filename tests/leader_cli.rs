@@ -46,7 +46,8 @@ fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
         .start()
         .unwrap();
     let kubeconfig = temp_kubeconfig(&server, "sigterm");
-    let mut child = spawn(&kubeconfig, "p1", &["--release-on-cancel"]);
+    // Releasing on SIGTERM is the default.
+    let mut child = spawn(&kubeconfig, "p1", &[]);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
@@ -112,12 +113,26 @@ fn the_cli_exits_0_after_run_for_and_2_on_bad_input() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("started_leading"));
     assert_eq!(
         server.lease_holder("default", "cli").as_deref(),
-        Some("p2"),
-        "no release without the flag"
+        Some(""),
+        "released by default"
+    );
+    let out = spawn(
+        &kubeconfig,
+        "p3",
+        &["--run-for", "500ms", "--release-on-cancel=false"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        server.lease_holder("default", "cli").as_deref(),
+        Some("p3"),
+        "kept until it expires with --release-on-cancel=false"
     );
 
     for bad in [
         vec!["--name", "x", "--bogus"],
+        vec!["--name", "x", "--release-on-cancel=maybe"],
         vec!["--name", "x", "--lease-duration", "soon"],
         vec!["--kubeconfig", "/nonexistent/kubeconfig", "--name", "x"],
         vec!["--kubeconfig", kubeconfig.to_str().unwrap()],
@@ -162,7 +177,9 @@ fn without_flags_the_cli_infers_its_config_from_the_environment() {
     std::fs::create_dir_all(&empty_home).unwrap();
     let run = |kubeconfig_env: Option<&str>| {
         let mut cmd = Command::new(leader_bin());
+        // Kept after the run, so the holder shows which config it used.
         cmd.args(["--name", "inferred", "--id", "p9", "--run-for", "300ms"])
+            .arg("--release-on-cancel=false")
             .args(common::FAST_TIMING)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
