@@ -146,10 +146,11 @@ mod tests {
 
     #[test]
     fn reads_the_python_clients_variant_and_free_objects() {
-        let fixture: Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/peers/python-client-configmap-lock.json"
-        ))
-        .unwrap();
+        // The Python client's ConfigMapLock as a real API server stored it: a string duration, naive
+        // times, no transition counter.
+        let fixture = serde_json::json!({"metadata": {"annotations": {LEADER_ANNOTATION:
+            "{\"holderIdentity\": \"acc-crash-1795741501-c0\", \"leaseDurationSeconds\": \"6\", \"acquireTime\": \"2026-11-27 01:05:11.105177\", \"renewTime\": \"2026-11-27 01:05:11.117264\"}"
+        }}});
         let r = decode_annotation(&fixture).unwrap();
         assert_eq!(r.holder_identity, "acc-crash-1795741501-c0");
         assert_eq!(r.lease_duration_seconds, 6, "a string duration");
