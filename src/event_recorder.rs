@@ -42,7 +42,12 @@ impl EventRecorder {
             .spawn(move || {
                 for req in rx {
                     if let Err(e) = post(&client, &component, &req) {
-                        log::warn!("posting the leader election Event failed (the election is unaffected): {e}");
+                        log::warn!(
+                            "{} {}/{} as {component}: posting the leader election Event failed (the election is unaffected): {e}",
+                            req.object.kind.to_ascii_lowercase(),
+                            req.object.namespace,
+                            req.object.name
+                        );
                     }
                 }
             })
@@ -54,7 +59,12 @@ impl EventRecorder {
     pub(crate) fn record(&self, object: Option<ObjectReference>, message: String) {
         let Some(object) = object else { return };
         if let Err(TrySendError::Full(r)) = self.tx.try_send(Request { object, message }) {
-            log::warn!("event queue full, dropping the Event {:?}", r.message);
+            log::warn!(
+                "{}/{}: event queue full, dropping the Event {:?}",
+                r.object.namespace,
+                r.object.name,
+                r.message
+            );
         }
     }
 }

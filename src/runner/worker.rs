@@ -96,7 +96,11 @@ impl Worker {
             };
             self.standing = outcome.status.clone();
             self.restart_a_watch_that_missed_a_change(expiry_before, &outcome, started);
-            self.log_failures(outcome.error.as_ref());
+            // A lapse sent nothing: it neither ends nor extends a streak of failures. A request cut by
+            // `stop()` is no failure of the server.
+            if !outcome.lapsed() && !self.state.is_stopped() {
+                self.log_failures(outcome.error.as_ref());
+            }
             // A term that begins is announced with the lock object it is held on.
             let lock_ref = outcome
                 .events

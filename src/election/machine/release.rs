@@ -33,8 +33,9 @@ impl Election {
             // A lock we re-created after a delete is not free to hand on yet: whoever held the deleted
             // object may still lead. Left as it is, it expires a lease duration after our last renew.
             log::info!(
-                "{}: not releasing a lock created a moment ago over a deleted one; it expires a lease after our last renew",
-                self.config.lock
+                "{} as {}: not releasing a lock created a moment ago over a deleted one; it expires a lease after our last renew",
+                self.config.lock,
+                self.config.identity
             );
             return self.released(Ok(false));
         }

@@ -257,8 +257,9 @@ impl Election {
     /// The fast path failed: read the lock and judge it (the slow path).
     pub(super) fn fall_back(&mut self, e: Error, now: Instant) -> Action {
         log::debug!(
-            "{}: fast-path renew failed, reading the lock: {e}",
-            self.config.lock
+            "{} as {}: fast-path renew failed, reading the lock: {e}",
+            self.config.lock,
+            self.config.identity
         );
         self.step.slow_path = true;
         self.step.error = Some(e);

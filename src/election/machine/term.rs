@@ -18,8 +18,9 @@ impl Election {
         self.step.events = events;
         if !self.step.observable {
             log::debug!(
-                "{}: the write changed nothing on the server (an identical record), so it does not count as a renew",
-                self.config.lock
+                "{} as {}: the write changed nothing on the server (an identical record), so it does not count as a renew",
+                self.config.lock,
+                self.config.identity
             );
             return self.finish(now);
         }
@@ -39,8 +40,9 @@ impl Election {
         let announced = self.leading.as_ref().is_some_and(|t| t.announced);
         if !announced && from > now {
             log::info!(
-                "{}: re-created the lock after it was deleted; leading from a renew deadline on, when whoever held the deleted object has stopped",
-                self.config.lock
+                "{} as {}: re-created the lock after it was deleted; leading from a renew deadline on, when whoever held the deleted object has stopped",
+                self.config.lock,
+                self.config.identity
             );
         }
         self.leading = Some(Term {
