@@ -294,3 +294,12 @@ fn the_handle_is_shared_between_a_signal_thread_and_a_health_thread() {
         "released"
     );
 }
+
+#[test]
+fn handles_statuses_and_terms_cross_threads() {
+    fn shared_between_threads<T: Send + Sync + 'static>() {}
+    shared_between_threads::<LeaderHandle>();
+    shared_between_threads::<kube_elector::LeaderStatus>();
+    shared_between_threads::<kube_elector::Term>();
+    shared_between_threads::<kube_elector::metrics::Metrics>();
+}

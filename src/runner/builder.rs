@@ -77,6 +77,7 @@ pub struct CustomLock {
 
 /// Settings of an elector; `start` validates them and starts the renew thread.
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `start()`; its setters return the builder to use"]
 pub struct LeaderElectorBuilder<T> {
     target: T,
     timing: Timing,
