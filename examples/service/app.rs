@@ -161,7 +161,11 @@ fn lead(n: usize, term: &Term, work: &Work, item: Duration) {
         work.done.fetch_add(1, Ordering::SeqCst);
         work.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-    log::info!("worker {n}: term {} over", term.transitions());
+    if term.is_cancelled() {
+        log::info!("worker {n}: term {} over", term.transitions());
+    } else {
+        log::info!("worker {n}: shutting down, no new items");
+    }
 }
 
 /// A tiny HTTP/1.1 server: one request per connection, answered on the server's thread.

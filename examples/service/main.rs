@@ -36,13 +36,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(name) = std::env::var("LOCK_NAME") {
         settings.lock_name = name;
     }
+    if embedded {
+        // Not reachable from other hosts when it runs on a laptop.
+        settings.listen = ([127, 0, 0, 1], 8080).into();
+    }
     if let Ok(listen) = std::env::var("LISTEN") {
-        settings.listen = listen.parse()?;
+        settings.listen = listen.parse().map_err(|e| {
+            format!("LISTEN={listen:?}: {e} (use an address and port, such as 0.0.0.0:8080)")
+        })?;
     }
     // Keep the embedded server alive for as long as the service runs.
     let (config, _server) = if embedded {
         let server = kube_elector::testing::ApiServer::start()?;
-        settings.listen = ([127, 0, 0, 1], 8080).into();
         (server.config(), Some(server))
     } else {
         (Config::infer()?, None)

@@ -217,7 +217,8 @@ impl State {
         }
     }
 
-    /// Begin a term: its number first, then its deadline, then wake the waiters. False when stopped.
+    /// Begin a term: its number first, then its deadline. False when stopped. The caller announces
+    /// the term and then wakes the waiters.
     fn begin_term(&self, transitions: i32, deadline: Instant) -> bool {
         {
             let mut slot = lock(&self.term);
@@ -225,9 +226,7 @@ impl State {
             slot.transitions = transitions;
             self.term_seq.store(slot.seq, Ordering::Release);
         }
-        let begun = self.set_deadline(deadline);
-        self.notify();
-        begun
+        self.set_deadline(deadline)
     }
 
     /// Whether `stop()` was called (or the thread panicked).
@@ -312,6 +311,7 @@ impl State {
                     if let Some(d) = deadline {
                         if self.begin_term(*transitions, d) {
                             self.announce_started(*transitions, lock_ref.clone());
+                            self.notify();
                         }
                     }
                 }
