@@ -136,6 +136,52 @@ fn three_replicas_one_worker_set_healthz_metrics_and_handovers() {
     last.shutdown(LONG).unwrap();
 }
 
+/// The example as a process: `--embedded`, /metrics and /healthz, then SIGTERM: exit 0 after the
+/// in-flight work and the release.
+#[test]
+fn the_example_process_serves_and_shuts_down_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::example_bin("service"))
+        .arg("--embedded")
+        .env("LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cargo test builds the examples");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let leads = || {
+        let (code, _, body) = http_get(addr, "/metrics");
+        code == 200
+            && value(
+                &parse(&body).unwrap(),
+                "leader_election_master_status",
+                "kube-elector-service",
+            ) == Some(1.0)
+    };
+    assert!(wait_until(LONG, leads));
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(logs.contains("released the lock"), "{logs}");
+    assert!(logs.contains("shut down after"), "{logs}");
+}
+
 #[test]
 fn the_prometheus_registry_and_the_text_agree() {
     use prometheus::{Encoder, Registry, TextEncoder};

@@ -119,10 +119,15 @@ pub fn b64(data: &str) -> String {
 /// The `leader` example binary, which `cargo test` builds: target/<profile>/deps/<test> →
 /// target/<profile>/examples/leader.
 pub fn leader_bin() -> std::path::PathBuf {
+    example_bin("leader")
+}
+
+/// An example's binary, which `cargo test` builds beside the tests.
+pub fn example_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     dir.join("examples")
-        .join(format!("leader{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The `leader` CLI's timing flags for tests: a 2 s lease, 1.5 s renew deadline, 200 ms retry (valid for
