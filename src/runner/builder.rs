@@ -11,8 +11,9 @@ use crossbeam_channel::{Receiver, bounded};
 use super::handle::LeaderHandle;
 use super::pacing::watch_silence;
 use super::state::{Names, State};
+use super::validate;
 use super::worker::Worker;
-use crate::candidate::{CandidateInfo, CandidateKeeper, valid_object_name};
+use crate::candidate::{CandidateInfo, CandidateKeeper};
 use crate::client::Interrupter;
 use crate::config::Config;
 use crate::election::{Elector, Status, Timing};
@@ -247,7 +248,16 @@ impl LeaderElectorBuilder<Managed> {
                 id
             }
         });
-        validate(&self.timing, &t, &namespace, &identity)?;
+        validate::managed(
+            &self.timing,
+            &validate::Names {
+                lock: &t.name,
+                namespace: &namespace,
+                identity: &identity,
+            },
+            t.kind,
+            t.coordinated.is_some(),
+        )?;
         let (locks, interrupters) = t
             .kind
             .build(&t.config, &namespace, &t.name, &identity, &t.labels)?;
@@ -322,50 +332,6 @@ impl LeaderElectorBuilder<CustomLock> {
         })
         .inspect_err(|_| events.close())
     }
-}
-
-/// Every rule a managed elector's settings must follow, checked before anything is built.
-fn validate(timing: &Timing, t: &Managed, namespace: &str, identity: &str) -> Result<()> {
-    timing.validate()?;
-    let bad = |m: String| Err(Error::InvalidElectionConfig(m));
-    if !valid_object_name(&t.name) {
-        return bad(format!(
-            "lock name {:?} is not a valid object name: use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (a DNS-1123 subdomain)",
-            t.name
-        ));
-    }
-    if !valid_namespace(namespace) {
-        return bad(format!(
-            "namespace {namespace:?} is not a valid namespace: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)"
-        ));
-    }
-    if identity.is_empty() {
-        return bad("identity must not be empty".into());
-    }
-    if t.kind != LockKind::Leases
-        && timing.renew_deadline <= timing.retry_period + Duration::from_secs(1)
-    {
-        return bad(format!(
-            "lock kind {} keeps its record in an annotation with times in whole seconds, so a renew shows at most once a second: renew_deadline ({:?}) must be longer than 1 s + retry_period ({:?})",
-            t.kind, timing.renew_deadline, timing.retry_period
-        ));
-    }
-    if t.coordinated.is_some() {
-        if t.kind != LockKind::Leases {
-            return bad("coordinated leader election works on Leases only".into());
-        }
-        if !valid_object_name(identity) {
-            return bad(format!(
-                "coordinated election names the LeaseCandidate after the identity, so {identity:?} must be a DNS subdomain (lowercase letters, digits, '-' and '.')"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A namespace is a DNS-1123 label.
-fn valid_namespace(ns: &str) -> bool {
-    ns.len() <= 63 && valid_object_name(ns) && !ns.contains('.')
 }
 
 /// What the renew thread is assembled from.

@@ -7,6 +7,7 @@ mod handle;
 pub(crate) mod pacing;
 mod state;
 mod term;
+mod validate;
 mod worker;
 
 pub use builder::{CustomLock, LeaderElector, LeaderElectorBuilder, Managed};
