@@ -133,6 +133,8 @@ fn escape(value: &str) -> String {
 mod prom {
     //! The `prometheus` crate's side: two metric vectors, brought up to date at every scrape.
 
+    use std::sync::Mutex;
+
     use prometheus::core::{Collector, Desc};
     use prometheus::proto::MetricFamily;
     use prometheus::{IntCounterVec, IntGaugeVec, Opts};
@@ -142,6 +144,8 @@ mod prom {
     pub(super) struct Families {
         master: IntGaugeVec,
         slow_path: IntCounterVec,
+        /// Scrapes bring the counter up to date one at a time, so two at once cannot both add.
+        scraping: Mutex<()>,
     }
 
     impl Default for Families {
@@ -151,7 +155,11 @@ mod prom {
                 .expect("a valid metric definition");
             let slow_path = IntCounterVec::new(Opts::new(SLOWPATH, SLOWPATH_HELP), &["name"])
                 .expect("a valid metric definition");
-            Families { master, slow_path }
+            Families {
+                master,
+                slow_path,
+                scraping: Mutex::new(()),
+            }
         }
     }
 
@@ -168,6 +176,7 @@ mod prom {
 
         fn collect(&self) -> Vec<MetricFamily> {
             let f = &*self.families;
+            let _one_at_a_time = f.scraping.lock().unwrap_or_else(|p| p.into_inner());
             for (name, s) in self.samples() {
                 f.master
                     .with_label_values(&[name.as_str()])
