@@ -49,14 +49,14 @@ fn describe(event: &LeaderEvent) -> String {
 }
 
 fn candidate(server: &ApiServer, id: &str, timeline: &'static Timeline) -> LeaderHandle {
-    let handle = LeaderElector::builder(server.config(), "demo")
+    let builder = LeaderElector::builder(server.config(), "demo")
         .identity(id)
         .lease_duration(LEASE)
         .renew_deadline(RENEW_DEADLINE)
-        .retry_period(RETRY)
-        .start()
-        .expect("valid settings");
-    let events = handle.events();
+        .retry_period(RETRY);
+    // Subscribed before the start: the timeline misses nothing. The loop ends when the elector stops.
+    let events = builder.events();
+    let handle = builder.start().expect("valid settings");
     let name = id.to_string();
     std::thread::spawn(move || {
         for e in events {
