@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, bounded};
 
 use super::handle::LeaderHandle;
 use super::pacing::watch_silence;
-use super::state::{Names, State};
+use super::state::{Owner, State};
 use super::validate;
 use super::worker::Worker;
 use crate::candidate::{CandidateInfo, CandidateKeeper};
@@ -355,12 +355,12 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
     let identity = p.locks.identity().to_string();
     let context = format!("{} as {identity}", p.locks.describe());
     let elector = Elector::new(p.locks, p.timing)?.coordinated(p.coordinated)?;
-    let names = Names {
+    let owner = Owner {
         identity,
         context: context.clone(),
         name: p.name,
     };
-    let state = Arc::new(State::new(p.timing, names, p.events, p.recorder));
+    let state = Arc::new(State::new(p.timing, owner, p.events, p.recorder));
     let (stop_tx, stop_rx) = bounded(1);
     let worker = Worker {
         context,

@@ -84,7 +84,7 @@ pub(crate) struct TermSlot {
 }
 
 /// Who the state belongs to.
-pub(crate) struct Names {
+pub(crate) struct Owner {
     pub(crate) identity: String,
     pub(crate) context: String,
     pub(crate) name: String,
@@ -93,7 +93,7 @@ pub(crate) struct Names {
 impl State {
     pub(crate) fn new(
         timing: Timing,
-        names: Names,
+        owner: Owner,
         events: Arc<EventHub>,
         recorder: Option<EventRecorder>,
     ) -> Self {
@@ -106,10 +106,10 @@ impl State {
             timing,
             stats: Mutex::new(ElectorStats::default()),
             recorder,
-            identity: names.identity,
+            identity: owner.identity,
             lock_ref: Mutex::new(None),
-            context: names.context,
-            name: names.name,
+            context: owner.context,
+            name: owner.name,
             term_seq: AtomicU64::new(0),
             term: Mutex::new(TermSlot::default()),
             changed: Condvar::new(),
