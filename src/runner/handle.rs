@@ -145,7 +145,7 @@ impl LeaderHandle {
             )),
         };
         // The thread closes the events when it ends; a thread that could not be joined did not.
-        state.events.close();
+        state.close();
         lock(&self.candidate).take();
         result
     }

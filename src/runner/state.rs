@@ -59,8 +59,9 @@ pub(crate) struct State {
     pub(crate) events: Arc<EventHub>,
     pub(crate) timing: Timing,
     stats: Mutex<ElectorStats>,
-    /// Posts Kubernetes Events, when enabled.
-    recorder: Option<EventRecorder>,
+    /// Posts Kubernetes Events, when enabled; dropped (its thread drains and ends) when the elector
+    /// ends, however long statuses and terms outlive it.
+    recorder: Mutex<Option<EventRecorder>>,
     pub(crate) identity: String,
     /// The lock object, for Events.
     lock_ref: Mutex<Option<ObjectReference>>,
@@ -105,7 +106,7 @@ impl State {
             events,
             timing,
             stats: Mutex::new(ElectorStats::default()),
-            recorder,
+            recorder: Mutex::new(recorder),
             identity: owner.identity,
             lock_ref: Mutex::new(None),
             context: owner.context,
@@ -329,6 +330,13 @@ impl State {
         lost
     }
 
+    /// The elector has ended and sent its last event: every event stream ends once read, and the Event
+    /// recorder's thread finishes what it has queued and ends.
+    pub(crate) fn close(&self) {
+        self.events.close();
+        lock(&self.recorder).take();
+    }
+
     /// Publish events that are not about our leadership (holder changes seen on a watch).
     pub(crate) fn publish(&self, event: LeaderEvent) {
         if let LeaderEvent::NewLeader { identity } = &event {
@@ -368,7 +376,7 @@ impl State {
         );
         self.events
             .publish(LeaderEvent::StartedLeading { transitions });
-        if let Some(r) = &self.recorder {
+        if let Some(r) = lock(&self.recorder).as_ref() {
             *lock(&self.lock_ref) = object.clone();
             r.record(object, format!("{} became leader", self.identity));
         }
@@ -379,7 +387,7 @@ impl State {
         if self.announced.swap(false, Ordering::AcqRel) {
             log::info!("{}: stopped leading: {reason}", self.context);
             self.events.publish(LeaderEvent::StoppedLeading { reason });
-            if let Some(r) = &self.recorder {
+            if let Some(r) = lock(&self.recorder).as_ref() {
                 let object = lock(&self.lock_ref).clone();
                 r.record(object, format!("{} stopped leading", self.identity));
             }

@@ -63,7 +63,7 @@ impl Worker {
         let state = self.state.clone();
         let result = self.campaign_catching_panics();
         // The last event has been sent: every subscription ends once read.
-        state.events.close();
+        state.close();
         result
     }
 
