@@ -7,10 +7,13 @@
 //!
 //!     KUBE_ELECTOR_SOAK_SECS=600 KUBE_ELECTOR_CHAOS_SEED=42 cargo test --release --test chaos -- --nocapture
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::rng::Rng;
 use kube_elector::testing::{ApiServer, Fault};
 use kube_elector::{LeaderElector, LeaderHandle, LeaderStatus};
 
@@ -19,24 +22,6 @@ const RENEW_DEADLINE: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(200);
 /// Scheduling slack on a shared 2-core machine.
 const SLACK: Duration = Duration::from_millis(1000);
-
-/// xorshift64*, seeded: the same seed drives the same sequence of actions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
-}
 
 #[derive(Debug, Default)]
 struct Report {

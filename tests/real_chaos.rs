@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::relay::Relay;
+use common::rng::Rng;
 use kube_elector::testing::ControlPlane;
 use kube_elector::{Config, LeaderElector, LeaderHandle, LeaderStatus};
 
@@ -32,24 +33,6 @@ const RETRY: Duration = Duration::from_millis(500);
 const ELECTORS: usize = 5;
 /// How much less of the time a watching group may have a leader than a polling one in a short run.
 const NOISE: f64 = 0.05;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let span = (hi - lo).as_millis() as u64;
-        lo + Duration::from_millis(self.below(span + 1))
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {

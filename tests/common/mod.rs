@@ -5,6 +5,7 @@ pub mod prom;
 pub mod raw;
 pub mod real;
 pub mod relay;
+pub mod rng;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
