@@ -96,10 +96,8 @@ impl Election {
         now: Instant,
         wall: DateTime<Utc>,
     ) -> Action {
-        match reply {
-            Reply::Object(v) => self.slots[slot.index()] = Known::Present(v),
-            Reply::NotFound => self.gone(slot),
-            Reply::Failed(e) => return self.released(Err(e)),
+        if let Err(e) = self.take_in_read(slot, reply) {
+            return self.released(Err(e));
         }
         match self.next_slot(slot) {
             Some(next) => self.release_read(next, now),

@@ -41,13 +41,9 @@ impl Election {
         now: Instant,
         wall: DateTime<Utc>,
     ) -> Action {
-        match reply {
-            Reply::Object(v) => self.slots[slot.index()] = Known::Present(v),
-            Reply::NotFound => self.gone(slot),
-            Reply::Failed(e) => {
-                self.step.error = Some(e);
-                return self.finish(now);
-            }
+        if let Err(e) = self.take_in_read(slot, reply) {
+            self.step.error = Some(e);
+            return self.finish(now);
         }
         match self.next_slot(slot) {
             Some(next) => self.read(next, now),
@@ -84,6 +80,17 @@ impl Election {
     }
 
     /// The object was found missing: remember that it existed, and what it said.
+    /// Remember what a read of `slot` found (the object, or that it is gone); a failed read is returned
+    /// for the caller to judge, as a step and a release judge it differently.
+    pub(super) fn take_in_read(&mut self, slot: Slot, reply: Reply) -> Result<(), Error> {
+        match reply {
+            Reply::Object(v) => self.slots[slot.index()] = Known::Present(v),
+            Reply::NotFound => self.gone(slot),
+            Reply::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     pub(super) fn gone(&mut self, slot: Slot) {
         let ghost = match &self.slots[slot.index()] {
             Known::Present(v) => Some(v.record.clone()),
