@@ -353,8 +353,12 @@ fn hole6a_a_coordinated_holder_writes_renew_times_on_the_servers_clock() {
     );
 }
 
-#[test]
-fn hole6a_a_deposed_coordinated_holder_notices_within_one_retry() {
+/// A coordinated-election server with our candidate `cand-a` leading the Lease `cle`.
+fn coordinated_leader() -> (
+    ApiServer,
+    kube_elector::LeaderHandle,
+    crossbeam_channel::Receiver<LeaderEvent>,
+) {
     let server = ApiServer::builder()
         .coordinated_election(3)
         .start()
@@ -367,6 +371,13 @@ fn hole6a_a_deposed_coordinated_holder_notices_within_one_retry() {
         .unwrap();
     let events = h.events();
     assert!(wait_until(Duration::from_secs(10), || h.is_leader()));
+    (server, h, events)
+}
+
+#[test]
+fn hole6a_a_deposed_coordinated_holder_notices_within_one_retry() {
+    // The handle stays bound: dropping it would stop the elector.
+    let (server, _h, events) = coordinated_leader();
     // Someone (the server, judging by a clock we cannot see) hands the lease to another candidate.
     let mut lease = server.lease("default", "cle").unwrap();
     lease["spec"]["holderIdentity"] = json!("cand-z");
@@ -392,18 +403,7 @@ fn hole6a_a_deposed_coordinated_holder_notices_within_one_retry() {
 
 #[test]
 fn hole6b_a_slow_lease_candidate_endpoint_never_delays_a_renew() {
-    let server = ApiServer::builder()
-        .coordinated_election(3)
-        .start()
-        .unwrap();
-    let h = LeaderElector::builder(server.config(), "cle")
-        .identity("cand-a")
-        .timing(timing(3, 2000, 200))
-        .coordinated(kube_elector::CandidateInfo::new("1.34.0", "1.33.0"))
-        .start()
-        .unwrap();
-    let events = h.events();
-    assert!(wait_until(Duration::from_secs(10), || h.is_leader()));
+    let (server, h, events) = coordinated_leader();
     let _ = events.try_iter().count();
     server.inject(Fault::latency(Duration::from_millis(950)).for_path("leasecandidates"));
     let (mut samples, mut leading) = (0u32, 0u32);
