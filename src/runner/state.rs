@@ -173,22 +173,10 @@ impl State {
             if self.holds_term(slot.seq) {
                 return Some(*slot);
             }
-            if self.is_stopped() {
+            if self.is_stopped() || end.is_some_and(|e| e <= Instant::now()) {
                 return None;
             }
-            slot = match end {
-                None => self.changed.wait(slot).unwrap_or_else(|p| p.into_inner()),
-                Some(end) => {
-                    let left = end.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.changed
-                        .wait_timeout(slot, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
+            slot = self.sleep(slot, end);
         }
     }
 
@@ -201,21 +189,31 @@ impl State {
             if !self.holds_term(seq) {
                 return true;
             }
-            let now = Instant::now();
             let Some(deadline) = self.deadline_instant() else {
                 return true;
             };
-            let until = match end {
-                Some(end) if end <= now => return false,
-                Some(end) => end.min(deadline),
-                None => deadline,
-            };
-            guard = self
-                .changed
-                .wait_timeout(guard, until.saturating_duration_since(now))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            if end.is_some_and(|e| e <= Instant::now()) {
+                return false;
+            }
+            guard = self.sleep(guard, Some(end.map_or(deadline, |e| e.min(deadline))));
         }
+    }
+
+    /// Sleep until a change of leadership is signalled or `until` passes (`None`: no limit).
+    fn sleep<'a>(
+        &self,
+        guard: MutexGuard<'a, TermSlot>,
+        until: Option<Instant>,
+    ) -> MutexGuard<'a, TermSlot> {
+        let woken = match until {
+            None => self.changed.wait(guard),
+            Some(t) => self
+                .changed
+                .wait_timeout(guard, t.saturating_duration_since(Instant::now()))
+                .map(|(g, _)| g)
+                .map_err(|p| std::sync::PoisonError::new(p.into_inner().0)),
+        };
+        woken.unwrap_or_else(|p| p.into_inner())
     }
 
     /// Begin a term: its number first, then its deadline. False when stopped. The caller announces
