@@ -116,6 +116,11 @@ pub(crate) struct Reply {
     pub(crate) body: Value,
 }
 
+/// An answer that refuses the request with a Status body.
+fn refuse(code: u16, reason: &str, message: &str, details: Option<Value>) -> Reply {
+    reply(code, status(code, reason, message, details))
+}
+
 /// A `Status` failure body.
 pub(crate) fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Value {
     let mut s = json!({
@@ -268,14 +273,11 @@ impl Store {
     }
 
     fn not_found(r: Resource, name: &str) -> Reply {
-        reply(
+        refuse(
             404,
-            status(
-                404,
-                "NotFound",
-                &format!("{} {name:?} not found", r.qualified()),
-                Some(r.details(name, r.plural())),
-            ),
+            "NotFound",
+            &format!("{} {name:?} not found", r.qualified()),
+            Some(r.details(name, r.plural())),
         )
     }
 
@@ -372,17 +374,14 @@ impl Store {
             .unwrap_or("")
             .to_string();
         if name.is_empty() {
-            return reply(
+            return refuse(
                 422,
-                status(
-                    422,
-                    "Invalid",
-                    &format!(
-                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
-                        r.kind()
-                    ),
-                    None,
+                "Invalid",
+                &format!(
+                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                    r.kind()
                 ),
+                None,
             );
         }
         if object["metadata"]
@@ -406,14 +405,11 @@ impl Store {
         }
         let key = (r, ns.to_string(), name.clone());
         if self.objects.contains_key(&key) {
-            return reply(
+            return refuse(
                 409,
-                status(
-                    409,
-                    "AlreadyExists",
-                    &format!("{} {name:?} already exists", r.qualified()),
-                    Some(r.details(&name, r.plural())),
-                ),
+                "AlreadyExists",
+                &format!("{} {name:?} already exists", r.qualified()),
+                Some(r.details(&name, r.plural())),
             );
         }
         self.insert_new(r, ns, &name, &mut object);
@@ -444,16 +440,13 @@ impl Store {
             .unwrap_or("")
             .to_string();
         if body_name != name {
-            return reply(
+            return refuse(
                 400,
-                status(
-                    400,
-                    "BadRequest",
-                    &format!(
-                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                    ),
-                    None,
+                "BadRequest",
+                &format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
                 ),
+                None,
             );
         }
         if let Err(e) = validate(r, name, &object) {
@@ -466,18 +459,15 @@ impl Store {
             }
             // A body that names the object's uid makes it a precondition, which a missing object fails.
             if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
-                return reply(
+                return refuse(
                     409,
-                    status(
-                        409,
-                        "Conflict",
-                        &format!(
-                            "Operation cannot be fulfilled on {} {name:?}: StorageError: invalid object, Code: 4, Key: /registry/{}/{ns}/{name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in object meta: ",
-                            r.qualified(),
-                            r.plural()
-                        ),
-                        Some(r.details(name, r.plural())),
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on {} {name:?}: StorageError: invalid object, Code: 4, Key: /registry/{}/{ns}/{name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in object meta: ",
+                        r.qualified(),
+                        r.plural()
                     ),
+                    Some(r.details(name, r.plural())),
                 );
             }
             // Leases and Endpoints are created by a PUT when they are missing (fixture 15).
@@ -492,31 +482,25 @@ impl Store {
             let cause = "Invalid value: 0: must be specified for an update";
             let mut details = r.details(name, r.plural());
             details["causes"] = json!([{"reason": "FieldValueInvalid", "message": cause, "field": "metadata.resourceVersion"}]);
-            return reply(
+            return refuse(
                 422,
-                status(
-                    422,
-                    "Invalid",
-                    &format!(
-                        "{} {name:?} is invalid: metadata.resourceVersion: {cause}",
-                        r.qualified()
-                    ),
-                    Some(details),
+                "Invalid",
+                &format!(
+                    "{} {name:?} is invalid: metadata.resourceVersion: {cause}",
+                    r.qualified()
                 ),
+                Some(details),
             );
         }
         if current["metadata"]["resourceVersion"].as_str() != Some(sent_rv.as_str()) {
-            return reply(
+            return refuse(
                 409,
-                status(
-                    409,
-                    "Conflict",
-                    &format!(
-                        "Operation cannot be fulfilled on {} {name:?}: the object has been modified; please apply your changes to the latest version and try again",
-                        r.qualified()
-                    ),
-                    Some(r.details(name, r.plural())),
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {} {name:?}: the object has been modified; please apply your changes to the latest version and try again",
+                    r.qualified()
                 ),
+                Some(r.details(name, r.plural())),
             );
         }
         let meta = &mut object["metadata"];
@@ -539,18 +523,15 @@ impl Store {
 /// Parse a request body into an object of kind `r`, as the API server's decoder does.
 fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
     let bad = |m: String| {
-        reply(
+        refuse(
             400,
-            status(
-                400,
-                "BadRequest",
-                &format!(
-                    "{} in version \"v1\" cannot be handled as a {}: {m}",
-                    r.kind(),
-                    r.kind()
-                ),
-                None,
+            "BadRequest",
+            &format!(
+                "{} in version \"v1\" cannot be handled as a {}: {m}",
+                r.kind(),
+                r.kind()
             ),
+            None,
         )
     };
     let mut object: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
@@ -719,17 +700,14 @@ fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
             .map(|(f, reason, m)| json!({"reason": reason, "message": m, "field": f}))
             .collect(),
     );
-    Err(reply(
+    Err(refuse(
         422,
-        status(
-            422,
-            "Invalid",
-            &format!(
-                "{} {name:?} is invalid: {}",
-                r.qualified_kind(),
-                summary.join(", ")
-            ),
-            Some(details),
+        "Invalid",
+        &format!(
+            "{} {name:?} is invalid: {}",
+            r.qualified_kind(),
+            summary.join(", ")
         ),
+        Some(details),
     ))
 }
