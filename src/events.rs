@@ -24,6 +24,14 @@ pub enum LeaderEvent {
         /// The new holder's identity.
         identity: Option<String>,
     },
+    /// We would take the lock, but its transition counter is at its limit: a new term could not carry a
+    /// larger fencing token than the last, so we do not lead on it (see
+    /// [`Error::TermLimit`](crate::Error::TermLimit) for how to reset it). Sent once each time the
+    /// counter is found at its limit.
+    TermLimitReached {
+        /// The counter's value.
+        transitions: i32,
+    },
 }
 
 /// Why leadership ended.
@@ -47,6 +55,10 @@ pub enum StopReason {
     },
     /// The renew thread panicked (a bug); `is_leader()` is false from then on.
     Panicked(String),
+    /// The lock names our identity, but another process wrote it: a successor running under the same
+    /// identity (a pod re-created under its old name while this process was cut off). Identities must be
+    /// unique per process; this one steps down and follows like any candidate.
+    IdentityConflict,
     /// Coordinated leader election: the API server named a better candidate, so we stopped renewing
     /// and our term ended.
     EndOfTerm {
@@ -69,6 +81,9 @@ impl std::fmt::Display for StopReason {
                 )
             }
             StopReason::Panicked(m) => write!(f, "the renew thread panicked: {m}"),
+            StopReason::IdentityConflict => f.write_str(
+                "another process wrote the lock under our identity (identities must be unique per process)",
+            ),
             StopReason::EndOfTerm { preferred_holder } => {
                 write!(f, "end of term: the API server prefers {preferred_holder}")
             }
@@ -119,6 +134,7 @@ impl EventHub {
             LeaderEvent::NewLeader { .. } => hub.holder = Some(event.clone()),
             LeaderEvent::StartedLeading { .. } => hub.started = Some(event.clone()),
             LeaderEvent::StoppedLeading { .. } => hub.started = None,
+            LeaderEvent::TermLimitReached { .. } => {}
         }
         hub.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
     }

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 
@@ -12,7 +12,7 @@ use common::b64;
 use kube_elector::election::Elector;
 use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, Timing};
+use kube_elector::{Config, LeaderElector, LeaderEvent, Timing};
 use serde_json::{Value, json};
 
 struct Plugin {
@@ -21,7 +21,9 @@ struct Plugin {
 
 impl Plugin {
     /// A plugin folder with `plugin.sh`: it counts its runs in `runs`, saves its exec info in `info.json`,
-    /// prints `output.json` and exits with the code in `exit-code` (0 if missing).
+    /// prints `output.json` and exits with the code in `exit-code` (0 if missing). Misbehaviour on
+    /// request: it sleeps the seconds in `sleep` first, prints 10 MB of junk when `flood` exists, and
+    /// leaves a child holding its stdout open for 30 s when `daemon` exists.
     fn new(tag: &str) -> Self {
         let dir =
             std::env::temp_dir().join(format!("kube-elector-exec-{}-{tag}", std::process::id()));
@@ -33,6 +35,9 @@ impl Plugin {
             "#!/bin/sh\necho run >> \"$PLUGIN_DIR/runs\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$PLUGIN_DIR/info.json\"\n\
              code=0\n[ -f \"$PLUGIN_DIR/exit-code\" ] && code=$(cat \"$PLUGIN_DIR/exit-code\")\n\
              if [ \"$code\" != 0 ]; then echo \"boom: no credentials for $1\" >&2; exit \"$code\"; fi\n\
+             [ -f \"$PLUGIN_DIR/sleep\" ] && sleep \"$(cat \"$PLUGIN_DIR/sleep\")\"\n\
+             [ -f \"$PLUGIN_DIR/flood\" ] && head -c 10000000 /dev/zero | tr '\\0' x\n\
+             [ -f \"$PLUGIN_DIR/daemon\" ] && sleep 30 &\n\
              cat \"$PLUGIN_DIR/output.json\"\n",
         )
         .unwrap();
@@ -282,4 +287,102 @@ fn clients_of_one_config_share_the_plugin_and_its_credential() {
         1,
         "one run for every client of the same plugin"
     );
+}
+
+// ---- plugins that misbehave never hold the election back ----
+
+#[test]
+fn a_hanging_plugin_never_holds_back_the_end_of_leadership_nor_stop() {
+    let server = ApiServer::builder()
+        .tls(true)
+        .token("t")
+        .token("f")
+        .start()
+        .unwrap();
+    let plugin = Plugin::new("hanging");
+    plugin.output(
+        json!({"token": "t", "expirationTimestamp": rfc3339_in(Duration::from_millis(1500))}),
+    );
+    let config = plugin.kubeconfig(&server, "");
+    let start = |config: Config, id: &str| {
+        let builder = LeaderElector::builder(config, "exec-hanging")
+            .identity(id)
+            .timing(common::timing(2, 1500, 200))
+            .watch(false);
+        let events = builder.events();
+        (builder.start().unwrap(), events)
+    };
+    let (a, events) = start(config, "a");
+    assert!(common::wait_until(Duration::from_secs(5), || a.is_leader()));
+    let (b, _) = start(server.config_for("f"), "b");
+    // From now on the plugin hangs for 20 s: the token expires and the next renew runs it.
+    std::fs::write(plugin.dir.join("sleep"), "20").unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(5), || !a.is_leader()),
+        "leadership ends by the renew deadline"
+    );
+    let lost = Instant::now();
+    let stopped = common::wait_event(&events, Duration::from_secs(3), |e| {
+        matches!(e, LeaderEvent::StoppedLeading { .. })
+    });
+    assert!(stopped.is_some(), "StoppedLeading is sent");
+    assert!(
+        lost.elapsed() < Duration::from_millis(700),
+        "StoppedLeading came {:?} after is_leader() turned false: the plugin held it back",
+        lost.elapsed()
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || b.is_leader()),
+        "the follower takes over"
+    );
+    let stopping = Instant::now();
+    // Nothing of ours is left to release (b holds the lock); a release that needed the plugin would
+    // fail within its own time and say why.
+    if let Err(e) = a.stop() {
+        assert!(e.to_string().contains("exec credential plugin"), "{e}");
+    }
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "stop() waited {:?} for the plugin",
+        stopping.elapsed()
+    );
+}
+
+#[test]
+fn a_plugin_that_leaves_a_child_holding_its_output_does_not_block_leading_or_stop() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let plugin = Plugin::new("daemon");
+    plugin.output(json!({"token": "t"}));
+    std::fs::write(plugin.dir.join("daemon"), "").unwrap();
+    let config = plugin.kubeconfig(&server, "");
+    let started = Instant::now();
+    let a = LeaderElector::builder(config, "exec-daemon")
+        .identity("a")
+        .timing(common::timing(2, 1500, 200))
+        .start()
+        .unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(5), || a.is_leader()),
+        "leads although a child of the plugin keeps its stdout open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stopping = Instant::now();
+    a.stop().unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_plugin_that_prints_without_end_is_stopped_at_a_megabyte() {
+    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let plugin = Plugin::new("flood");
+    plugin.output(json!({"token": "t"}));
+    std::fs::write(plugin.dir.join("flood"), "").unwrap();
+    let config = plugin.kubeconfig(&server, "");
+    let started = Instant::now();
+    let err = elector(&config, "exec-flood")
+        .try_acquire_or_renew()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 1024 KiB"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

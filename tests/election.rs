@@ -29,6 +29,22 @@ fn elector(server: &ApiServer, id: &str, clock: &ManualClock) -> Elector<LeaseLo
 }
 
 fn plant(server: &ApiServer, holder: &str, duration: i64, transitions: i64) {
+    plant_renewed_at(
+        server,
+        holder,
+        duration,
+        transitions,
+        "2026-01-02T03:04:05.123456Z",
+    );
+}
+
+fn plant_renewed_at(
+    server: &ApiServer,
+    holder: &str,
+    duration: i64,
+    transitions: i64,
+    renew: &str,
+) {
     server.put_lease_raw(
         NS,
         NAME,
@@ -36,7 +52,7 @@ fn plant(server: &ApiServer, holder: &str, duration: i64, transitions: i64) {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": NAME, "namespace": NS},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
-                     "acquireTime": "2026-01-02T03:04:05.123456Z", "renewTime": "2026-01-02T03:04:05.123456Z",
+                     "acquireTime": "2026-01-02T03:04:05.123456Z", "renewTime": renew,
                      "leaseTransitions": transitions}
         }),
     );
@@ -113,14 +129,15 @@ fn does_not_acquire_a_held_lock_before_the_holders_duration_has_passed_locally()
 }
 
 #[test]
-fn every_observed_change_restarts_the_expiry_countdown() {
+fn every_observed_change_of_the_record_restarts_the_expiry_countdown() {
     let server = ApiServer::start().unwrap();
     plant(&server, "other", 10, 0);
     let clock = ManualClock::new();
     let mut e = elector(&server, "a", &clock);
     assert!(!e.try_acquire_or_renew().unwrap());
     clock.advance(Duration::from_secs(8));
-    plant(&server, "other", 10, 0); // the holder renews: a new resourceVersion
+    // The holder renews: a new renew time (and a new resourceVersion).
+    plant_renewed_at(&server, "other", 10, 0, "2026-01-02T03:04:13.123456Z");
     assert!(!e.try_acquire_or_renew().unwrap());
     clock.advance(Duration::from_secs(8));
     assert!(
@@ -129,6 +146,26 @@ fn every_observed_change_restarts_the_expiry_countdown() {
     );
     clock.advance(Duration::from_secs(3));
     assert!(e.try_acquire_or_renew().unwrap());
+}
+
+#[test]
+fn a_write_that_leaves_the_record_alone_does_not_restart_the_countdown() {
+    let server = ApiServer::start().unwrap();
+    plant(&server, "other", 10, 0);
+    let clock = ManualClock::new();
+    let mut e = elector(&server, "a", &clock);
+    assert!(!e.try_acquire_or_renew().unwrap());
+    for _ in 0..9 {
+        clock.advance(Duration::from_secs(1));
+        // Someone else writes the object (a new resourceVersion), the record stays as it was.
+        plant(&server, "other", 10, 0);
+        assert!(!e.try_acquire_or_renew().unwrap());
+    }
+    clock.advance(Duration::from_millis(1001));
+    assert!(
+        e.try_acquire_or_renew().unwrap(),
+        "10 s after the record last changed, whatever else changed in the object"
+    );
 }
 
 #[test]
@@ -482,6 +519,7 @@ fn wall_clock_jumps_do_not_move_the_leaders_deadline() {
     let mut e = elector(&server, "a", &clock);
     assert!(e.try_acquire_or_renew().unwrap());
     let deadline = e.election().deadline().unwrap();
+    let before = spec(&server)["renewTime"].as_str().unwrap().to_string();
     // NTP steps the wall clock back a day, then forward two: renews go on, the deadline moves only with
     // the monotonic clock.
     clock.jump_wall(chrono::Duration::days(-1));
@@ -491,14 +529,11 @@ fn wall_clock_jumps_do_not_move_the_leaders_deadline() {
         e.election().deadline().unwrap(),
         deadline + Duration::from_secs(1)
     );
+    // The renew time never goes back within a term (followers tell renews apart by the record, so a
+    // record must never read as an earlier one): it moves on by a microsecond instead.
     let written = spec(&server)["renewTime"].as_str().unwrap().to_string();
-    assert!(
-        written.starts_with(
-            &(chrono::Utc::now() - chrono::Duration::days(1))
-                .format("%Y-%m-%d")
-                .to_string()
-        )
-    );
+    assert!(written > before, "{written} after {before}");
+    assert!(written.starts_with(&before[..19]), "{written} vs {before}");
     clock.jump_wall(chrono::Duration::days(2));
     assert!(e.is_leader(), "a wall-clock jump does not end leadership");
     clock.advance(timing().renew_deadline);

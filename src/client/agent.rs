@@ -58,6 +58,14 @@ impl AgentSlot {
 }
 
 impl RestClient {
+    /// Whether `stop()` has interrupted this client (it refuses requests until resumed).
+    pub(super) fn is_interrupted(&self) -> bool {
+        self.agent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .interrupted
+    }
+
     /// The agent for a request: the current one, or a new one when an exec plugin handed us another
     /// client certificate or the old one was shut down by an interrupt.
     pub(super) fn agent(&self, cert: Option<&Arc<ClientIdentity>>, context: &str) -> Result<Agent> {
@@ -94,6 +102,9 @@ fn build_agent(config: &Config) -> Result<Agent> {
     let tls = tls::tls_config(config)?;
     let agent_config = Agent::config_builder()
         .http_status_as_error(false)
+        // An API server never redirects an elector's requests: a 3xx is a failed request (and so
+        // credentials never follow one to another host).
+        .max_redirects(0)
         .tls_config(tls)
         // Always explicit: ureq's own proxy environment handling differs from Go's rules.
         .proxy(proxy::for_config(config)?)

@@ -81,6 +81,28 @@ pub(super) fn read_answer(
     Ok((status, retry_after, body))
 }
 
+/// A 3xx answer as the error it is: the agent follows no redirect, and an API server sends none.
+pub(super) fn refuse_redirect(
+    response: &ureq::http::Response<ureq::Body>,
+    context: &str,
+) -> Result<()> {
+    let code = response.status().as_u16();
+    if !(300..400).contains(&code) {
+        return Ok(());
+    }
+    let location = response.headers().get("location").map(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .chars()
+            .take(200)
+            .collect::<String>()
+    });
+    Err(Error::from(ApiError::redirect(
+        context.to_string(),
+        code,
+        location.as_deref(),
+    )))
+}
+
 /// The body of a 2xx answer; any other answer is an API error decoded from its Status body.
 pub(super) fn finish(
     result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -88,6 +110,7 @@ pub(super) fn finish(
     context: &str,
 ) -> Result<Vec<u8>> {
     let response = result.map_err(|e| transport_error(e, timeout, context))?;
+    refuse_redirect(&response, context)?;
     let (status, retry_after, body) = read_answer(response, timeout, context)?;
     if (200..300).contains(&status) {
         Ok(body)

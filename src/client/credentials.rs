@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::exec::{ExecCredential, ExecProvider};
+use super::exec::{Bound, ExecCredential, ExecProvider};
 use crate::config::{Auth, ClientIdentity, read_token};
 use crate::error::Result;
 
@@ -115,8 +115,9 @@ impl Credentials {
         }
     }
 
-    /// The credentials for the next request. Cheap when nothing needs re-reading or re-running.
-    pub(crate) fn resolve(&self) -> Result<Resolved> {
+    /// The credentials for the next request. Cheap when nothing needs re-reading or re-running; an exec
+    /// plugin that has to run runs within `bound`.
+    pub(crate) fn resolve(&self, bound: &Bound<'_>) -> Result<Resolved> {
         let header = |h: Arc<str>| Resolved {
             header: Some(h),
             client_cert: None,
@@ -125,7 +126,7 @@ impl Credentials {
             Credentials::None => Ok(Resolved::default()),
             Credentials::Token(h) | Credentials::Basic { header: h, .. } => Ok(header(h.clone())),
             Credentials::TokenFile(f) => f.header().map(header),
-            Credentials::Exec(p) => Ok(match p.credential()? {
+            Credentials::Exec(p) => Ok(match p.credential(bound)? {
                 ExecCredential::Token(h) => header(h),
                 ExecCredential::Certificate(c) => Resolved {
                     header: None,
@@ -217,6 +218,13 @@ impl TokenFile {
 mod tests {
     use super::*;
 
+    fn never() -> Bound<'static> {
+        Bound {
+            deadline: Instant::now() + Duration::from_secs(60),
+            interrupted: &|| false,
+        }
+    }
+
     #[test]
     fn token_file_is_reread_after_invalidate_and_keeps_the_last_good_token() {
         let dir = std::env::temp_dir().join(format!("kube-elector-auth-{}", std::process::id()));
@@ -224,19 +232,19 @@ mod tests {
         let path = dir.join("token");
         std::fs::write(&path, "one\n").unwrap();
         let c = Credentials::TokenFile(Arc::new(TokenFile::open(&path).unwrap()));
-        assert_eq!(&*c.resolve().unwrap().header.unwrap(), "Bearer one");
+        assert_eq!(&*c.resolve(&never()).unwrap().header.unwrap(), "Bearer one");
         std::fs::write(&path, "two").unwrap();
         assert_eq!(
-            &*c.resolve().unwrap().header.unwrap(),
+            &*c.resolve(&never()).unwrap().header.unwrap(),
             "Bearer one",
             "cached for a minute"
         );
         assert!(c.invalidate(), "the file changed: a retry may help");
-        assert_eq!(&*c.resolve().unwrap().header.unwrap(), "Bearer two");
+        assert_eq!(&*c.resolve(&never()).unwrap().header.unwrap(), "Bearer two");
         assert!(!c.invalidate(), "same token: retrying cannot help");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            &*c.resolve().unwrap().header.unwrap(),
+            &*c.resolve(&never()).unwrap().header.unwrap(),
             "Bearer two",
             "last good token kept"
         );
@@ -255,7 +263,7 @@ mod tests {
     fn basic_auth_header() {
         let c = Credentials::basic("alice", "s3cret");
         assert_eq!(
-            &*c.resolve().unwrap().header.unwrap(),
+            &*c.resolve(&never()).unwrap().header.unwrap(),
             "Basic YWxpY2U6czNjcmV0"
         );
         assert!(!format!("{c:?}").contains("s3cret"));

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -15,8 +15,19 @@ use serde_json::{Value, json};
 use crate::config::{ClientIdentity, ExecConfig};
 use crate::error::{ConfigErrorKind, Error, Result};
 
-/// How long a plugin may run before it is killed. Plugins that talk to a cloud's IAM take seconds.
+/// The longest a plugin may run, whatever time the request has left. Plugins that talk to a cloud's IAM
+/// take seconds.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a plugin may print on stdout: an `ExecCredential` is a few kilobytes, with a client
+/// certificate and key perhaps ten.
+const MAX_STDOUT: usize = 1024 * 1024;
+/// The most of a plugin's stderr kept (a few hundred characters of it are quoted in errors).
+const MAX_STDERR: usize = 64 * 1024;
+/// How long a plugin that has exited may keep its stdout open (through a child it left running)
+/// before its process group is killed.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+/// How often a run checks its deadline and whether the elector is stopping.
+const POLL: Duration = Duration::from_millis(5);
 
 /// What a plugin run gave us.
 #[derive(Clone)]
@@ -30,10 +41,18 @@ struct Cached {
     expires: Option<DateTime<Utc>>,
 }
 
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    /// A request is running the plugin: others wait for its result, each within its own time.
+    running: bool,
+}
+
 /// A plugin and its cached credential.
 pub(crate) struct ExecProvider {
     config: ExecConfig,
-    cache: Mutex<Option<Cached>>,
+    state: Mutex<State>,
+    ran: Condvar,
 }
 
 impl fmt::Debug for ExecProvider {
@@ -63,35 +82,72 @@ struct Status {
     expiration_timestamp: Option<String>,
 }
 
+/// When a plugin run must give up: the request's deadline, or an interrupt (the elector stopping).
+pub(crate) struct Bound<'a> {
+    pub(crate) deadline: Instant,
+    pub(crate) interrupted: &'a dyn Fn() -> bool,
+}
+
+impl Bound<'_> {
+    fn over(&self) -> bool {
+        Instant::now() >= self.deadline || (self.interrupted)()
+    }
+}
+
 impl ExecProvider {
     pub(crate) fn new(config: ExecConfig) -> Self {
         ExecProvider {
             config,
-            cache: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            ran: Condvar::new(),
         }
     }
 
-    /// The cached credential while it is valid, else a fresh one from the plugin.
-    pub(crate) fn credential(&self) -> Result<ExecCredential> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref() {
-            if c.expires.is_none_or(|e| Utc::now() < e) {
-                return Ok(c.credential.clone());
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached credential while it is valid, else a fresh one from the plugin, within `bound`: a run
+    /// that outlasts the request's deadline, or that the elector's stop interrupts, is killed (with its
+    /// process group), and a request that waits for another's run waits no longer than its own time.
+    pub(crate) fn credential(&self, bound: &Bound<'_>) -> Result<ExecCredential> {
+        let mut state = self.lock();
+        loop {
+            if let Some(c) = state.cached.as_ref() {
+                if c.expires.is_none_or(|e| Utc::now() < e) {
+                    return Ok(c.credential.clone());
+                }
             }
+            if !state.running {
+                break;
+            }
+            if bound.over() {
+                return Err(self.gave_up(bound, "waiting for another request's run of it"));
+            }
+            state = self
+                .ran
+                .wait_timeout(state, POLL.max(Duration::from_millis(20)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
-        let fresh = self.run()?;
-        let credential = fresh.credential.clone();
-        *cache = Some(fresh);
-        Ok(credential)
+        state.running = true;
+        drop(state);
+        let fresh = self.run(bound);
+        let mut state = self.lock();
+        state.running = false;
+        let result = fresh.map(|c| {
+            let credential = c.credential.clone();
+            state.cached = Some(c);
+            credential
+        });
+        drop(state);
+        self.ran.notify_all();
+        result
     }
 
     /// After a 401: forget the cached credential so the next request runs the plugin again.
     pub(crate) fn invalidate(&self) -> bool {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
+        self.lock().cached.take().is_some()
     }
 
     fn failure(&self, what: String) -> Error {
@@ -110,7 +166,18 @@ impl ExecProvider {
         )
     }
 
-    fn run(&self) -> Result<Cached> {
+    /// Why a run (or a wait for another's) ended early: the elector is stopping, or the request's time
+    /// ran out.
+    fn gave_up(&self, bound: &Bound<'_>, doing: &str) -> Error {
+        let context = format!("exec credential plugin {:?}", self.config.command);
+        if (bound.interrupted)() {
+            Error::Interrupted { context }
+        } else {
+            self.failure(format!("{doing}: the request's time ran out"))
+        }
+    }
+
+    fn run(&self, bound: &Bound<'_>) -> Result<Cached> {
         let mut spec = json!({"interactive": false});
         if let Some(cluster) = &self.config.cluster {
             spec["cluster"] = serde_json::from_str(cluster).unwrap_or(Value::Null);
@@ -125,8 +192,11 @@ impl ExecProvider {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so that a run cut short ends everything it started.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = self.spawn(&mut command)?;
-        let (status, stdout, stderr) = self.wait(child)?;
+        let (status, stdout, stderr) = self.wait(child, bound)?;
         if !status.success() {
             let stderr = String::from_utf8_lossy(&stderr);
             let stderr: String = stderr.trim().chars().take(500).collect();
@@ -154,50 +224,75 @@ impl ExecProvider {
         }
     }
 
-    /// Wait for the plugin (killing it after [`PLUGIN_TIMEOUT`]) while reading both pipes on their own
-    /// threads, so a chatty plugin cannot block on a full pipe. Its exit status, stdout and stderr.
-    fn wait(&self, mut child: Child) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut b = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut b);
-                }
-                b
-            })
+    /// Wait for the plugin while reading both pipes on their own threads (so a chatty plugin cannot
+    /// block on a full pipe), within `bound` and [`PLUGIN_TIMEOUT`]. A run that outlasts them, prints
+    /// too much, or exits leaving a child that holds its stdout open is killed with its process group.
+    fn wait(&self, mut child: Child, bound: &Bound<'_>) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+        let started = Instant::now();
+        let limit = bound.deadline.min(started + PLUGIN_TIMEOUT);
+        let out = Pipe::drain(child.stdout.take().map(|p| Box::new(p) as _), MAX_STDOUT);
+        let err = Pipe::drain(child.stderr.take().map(|p| Box::new(p) as _), MAX_STDERR);
+        let end = |child: &mut Child, why: Error| {
+            kill_group(child);
+            Err(why)
         };
-        let out = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let err = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let deadline = Instant::now() + PLUGIN_TIMEOUT;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
+                Ok(None) => {}
+                Err(e) => {
+                    return end(
+                        &mut child,
+                        self.failure(format!("waiting for it failed: {e}")),
+                    );
                 }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(self.failure(format!("did not finish within {PLUGIN_TIMEOUT:?}")));
-                }
-                Err(e) => return Err(self.failure(format!("waiting for it failed: {e}"))),
             }
+            if out.overflowed() {
+                return end(
+                    &mut child,
+                    self.failure(format!(
+                        "it printed more than {} KiB on stdout: killed it",
+                        MAX_STDOUT / 1024
+                    )),
+                );
+            }
+            if (bound.interrupted)() {
+                return end(&mut child, self.gave_up(bound, "running it"));
+            }
+            if Instant::now() >= limit {
+                let took = started.elapsed();
+                let why = if limit < started + PLUGIN_TIMEOUT {
+                    format!(
+                        "did not finish within the {took:?} the request had left: killed it and its process group"
+                    )
+                } else {
+                    format!(
+                        "did not finish within {PLUGIN_TIMEOUT:?}: killed it and its process group"
+                    )
+                };
+                return end(&mut child, self.failure(why));
+            }
+            std::thread::sleep(POLL);
         };
-        Ok((
-            status,
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        ))
+        // It exited; a child it left behind may still hold its stdout open.
+        let grace = (Instant::now() + EXIT_GRACE).min(limit.max(Instant::now()));
+        if !out.finished_by(grace) || !err.finished_by(grace) {
+            log::debug!(
+                "exec credential plugin {:?} exited, but something it started keeps its output open: ending its process group",
+                self.config.command
+            );
+            kill_group(&mut child);
+            let after = Instant::now() + EXIT_GRACE;
+            out.finished_by(after);
+            err.finished_by(after);
+        }
+        if out.overflowed() {
+            return Err(self.failure(format!(
+                "it printed more than {} KiB on stdout",
+                MAX_STDOUT / 1024
+            )));
+        }
+        Ok((status, out.take(), err.take()))
     }
 
     fn parse(&self, stdout: &[u8]) -> Result<Cached> {
@@ -260,4 +355,98 @@ impl ExecProvider {
             expires,
         })
     }
+}
+
+/// One of a plugin's pipes, read on its own thread into a bounded buffer.
+struct Pipe {
+    shared: Arc<(Mutex<PipeState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct PipeState {
+    bytes: Vec<u8>,
+    overflowed: bool,
+    done: bool,
+}
+
+impl Pipe {
+    fn drain(pipe: Option<Box<dyn Read + Send>>, max: usize) -> Pipe {
+        let shared = Arc::new((Mutex::new(PipeState::default()), Condvar::new()));
+        let theirs = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kube-elector-exec".into())
+            .spawn(move || {
+                let (state, cv) = &*theirs;
+                if let Some(mut p) = pipe {
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        match p.read(&mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                                if st.bytes.len() + n > max {
+                                    st.overflowed = true;
+                                    break;
+                                }
+                                st.bytes.extend_from_slice(&chunk[..n]);
+                            }
+                        }
+                    }
+                }
+                state.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+                cv.notify_all();
+            });
+        if spawned.is_err() {
+            // No thread to read it: the run ends as a plugin with no output would.
+            let mut st = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+            st.done = true;
+        }
+        Pipe { shared }
+    }
+
+    fn overflowed(&self) -> bool {
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .overflowed
+    }
+
+    /// Whether the pipe reached its end by `until`.
+    fn finished_by(&self, until: Instant) -> bool {
+        let (state, cv) = &*self.shared;
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.done && !st.overflowed {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = cv
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(
+            &mut self
+                .shared
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .bytes,
+        )
+    }
+}
+
+/// Kill a plugin and everything in its process group, and reap it.
+fn kill_group(child: &mut Child) {
+    #[cfg(unix)]
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

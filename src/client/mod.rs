@@ -19,8 +19,11 @@ use chrono::{DateTime, Utc};
 
 use self::agent::AgentSlot;
 pub(crate) use self::agent::Interrupter;
-use self::answer::{RawDate, finish, parse_date, raw_date, read_answer, transport_error};
+use self::answer::{
+    RawDate, finish, parse_date, raw_date, read_answer, refuse_redirect, transport_error,
+};
 use self::credentials::Credentials;
+use self::exec::Bound;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 
@@ -85,7 +88,10 @@ impl RestClient {
         context: &str,
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
         let url = format!("{}{}", self.base, path);
-        let resolved = self.credentials.resolve()?;
+        let resolved = self.credentials.resolve(&Bound {
+            deadline: Instant::now() + max.min(Duration::from_secs(30)),
+            interrupted: &|| self.is_interrupted(),
+        })?;
         let agent = self.agent(resolved.client_cert.as_ref(), context)?;
         let req = self.authorize(agent.get(url), &resolved.header);
         let response = req
@@ -94,6 +100,7 @@ impl RestClient {
             .build()
             .call()
             .map_err(|e| transport_error(e, max, context))?;
+        refuse_redirect(&response, context)?;
         if !response.status().is_success() {
             let (status, retry_after, body) = read_answer(response, max, context)?;
             return Err(Error::from(ApiError::from_response(
@@ -194,7 +201,20 @@ impl RestClient {
         context: &str,
     ) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
-        let resolved = self.credentials.resolve()?;
+        // An exec plugin that has to run takes its time from the request's, never more.
+        let deadline = Instant::now() + timeout;
+        let resolved = self.credentials.resolve(&Bound {
+            deadline,
+            interrupted: &|| self.is_interrupted(),
+        })?;
+        let total = timeout;
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Err(Error::Timeout {
+                context: context.to_string(),
+                after: total,
+            });
+        }
         let agent = self.agent(resolved.client_cert.as_ref(), context)?;
         let authorization = resolved.header;
         let result = match (verb, body) {

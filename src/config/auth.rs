@@ -72,15 +72,17 @@ impl fmt::Debug for ExecConfig {
     }
 }
 
-/// The token in a bearer token file, trimmed: a missing, unreadable or empty file is an error.
+/// The token in a bearer token file, trimmed: a missing, unreadable, oversized (over 1 MiB), special
+/// (a FIFO, a device) or empty file is an error.
 pub(crate) fn read_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::config_io(
-            ConfigErrorKind::Token,
-            format!("reading bearer token file {}", path.display()),
-            e,
-        )
-    })?;
+    let text =
+        super::files::read_bounded_text(path, super::files::MAX_TOKEN_FILE).map_err(|e| {
+            Error::config_io(
+                ConfigErrorKind::Token,
+                format!("reading bearer token file {}", path.display()),
+                e,
+            )
+        })?;
     let token = text.trim().to_string();
     if token.is_empty() {
         return Err(Error::config(

@@ -66,7 +66,7 @@ pub(super) fn load(o: &InClusterOptions) -> Result<Config> {
     };
     let mut config = Config::new(format!("https://{host}:{port}")).with_token_file(&token)?;
     let ca_path = o.service_account_dir.join("ca.crt");
-    let ca = std::fs::read(&ca_path).map_err(|e| {
+    let ca = super::files::read_bounded(&ca_path, super::files::MAX_CONFIG_FILE).map_err(|e| {
         Error::config_io(
             ConfigErrorKind::InCluster,
             format!("in-cluster: reading the cluster CA {}", ca_path.display()),
@@ -80,7 +80,7 @@ pub(super) fn load(o: &InClusterOptions) -> Result<Config> {
         .clone()
         .filter(|n| !n.trim().is_empty())
         .or_else(|| {
-            std::fs::read_to_string(o.service_account_dir.join("namespace"))
+            super::files::read_bounded_text(&o.service_account_dir.join("namespace"), 4096)
                 .ok()
                 .map(|n| n.trim().to_string())
                 .filter(|n| !n.is_empty())

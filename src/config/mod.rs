@@ -11,6 +11,7 @@
 
 mod auth;
 mod base64;
+pub(crate) mod files;
 mod in_cluster;
 mod kubeconfig;
 mod pem;

@@ -71,13 +71,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     /// An elector reading time from `clock`.
     pub fn with_clock(locks: impl Into<Locks<L>>, timing: Timing, clock: C) -> Result<Self> {
         let locks = locks.into();
-        let election = Election::new(ElectionConfig {
-            identity: locks.identity().to_string(),
-            lock: locks.describe(),
-            timing,
-            pair: locks.is_pair(),
-            coordinated: false,
-        })?;
+        let mut config = ElectionConfig::new(locks.identity(), locks.describe(), timing);
+        config.pair = locks.is_pair();
+        let election = Election::new(config)?;
         Ok(Elector {
             election,
             locks,
@@ -90,20 +86,10 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     /// only while it names us, and stop renewing (letting our term end by the deadline) once it names
     /// another `preferredHolder`.
     pub fn coordinated(mut self, coordinated: bool) -> Result<Self> {
-        let mut config = self.election_config();
+        let mut config = self.election.config().clone();
         config.coordinated = coordinated;
         self.election = Election::new(config)?;
         Ok(self)
-    }
-
-    fn election_config(&self) -> ElectionConfig {
-        ElectionConfig {
-            identity: self.locks.identity().to_string(),
-            lock: self.locks.describe(),
-            timing: self.election.timing(),
-            pair: self.locks.is_pair(),
-            coordinated: false,
-        }
     }
 
     /// The election's durations.
@@ -180,6 +166,14 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         now: Instant,
     ) -> crate::election::WatchReaction {
         self.election.observe_watched(change, now)
+    }
+
+    /// The term ran out before the runner could publish its last renew: end it here too, so the next
+    /// success begins a new term.
+    pub(crate) fn lapse(&mut self) -> Option<crate::events::LeaderEvent> {
+        self.election.resign(StopReason::RenewDeadlineExceeded {
+            last_error: "the renew succeeded only after the renew deadline had passed".into(),
+        })
     }
 
     /// Resign without releasing: leadership ends here (a crash-like stop).

@@ -9,17 +9,21 @@
 //! conditional on the object's `resourceVersion`, so of two racing writers one gets 409 Conflict.
 //!
 //! * **A follower** reads the lock every retry period (with client-go's jitter) or watches it. Each
-//!   time the record changes it notes *when it saw the change* on its own monotonic clock. It takes the
-//!   lock, writing itself as holder with the counter incremented, only when the record names nobody
-//!   (released) or when it has seen no change for the holder's full advertised lease duration. It never
+//!   time the record changes it notes *when it saw the change* on its own monotonic clock; a write that
+//!   leaves the record alone (a label, another controller's key in a shared ConfigMap) is no change. It
+//!   takes the lock, writing itself as holder with the counter incremented, only when its holder
+//!   released it or when it has seen no change for the holder's full advertised lease duration. It never
 //!   judges expiry by the remote `renewTime`: clocks on different machines disagree, clock *rates*
-//!   hardly do.
+//!   hardly do. A watch event is only a reason to read now: every judgement is made on a read, and
+//!   every write is conditional on the version that read found.
 //! * **A leader** renews every retry period with one conditional write of the object it holds (no read
 //!   first). It leads until *the start of its last successful renew + `renew_deadline`*, and every
 //!   request's timeout ends before that instant, so a leader cut off from the API server stops
 //!   claiming leadership on time even while a request hangs. A renew counts only if followers can see
-//!   it: the object's version must change (an identical write, as two annotation renews within one
-//!   wall-clock second are, leaves it unchanged and moves nothing).
+//!   it: its record must read differently from before (an identical write, as two annotation renews
+//!   within one wall-clock second are, moves nothing; the renew time never goes back, so a record of
+//!   ours never repeats an earlier one). A term whose deadline passed is over for good: a renew that
+//!   succeeds after it begins a new term.
 //! * **A failed renew** reads the lock and judges it again (the slow path); a 409 means someone wrote
 //!   first and is never taken for "still leader".
 //! * **Releasing** writes holder `""` with a 1 s duration, so a follower takes over at once, on condition
@@ -30,6 +34,14 @@
 //!   holder itself re-creates it at its next renew and keeps its term. Whoever else re-creates it then
 //!   holds it for a lease duration before it leads, since someone unseen may have taken the lock in the
 //!   gap.
+//! * **A record cleared by someone other than its holder** (no holder, and not in the shape of a
+//!   release: `leaseDurationSeconds: 1` with equal acquire and renew times) is treated like a deletion:
+//!   the holder last seen holds it until its lease runs out by our clock; the holder itself writes its
+//!   record back and keeps its term; whoever else takes it then holds it a lease duration before leading.
+//! * **A record naming our identity** is ours only if this election wrote it: each election writes a
+//!   random incarnation beside its records, so a successor under the same identity (a pod re-created
+//!   while we were cut off) is another candidate, and we step down when we find its record.
+//! * **A new term** is numbered one above the highest seen; at `i32::MAX` no new term is taken.
 //! * **A migration pair** (`configmapsleases`, `endpointsleases`) writes the old kind first, then the
 //!   Lease. When the two records name different holders, the holder is
 //!   [`UNKNOWN_LEADER`] and followers wait for the longest duration either

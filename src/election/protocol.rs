@@ -250,4 +250,28 @@ pub struct ElectionConfig {
     pub pair: bool,
     /// Coordinated leader election: the API server chooses the holder; we never create or take the lock.
     pub coordinated: bool,
+    /// This process's token, written beside every record we write (see
+    /// [`LeaderElectionRecord::incarnation`]): a record naming our identity counts as ours only if it
+    /// carries this token (or none). Unique per election; [`ElectionConfig::new`] picks a random one.
+    pub incarnation: String,
+}
+
+impl ElectionConfig {
+    /// The settings for `identity` on `lock` (a name for messages, e.g. `leases default/my-app`): one
+    /// lock object, not coordinated, a random incarnation.
+    pub fn new(identity: impl Into<String>, lock: impl Into<String>, timing: Timing) -> Self {
+        ElectionConfig {
+            identity: identity.into(),
+            lock: lock.into(),
+            timing,
+            pair: false,
+            coordinated: false,
+            incarnation: new_incarnation(),
+        }
+    }
+}
+
+/// A fresh incarnation token: 16 hex digits.
+pub(crate) fn new_incarnation() -> String {
+    format!("{:016x}", crate::random::Rng::new().next_u64())
 }

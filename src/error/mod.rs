@@ -48,6 +48,12 @@ pub enum Error {
         /// The lock, `namespace/name`.
         lock: String,
     },
+    /// The lock's transition counter (`leaseTransitions`) is at its limit, 2147483647: a new term's
+    /// fencing token could not be larger than the last one's, so the elector does not take the lock.
+    TermLimit {
+        /// The lock, e.g. `leases default/my-app`.
+        lock: String,
+    },
     /// The background renew thread panicked (a bug: please report it).
     RenewThreadPanicked(String),
     /// The health check failed (see `LeaderHandle::check`).
@@ -160,6 +166,10 @@ impl fmt::Display for Error {
             Error::DeadlineExceeded { lock } => write!(
                 f,
                 "{lock}: the renew deadline passed before the lease could be renewed"
+            ),
+            Error::TermLimit { lock } => write!(
+                f,
+                "{lock}: the transition counter is at its limit (2147483647), so a new term could not be numbered above the last one (terms are fencing tokens): not taking the lock; once no worker fenced by its terms runs, reset the counter (set leaseTransitions, or leaderTransitions in the leader annotation, to 0) or delete the lock object and restart the candidates"
             ),
             Error::RenewThreadPanicked(m) => {
                 write!(

@@ -29,17 +29,27 @@ pub enum StatusReason {
     ServiceUnavailable,
     /// 504.
     Timeout,
+    /// 3xx: the server (or something in front of it) answered with a redirect. An API server never
+    /// redirects the requests an elector makes, so the redirect is not followed.
+    Redirect,
     /// Any other reason string (or none).
     Other(String),
 }
 
 impl StatusReason {
-    /// Parse the `reason` field of a Status, falling back to the HTTP code when it is empty.
+    /// Parse the `reason` field of a Status, falling back to the HTTP code when it is empty. The
+    /// reasons the election acts on (`NotFound`, `Conflict`, `AlreadyExists`) count only with the code
+    /// the API server sends them with (404, 409), so a body cannot make an answer mean what its status
+    /// does not.
     pub fn from_reason(reason: &str, code: u16) -> Self {
+        if (300..400).contains(&code) {
+            return Self::Redirect;
+        }
         match reason {
-            "NotFound" => Self::NotFound,
-            "Conflict" => Self::Conflict,
-            "AlreadyExists" => Self::AlreadyExists,
+            "NotFound" if code == 404 => Self::NotFound,
+            "Conflict" if code == 409 => Self::Conflict,
+            "AlreadyExists" if code == 409 => Self::AlreadyExists,
+            "NotFound" | "Conflict" | "AlreadyExists" => Self::from_code(code),
             "Invalid" => Self::Invalid,
             "BadRequest" => Self::BadRequest,
             "Unauthorized" => Self::Unauthorized,
@@ -66,6 +76,7 @@ impl StatusReason {
             500 => Self::InternalError,
             503 => Self::ServiceUnavailable,
             504 => Self::Timeout,
+            300..=399 => Self::Redirect,
             _ => Self::Other(String::new()),
         }
     }
@@ -84,6 +95,7 @@ impl StatusReason {
             Self::InternalError => "InternalError",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Timeout => "Timeout",
+            Self::Redirect => "Redirect",
             Self::Other(s) => s,
         }
     }
@@ -105,6 +117,20 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A 3xx answer pointing at `location`: a failed request, never followed.
+    pub(crate) fn redirect(context: String, code: u16, location: Option<&str>) -> Self {
+        ApiError {
+            context,
+            code,
+            reason: StatusReason::Redirect,
+            message: format!(
+                "a redirect to {}",
+                location.unwrap_or("(no Location header)")
+            ),
+            retry_after: None,
+        }
+    }
+
     /// Decode an error response. Never fails: a body that is not a Status still yields the code.
     pub fn from_response(
         context: String,
@@ -145,6 +171,9 @@ impl ApiError {
     fn hint(&self) -> &'static str {
         match self.reason {
             StatusReason::Unauthorized => " (check the bearer token or client certificate)",
+            StatusReason::Redirect => {
+                ": an API server never redirects these requests, so it is not followed (does the server URL point at a proxy, a load balancer or a login page instead of the API server?)"
+            }
             StatusReason::Forbidden => {
                 " (grant the elector's service account get, create and update on this resource, and list and watch to watch it: see README, RBAC)"
             }

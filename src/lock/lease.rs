@@ -229,6 +229,7 @@ mod tests {
                 leader_transitions: t,
                 strategy: st,
                 preferred_holder: p,
+                incarnation: None,
             })
     }
 

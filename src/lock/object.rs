@@ -13,7 +13,7 @@ use super::{Lock, ObjectReference};
 use crate::client::RestClient;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::record::{LeaderElectionRecord, VersionedRecord};
+use crate::record::{INCARNATION_ANNOTATION, LeaderElectionRecord, VersionedRecord};
 
 /// A kind of object a lock can live in.
 pub trait LockObject: Send + 'static {
@@ -107,9 +107,10 @@ impl<K: LockObject> ObjectLock<K> {
         self
     }
 
-    /// The record and our labels into the object.
+    /// The record, the incarnation that wrote it and our labels into the object.
     fn write(&self, object: &mut Value, record: &LeaderElectionRecord) {
         K::write(object, record);
+        write_incarnation(object, record.incarnation.as_deref());
         if !self.labels.is_empty() {
             if !object["metadata"]["labels"].is_object() {
                 object["metadata"]["labels"] = json!({});
@@ -141,6 +142,38 @@ impl<K: LockObject> ObjectLock<K> {
     }
 }
 
+/// The incarnation beside the record (an annotation on the object), set or removed. Written in place
+/// when it is already there, as it is on every renew.
+fn write_incarnation(object: &mut Value, incarnation: Option<&str>) {
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    match incarnation {
+        Some(i) => {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !annotations.is_object() {
+                *annotations = Value::Object(Default::default());
+            }
+            if let Some(map) = annotations.as_object_mut() {
+                match map.get_mut(INCARNATION_ANNOTATION) {
+                    Some(Value::String(s)) if s == i => {}
+                    Some(old) => *old = json!(i),
+                    None => {
+                        map.insert(INCARNATION_ANNOTATION.to_string(), json!(i));
+                    }
+                }
+            }
+        }
+        None => {
+            if let Some(map) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                map.remove(INCARNATION_ANNOTATION);
+            }
+        }
+    }
+}
+
 /// Read the record and `resourceVersion` out of an object of kind `K`.
 pub(crate) fn decode<K: LockObject>(
     object: &Value,
@@ -158,8 +191,15 @@ pub(crate) fn decode<K: LockObject>(
         .filter(|rv| !rv.is_empty())
         .ok_or("metadata.resourceVersion is missing")?
         .to_string();
+    let mut record = K::read(object)?;
+    record.incarnation = obj
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(INCARNATION_ANNOTATION))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     Ok(VersionedRecord {
-        record: K::read(object)?,
+        record,
         resource_version,
     })
 }

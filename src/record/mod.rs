@@ -13,8 +13,9 @@ use serde_json::Value;
 use time::parse_micro_time_strict;
 pub(crate) use time::{format_micro_time, format_seconds_time, parse_time_lenient};
 
-/// What a lock object says about its leader: the five core fields client-go writes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What a lock object says about its leader: the five core fields client-go writes, and which process
+/// wrote it.
+#[derive(Debug, PartialEq, Eq, Default)]
 pub struct LeaderElectionRecord {
     /// The identity of the holder; empty when the lock was released.
     pub holder_identity: String,
@@ -31,6 +32,42 @@ pub struct LeaderElectionRecord {
     /// Coordinated leader election: the candidate the API server wants next; the holder stops renewing
     /// and lets its term end (Leases only).
     pub preferred_holder: Option<String>,
+    /// Which process wrote the record: a random token each elector picks when it starts, kept beside
+    /// the record (the lock object's [`INCARNATION_ANNOTATION`]). Identities are meant to be unique per
+    /// process, but a pod re-created under the same name while the old process still runs shares its
+    /// identity; the incarnation tells the two apart. `None` when the writer did not say (client-go,
+    /// other clients, custom locks).
+    pub incarnation: Option<String>,
+}
+
+/// The annotation on a lock object that names the process (the incarnation) that wrote its record.
+pub const INCARNATION_ANNOTATION: &str = "kube-elector/incarnation";
+
+impl Clone for LeaderElectionRecord {
+    fn clone(&self) -> Self {
+        LeaderElectionRecord {
+            holder_identity: self.holder_identity.clone(),
+            lease_duration_seconds: self.lease_duration_seconds,
+            acquire_time: self.acquire_time,
+            renew_time: self.renew_time,
+            leader_transitions: self.leader_transitions,
+            strategy: self.strategy.clone(),
+            preferred_holder: self.preferred_holder.clone(),
+            incarnation: self.incarnation.clone(),
+        }
+    }
+
+    /// Reuses the string buffers already there: a renew observes its own record on every step.
+    fn clone_from(&mut self, source: &Self) {
+        self.holder_identity.clone_from(&source.holder_identity);
+        self.lease_duration_seconds = source.lease_duration_seconds;
+        self.acquire_time = source.acquire_time;
+        self.renew_time = source.renew_time;
+        self.leader_transitions = source.leader_transitions;
+        self.strategy.clone_from(&source.strategy);
+        self.preferred_holder.clone_from(&source.preferred_holder);
+        self.incarnation.clone_from(&source.incarnation);
+    }
 }
 
 /// A record together with the `resourceVersion` of the object it was read from or written to.
@@ -115,12 +152,24 @@ impl LeaderElectionRecord {
             leader_transitions: read_int(obj, transitions_field)?,
             strategy: Some(read_string(obj, "strategy")?).filter(|s| !s.is_empty()),
             preferred_holder: Some(read_string(obj, "preferredHolder")?).filter(|s| !s.is_empty()),
+            incarnation: None,
         })
     }
 
     /// True when no one holds the lock (never acquired, or released).
     pub fn is_free(&self) -> bool {
         self.holder_identity.is_empty()
+    }
+
+    /// Whether this is a release as its holder writes one (client-go and kube-elector alike): no holder,
+    /// a 1 s lease, and acquire and renew times both set to the moment of the release. A record that
+    /// lost its holder any other way (`kubectl edit` removing `holderIdentity`, a ConfigMap re-applied
+    /// without the leader annotation) was cleared by someone else while its holder may still lead.
+    pub fn is_release(&self) -> bool {
+        self.holder_identity.is_empty()
+            && self.lease_duration_seconds == 1
+            && self.acquire_time.is_some()
+            && self.acquire_time == self.renew_time
     }
 }
 

@@ -131,9 +131,15 @@ impl LeaderHandle {
             return Ok(());
         };
         let state = &self.status.state;
-        // Leadership ends now; the request in flight is cut; then the thread is told how to finish (it
-        // resumes the clients for the release only after this message, so no interrupt can hit it).
+        // Leadership ends now, and is announced now: a renew thread stuck in a request (or an exec
+        // plugin) cannot hold StoppedLeading back. The request in flight is cut; then the thread is told
+        // how to finish (it resumes the clients for the release only after this message, so no
+        // interrupt can hit it).
         state.stop();
+        state.announce_stopped(match mode {
+            StopMode::Stop => crate::events::StopReason::Stopped,
+            StopMode::Abandon => crate::events::StopReason::Abandoned,
+        });
         for i in &self.interrupters {
             i.interrupt();
         }

@@ -55,6 +55,9 @@ pub(crate) struct State {
     deadline: AtomicU64,
     /// `StartedLeading` was sent and its `StoppedLeading` not yet.
     announced: AtomicBool,
+    /// Held while announcing a start or a stop: the handle announces the stop itself (so a renew thread
+    /// stuck in a request cannot hold it back), and the two must never cross.
+    announcing: Mutex<()>,
     leader: Mutex<Option<String>>,
     pub(crate) events: Arc<EventHub>,
     pub(crate) timing: Timing,
@@ -75,6 +78,16 @@ pub(crate) struct State {
     /// The current term, written under this lock; waiters for leadership changes sleep on `changed`.
     term: Mutex<TermSlot>,
     changed: Condvar,
+}
+
+/// What a step's outcome did to the shared state.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Applied {
+    /// Leadership ended.
+    pub(crate) lost: bool,
+    /// It ended because a renew came back after the term's deadline had passed: the election still
+    /// counts the term as renewed and must be told it is over.
+    pub(crate) lapsed: bool,
 }
 
 /// The current (or last) term: its number and the lock's transition counter.
@@ -102,6 +115,7 @@ impl State {
             base: Instant::now(),
             deadline: AtomicU64::new(NOT_LEADING),
             announced: AtomicBool::new(false),
+            announcing: Mutex::new(()),
             leader: Mutex::new(None),
             events,
             timing,
@@ -243,6 +257,19 @@ impl State {
             .is_ok()
     }
 
+    /// Move the deadline of the current term to `deadline`, unless the term is already over: stopped,
+    /// or its deadline passed before the renew could be published (then `is_leader()` has turned false
+    /// and must stay false for this term). False when the term is over.
+    fn extend_deadline(&self, deadline: Instant) -> bool {
+        let new = self.nanos(deadline).max(STOPPED + 1);
+        let now = self.nanos(Instant::now());
+        self.deadline
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur > STOPPED && cur > now).then_some(new.max(cur))
+            })
+            .is_ok()
+    }
+
     fn clear_deadline(&self) {
         let _ = self
             .deadline
@@ -278,14 +305,15 @@ impl State {
 
     /// Count one step and act on its outcome: publish its events in order, each after the leadership
     /// state it reports (so a subscriber who sees `StartedLeading` also sees `is_leader()` true), and
-    /// move the deadline after a renew. Returns whether leadership was lost.
+    /// move the deadline after a renew. A renew whose term ran out before it could be published ends
+    /// that term instead (`Applied::lapsed`): the election must be told.
     pub(crate) fn apply(
         &self,
         outcome: &Outcome,
         was_leading: bool,
         latency: Duration,
         lock_ref: Option<ObjectReference>,
-    ) -> bool {
+    ) -> Applied {
         {
             let mut st = lock(&self.stats);
             st.attempts += 1;
@@ -303,11 +331,13 @@ impl State {
             st.last_error = outcome.error.as_ref().map(ToString::to_string);
         }
         let deadline = outcome.status.leader_deadline();
-        let mut lost = false;
+        let mut applied = Applied::default();
+        let mut began = false;
         for event in &outcome.events {
             match event {
                 LeaderEvent::StartedLeading { transitions } => {
                     if let Some(d) = deadline {
+                        began = true;
                         if self.begin_term(*transitions, d) {
                             self.announce_started(*transitions, lock_ref.clone());
                             self.notify();
@@ -315,17 +345,27 @@ impl State {
                     }
                 }
                 LeaderEvent::StoppedLeading { reason } => {
-                    lost = true;
+                    applied.lost = true;
                     self.clear_deadline();
                     self.announce_stopped(reason.clone());
                 }
                 other => self.publish(other.clone()),
             }
         }
-        if let Some(d) = deadline.filter(|_| outcome.renewed) {
-            self.set_deadline(d);
+        if let Some(d) = deadline.filter(|_| outcome.renewed && !began) {
+            if !self.extend_deadline(d) && !self.is_stopped() {
+                // The term's deadline passed between the renew's answer and now: is_leader() turned
+                // false, and a term that ended stays ended.
+                applied.lost = true;
+                applied.lapsed = true;
+                self.clear_deadline();
+                self.announce_stopped(crate::events::StopReason::RenewDeadlineExceeded {
+                    last_error: "the renew succeeded only after the renew deadline had passed"
+                        .into(),
+                });
+            }
         }
-        lost
+        applied
     }
 
     /// The elector has ended and sent its last event: every event stream ends once read, and the Event
@@ -354,7 +394,10 @@ impl State {
             return Ok(());
         };
         let age = Instant::now().saturating_duration_since(last);
-        let limit = self.timing.lease_duration + max_tolerable_expired;
+        let limit = self
+            .timing
+            .lease_duration
+            .saturating_add(max_tolerable_expired);
         if age > limit {
             return Err(Error::Unhealthy(format!(
                 "{}: leading, but the last successful renew was {age:?} ago (more than lease duration + {max_tolerable_expired:?} = {limit:?}): the renew thread is stuck",
@@ -364,8 +407,12 @@ impl State {
         Ok(())
     }
 
-    /// Send `StartedLeading` (and its Kubernetes Event).
+    /// Send `StartedLeading` (and its Kubernetes Event), unless stopped meanwhile.
     fn announce_started(&self, transitions: i32, object: Option<ObjectReference>) {
+        let _announcing = lock(&self.announcing);
+        if self.is_stopped() {
+            return;
+        }
         self.announced.store(true, Ordering::Release);
         lock(&self.stats).acquisitions += 1;
         log::info!(
@@ -382,6 +429,7 @@ impl State {
 
     /// Send `StoppedLeading` (and its Kubernetes Event) if, and only if, `StartedLeading` is outstanding.
     pub(crate) fn announce_stopped(&self, reason: StopReason) {
+        let _announcing = lock(&self.announcing);
         if self.announced.swap(false, Ordering::AcqRel) {
             log::info!("{}: stopped leading: {reason}", self.context);
             self.events.publish(LeaderEvent::StoppedLeading { reason });

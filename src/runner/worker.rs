@@ -108,13 +108,18 @@ impl Worker {
                 .any(|e| matches!(e, LeaderEvent::StartedLeading { .. }))
                 .then(|| self.elector.locks().object_ref())
                 .flatten();
-            let lost = self
+            let applied = self
                 .state
                 .apply(&outcome, was_leading, started.elapsed(), lock_ref);
-            if lost && !self.keep_campaigning {
+            if applied.lapsed {
+                // The term ran out as its renew came back: the election ends it too.
+                let _ = self.elector.lapse();
+                self.standing = self.elector.election().status();
+            }
+            if applied.lost && !self.keep_campaigning {
                 break StopMode::Stop;
             }
-            if outcome.lapsed() {
+            if outcome.lapsed() || applied.lapsed {
                 // Reported the moment it happened; now campaign again without waiting.
                 continue;
             }

@@ -27,6 +27,14 @@ pub enum FaultAction {
     /// Hold the request until the fault is removed (or the server goes down), then answer it normally:
     /// a late write is still applied, as on a real API server.
     Hang,
+    /// Answer with this 3xx status and a `Location` header pointing elsewhere, as a misconfigured proxy
+    /// or load balancer in front of the API server would.
+    Redirect {
+        /// The HTTP status code (301, 302, 303, 307, 308).
+        code: u16,
+        /// Where the redirect points: a path on this server or any URL.
+        location: String,
+    },
     /// Close the connection without answering.
     DropConnection,
     /// Process the request, then send the status line, the headers and half the body, and close: the
@@ -83,6 +91,14 @@ impl Fault {
         Self::new(FaultAction::Body {
             code,
             body: body.into(),
+        })
+    }
+
+    /// Answer with a redirect (`code`, e.g. 302) to `location` (a path or a URL).
+    pub fn redirect(code: u16, location: impl Into<String>) -> Self {
+        Self::new(FaultAction::Redirect {
+            code,
+            location: location.into(),
         })
     }
 
@@ -147,7 +163,8 @@ pub(crate) enum Verdict {
     Answer {
         code: u16,
         body: Option<String>,
-        retry_after: Option<u64>,
+        /// Extra headers (`Retry-After`, `Location`).
+        headers: Vec<(&'static str, String)>,
     },
     Drop,
     Truncate,
@@ -223,14 +240,24 @@ impl Faults {
                         verdict = Verdict::Answer {
                             code: *code,
                             body: None,
-                            retry_after: *retry_after,
+                            headers: retry_after
+                                .iter()
+                                .map(|s| ("Retry-After", s.to_string()))
+                                .collect(),
                         }
                     }
                     FaultAction::Body { code, body } => {
                         verdict = Verdict::Answer {
                             code: *code,
                             body: Some(body.clone()),
-                            retry_after: None,
+                            headers: Vec::new(),
+                        }
+                    }
+                    FaultAction::Redirect { code, location } => {
+                        verdict = Verdict::Answer {
+                            code: *code,
+                            body: Some(String::new()),
+                            headers: vec![("Location", location.clone())],
                         }
                     }
                     FaultAction::DropConnection => verdict = Verdict::Drop,

@@ -115,9 +115,9 @@ pub(super) fn serve_io<S: Read + Write>(inner: &Inner, stream: S, cert_user: Opt
             http::Outcome::Respond {
                 code,
                 body,
-                retry_after,
+                headers,
             } => {
-                if http::write_response(reader.get_mut(), code, &body, retry_after).is_err() {
+                if http::write_response(reader.get_mut(), code, &body, &headers).is_err() {
                     return;
                 }
             }

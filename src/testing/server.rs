@@ -195,6 +195,24 @@ impl ApiServer {
         Some(rv)
     }
 
+    /// Send `object` to every watch of `plural` `namespace/name` as a `MODIFIED` event, without storing
+    /// it: a watch that lies. The object's `resourceVersion` is sent as given (say, the stored object's,
+    /// so the lie shows the current version). Returns false for an unknown plural.
+    pub fn forge_watch_event(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> bool {
+        let Some(r) = Resource::from_plural(plural) else {
+            return false;
+        };
+        lock(&self.inner.store).forge_change(r, namespace, name, &object);
+        self.inner.store_changed.notify_all();
+        true
+    }
+
     /// Delete any object by its plural, as an administrator would. Returns whether it existed.
     pub fn delete_object(&self, plural: &str, namespace: &str, name: &str) -> bool {
         let deleted = Resource::from_plural(plural)

@@ -340,6 +340,13 @@ impl Store {
         }
     }
 
+    /// Send `object` to the watches of `name` as a `MODIFIED` event without storing it: a watch that
+    /// lies (a buggy proxy, a cache that serves another object's state).
+    pub(crate) fn forge_change(&mut self, r: Resource, ns: &str, name: &str, object: &Value) {
+        self.last_rv += 1;
+        self.changed("MODIFIED", r, ns, name, object);
+    }
+
     /// Store `object` as is (no validation): for tests that plant malformed records.
     pub(crate) fn put_raw(
         &mut self,

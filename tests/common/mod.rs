@@ -159,3 +159,72 @@ pub fn make_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// Election timing from a whole-second lease and millisecond renew deadline and retry period.
+pub fn timing(lease: u64, renew_ms: u64, retry_ms: u64) -> kube_elector::Timing {
+    kube_elector::Timing {
+        lease_duration: Duration::from_secs(lease),
+        renew_deadline: Duration::from_millis(renew_ms),
+        retry_period: Duration::from_millis(retry_ms),
+    }
+}
+
+/// Sample every handle each millisecond for `d`; panic if two lead at once.
+pub fn no_overlap(hs: &[&kube_elector::LeaderHandle], d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        let leading: Vec<&str> = hs
+            .iter()
+            .filter(|h| h.is_leader())
+            .map(|h| h.identity())
+            .collect();
+        assert!(leading.len() <= 1, "two leaders at once: {leading:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A loopback HTTP server that answers every request with `200` and `body`, and keeps each request's
+/// head (its request line and headers), to show what reached it.
+pub struct Trap {
+    pub port: u16,
+    pub heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    pub fn start(body: String) -> Trap {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                seen.lock().unwrap().push(head);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Trap { port, heads }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}

@@ -2,6 +2,7 @@
 //! client-go. This is the only module that parses YAML (serde_yaml is archived upstream; a swap to a fork
 //! with the same API is a change here alone). JSON kubeconfigs parse as YAML.
 
+mod aliases;
 mod entries;
 mod model;
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use self::entries::{apply_user, cluster_config};
 use self::model::{Cluster, Context, KubeconfigFile, Named, User};
 use super::Config;
+use super::files::{MAX_CONFIG_FILE, read_bounded, read_bounded_text};
 use crate::error::{ConfigErrorKind, Error, Result};
 
 /// Which kubeconfig files to read and which context to use.
@@ -77,7 +79,7 @@ impl KubeconfigOptions {
                 continue;
             }
             seen.push(path.clone());
-            let text = match std::fs::read_to_string(path) {
+            let text = match read_bounded_text(path, MAX_CONFIG_FILE) {
                 Ok(t) => t,
                 Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -133,6 +135,12 @@ fn parse(text: &str, file: &str) -> Result<KubeconfigFile> {
     if text.trim().is_empty() {
         return Ok(KubeconfigFile::default());
     }
+    aliases::check_expansion(text, aliases::budget(text.len())).map_err(|e| {
+        Error::config(
+            ConfigErrorKind::Kubeconfig,
+            format!("kubeconfig {file} does not parse: {e}"),
+        )
+    })?;
     serde_yaml::from_str(text).map_err(|e| {
         Error::config(
             ConfigErrorKind::Kubeconfig,
@@ -265,7 +273,7 @@ fn data_or_file(
         }),
         (None, Some(p)) => {
             let p = resolve_path(dir, p);
-            std::fs::read(&p).map(Some).map_err(|e| {
+            read_bounded(&p, MAX_CONFIG_FILE).map(Some).map_err(|e| {
                 Error::config_io(
                     ConfigErrorKind::Kubeconfig,
                     format!(

@@ -1,39 +1,95 @@
 //! Judging what the reads found: whose lock it is, whether it has expired by our clock, and the
 //! record to write (a renewal of our term, or a new term).
 
-use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{Election, Known, Observation, View};
+use super::{Election, Known, Observation, Seen, View};
 use crate::election::protocol::{Action, ElectionConfig, Slot, UNKNOWN_LEADER};
 use crate::error::Error;
-use crate::events::LeaderEvent;
-use crate::record::LeaderElectionRecord;
+use crate::events::{LeaderEvent, StopReason};
+use crate::record::{LeaderElectionRecord, VersionedRecord};
+
+/// Who is asking, for judging records: our identity and incarnation, whether we hold a term, and
+/// whether we ever wrote our record.
+#[derive(Clone, Copy)]
+struct Judge<'a> {
+    config: &'a ElectionConfig,
+    holding: bool,
+    wrote: bool,
+}
+
+impl Judge<'_> {
+    /// Whether this process wrote `r`: our identity, and our incarnation (or none, for locks that do not
+    /// keep one) in a record we have written before.
+    fn mine(&self, r: &LeaderElectionRecord) -> bool {
+        r.holder_identity == self.config.identity
+            && self.wrote
+            && r.incarnation
+                .as_deref()
+                .is_none_or(|i| i == self.config.incarnation)
+    }
+}
 
 impl Election {
-    /// The record an object holds, with its version, or `-` for a deleted object's ghost: the holder it
-    /// last named still holds it until that holder's lease runs out (a live holder re-creates it within
-    /// a retry), and whoever re-creates it after that leads only after a quarantine (see
-    /// [`Term::from`]). A released ghost holds nothing.
-    pub(super) fn record_in(&self, slot: Slot) -> Option<(&LeaderElectionRecord, &str)> {
-        record_in(&self.slots, slot)
+    fn judge_ctx(&self) -> Judge<'_> {
+        Judge {
+            config: &self.config,
+            holding: self.leading.is_some(),
+            wrote: self.wrote,
+        }
+    }
+
+    /// Whether this process wrote `r` (see [`LeaderElectionRecord::incarnation`]).
+    pub(super) fn mine(&self, r: &LeaderElectionRecord) -> bool {
+        self.judge_ctx().mine(r)
     }
 
     pub(super) fn ours_while_holding(&self, r: &LeaderElectionRecord) -> bool {
-        r.holder_identity == self.config.identity && self.leading.is_some()
+        self.mine(r) && self.leading.is_some()
     }
 
-    /// Whether writing `slots` re-creates an object we saw before it was deleted (outside our term), and
-    /// if so for how long the term must wait before it leads: the longest lease duration we know of (its
-    /// records' and ours), after which whoever held the deleted object has stopped.
+    /// Take in an object as a read found it. A record that lost its holder without that holder's
+    /// release is judged like a deleted object: the holder we last saw holds it until its lease runs out
+    /// by our clock.
+    pub(super) fn take_in_object(&mut self, slot: Slot, v: VersionedRecord) {
+        let i = slot.index();
+        self.slots[i] = match cleared_ghost(&self.slots[i], &v.record) {
+            Some(ghost) => Known::Cleared { object: v, ghost },
+            None => Known::Present(v),
+        };
+    }
+
+    /// Take in an object as a watch showed it. A watch may lie: what it shows never ends what a read
+    /// taught us of a deleted or cleared record's holder (only a read can show its release).
+    pub(super) fn take_in_watched(&mut self, slot: Slot, v: VersionedRecord) {
+        let i = slot.index();
+        let kept = match &self.slots[i] {
+            Known::Cleared { ghost, .. } => Some(ghost.clone()),
+            Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some(g.clone()),
+            _ => None,
+        };
+        match kept.filter(|_| v.record.holder_identity.is_empty()) {
+            Some(ghost) => self.slots[i] = Known::Cleared { object: v, ghost },
+            None => self.take_in_object(slot, v),
+        }
+    }
+
+    /// Whether writing `slots` takes an object whose last holder may still be acting, and if so for how
+    /// long the term must hold it before it leads: the longest lease duration we know of (its records'
+    /// and ours). That is a re-creation of an object we saw deleted, and a takeover of a record we saw
+    /// lose its holder without a release (cleared by a tool): whoever held it may have renewed unseen in
+    /// between, and has stopped by then (our write ends its renews).
     pub(super) fn recreates(&self, slots: &[Slot]) -> Option<Duration> {
+        let ours = self.config.timing.lease_duration;
         slots
             .iter()
             .filter_map(|s| match &self.slots[s.index()] {
-                Known::Missing { ghost: Some(g) } if !self.ours_while_holding(g) => {
-                    Some(self.duration_of(g).max(self.config.timing.lease_duration))
+                Known::Missing { ghost: Some(g) } | Known::Cleared { ghost: g, .. }
+                    if !self.ours_while_holding(g) =>
+                {
+                    Some(self.duration_of(g).max(ours))
                 }
                 _ => None,
             })
@@ -57,7 +113,7 @@ impl Election {
         if self.config.coordinated {
             return self.judge_coordinated(o, now, wall);
         }
-        let ours = o.holder == us && self.wrote;
+        let ours = o.ours;
         if ours && self.leading.is_none() && self.quarantine_pending.is_some() {
             // Perhaps our own re-creation whose answer we lost: it leads only after its quarantine.
             self.step.quarantine = self.quarantine_pending;
@@ -65,6 +121,15 @@ impl Election {
         if !ours {
             if o.holder != us {
                 self.quarantine_pending = None;
+            }
+            if o.holder == us && self.leading.is_some() {
+                // Our identity, written by another process: a successor under our name (a pod
+                // re-created while we were cut off). Its term is not ours.
+                log::warn!(
+                    "{} as {us}: the lock names our identity but another process wrote it (identities must be unique per process; is a second replica running under this name?): stepping down",
+                    self.config.lock
+                );
+                self.lose_as(StopReason::IdentityConflict);
             }
             // Whoever wrote the record, it is not our term any more.
             self.lose((!o.holder.is_empty()).then(|| o.holder.clone()));
@@ -75,11 +140,37 @@ impl Election {
         let record = if ours {
             self.renewal_of(now, wall)
         } else {
-            self.new_term(self.known_transitions().saturating_add(1), now, wall)
+            let Some(term) = self.next_term() else {
+                return self.refuse_term(now);
+            };
+            self.new_term(term, now, wall)
         };
         let slots: Vec<Slot> = self.all_slots().collect();
         self.step.quarantine = self.step.quarantine.max(self.recreates(&slots));
         self.write(slots, 0, record, now)
+    }
+
+    /// The term a new holder takes: one more than any we know of, or `None` at the counter's limit.
+    fn next_term(&mut self) -> Option<i32> {
+        let next = self.known_transitions().checked_add(1);
+        if next.is_some() {
+            self.term_limit_reported = false;
+        }
+        next
+    }
+
+    /// The lock's transition counter is at `i32::MAX`: a new term's fencing token could not be larger
+    /// than the last one, so we do not take the lock.
+    fn refuse_term(&mut self, now: Instant) -> Action {
+        self.step.error = Some(Error::TermLimit {
+            lock: self.config.lock.clone(),
+        });
+        if !std::mem::replace(&mut self.term_limit_reported, true) {
+            self.step.events.push(LeaderEvent::TermLimitReached {
+                transitions: i32::MAX,
+            });
+        }
+        self.finish(now)
     }
 
     /// No lock object exists and none named a holder when we last saw it: create it, with the term
@@ -95,7 +186,10 @@ impl Election {
         let slots: Vec<Slot> = self.all_slots().collect();
         let seen = self.recreates(&slots).is_some() || self.observed.is_some();
         let transitions = if seen {
-            self.known_transitions().saturating_add(1)
+            match self.next_term() {
+                Some(t) => t,
+                None => return self.refuse_term(now),
+            }
         } else {
             0
         };
@@ -130,13 +224,15 @@ impl Election {
         self.write(vec![Slot::Primary], 0, record, now)
     }
 
-    /// Our record renewed: the term and acquire time kept, the renew time and our duration written.
+    /// Our record renewed: the term and acquire time kept, the renew time and our duration written. The
+    /// renew time never goes back within a term, whatever the wall clock does, so a record we wrote never
+    /// reads the same as an earlier one (followers tell renews apart by the record).
     pub(super) fn renewal_of(&self, now: Instant, wall: DateTime<Utc>) -> LeaderElectionRecord {
-        let time = self.record_time(now, wall);
         let base = match &self.leading {
             Some(t) => t.record.clone(),
             None => self.current_record().unwrap_or_default(),
         };
+        let time = self.next_renew_time(&base, now, wall);
         LeaderElectionRecord {
             holder_identity: self.config.identity.clone(),
             lease_duration_seconds: self.config.timing.lease_seconds(),
@@ -148,6 +244,7 @@ impl Election {
                 .map_or(base.leader_transitions, |o| o.transitions),
             strategy: base.strategy,
             preferred_holder: base.preferred_holder,
+            incarnation: Some(self.config.incarnation.clone()),
         }
     }
 
@@ -167,16 +264,23 @@ impl Election {
             leader_transitions: transitions,
             strategy: None,
             preferred_holder: None,
+            incarnation: Some(self.config.incarnation.clone()),
         }
     }
 
-    /// The highest term any record we know of carries (deleted ones included), so fencing tokens keep
-    /// growing for everyone who saw them.
+    /// The highest term any record we know of carries (deleted and cleared ones included), so fencing
+    /// tokens keep growing for everyone who saw them.
     pub(super) fn known_transitions(&self) -> i32 {
         let slots = self
             .all_slots()
             .filter_map(|s| match &self.slots[s.index()] {
                 Known::Present(v) => Some(v.record.leader_transitions),
+                Known::Cleared { object, ghost } => Some(
+                    object
+                        .record
+                        .leader_transitions
+                        .max(ghost.leader_transitions),
+                ),
                 Known::Missing { ghost: Some(g) } => Some(g.leader_transitions),
                 _ => None,
             });
@@ -189,7 +293,7 @@ impl Election {
     /// The record of the primary object if it exists, else the secondary's.
     pub(super) fn current_record(&self) -> Option<LeaderElectionRecord> {
         self.all_slots()
-            .find_map(|s| self.record_in(s).map(|(r, _)| r.clone()))
+            .find_map(|s| record_in(&self.slots, s).map(|(r, _)| r.clone()))
     }
 
     /// The holder's advertised duration; a non-positive one (invalid on the wire) counts as ours.
@@ -197,31 +301,48 @@ impl Election {
         duration_of(&self.config, r)
     }
 
-    /// Take in what the objects say at `now`: a new key restarts the expiry countdown; a new holder is
-    /// reported. `false` when no object exists. (Renews observe their own writes: the strings are copied
-    /// into the buffers the observation already holds.)
+    /// Take in what the objects say at `now`: a changed record restarts the expiry countdown (a write that
+    /// leaves the record alone does not: it is no renew of the holder's); a new holder is reported.
+    /// `false` when no object exists. (Renews observe their own writes: the records are copied into the
+    /// buffers the observation already holds.)
     pub(super) fn observe_now(&mut self, now: Instant, events: &mut Vec<LeaderEvent>) -> bool {
-        let Some(v) = view_of(&self.slots, &self.config, self.leading.is_some()) else {
+        // Borrowed field by field, as the observation is updated while the view is held.
+        let judge = Judge {
+            config: &self.config,
+            holding: self.leading.is_some(),
+            wrote: self.wrote,
+        };
+        let Some(v) = view_of(&self.slots, judge) else {
             return false;
         };
         let o = self.observed.get_or_insert_with(|| Observation {
-            key: String::new(),
+            seen: [Seen::Absent, Seen::Absent],
             holder: String::new(),
+            ours: false,
             duration: v.duration,
             transitions: v.transitions,
             preferred: None,
             at: now,
         });
-        if o.key != v.key {
-            // Changed: the countdown starts now.
-            o.key.clear();
-            o.key.push_str(&v.key);
+        // Changed by someone else (a record we wrote in this step is no sign of another holder, as when
+        // the second write of a pair lost a race): the countdown starts now.
+        let wrote = self.step.wrote;
+        let mut changed = false;
+        for (i, (s, k)) in o.seen.iter_mut().zip(&self.slots).enumerate() {
+            if !s.matches(k) {
+                let ours_now = wrote[i] && k.object().is_some_and(|v| judge.mine(&v.record));
+                changed |= !ours_now;
+                s.take(k);
+            }
+        }
+        if changed {
             o.at = now;
         }
         if o.holder != v.holder {
             o.holder.clear();
             o.holder.push_str(v.holder);
         }
+        o.ours = v.ours;
         o.duration = v.duration;
         o.transitions = v.transitions;
         if o.preferred.as_deref() != v.preferred {
@@ -237,14 +358,46 @@ impl Election {
     }
 }
 
-/// The record an object holds, with its version, or `-` for a deleted object's ghost: the holder it
-/// last named still holds it until that holder's lease runs out (a live holder re-creates it within a
-/// retry), and whoever re-creates it after that leads only after a quarantine (see `Term::from`). A
-/// released ghost holds nothing.
-fn record_in(slots: &[Known; 2], slot: Slot) -> Option<(&LeaderElectionRecord, &str)> {
+/// The holder a record without one still belongs to, judged from what the object said before (`None`:
+/// the lock is free):
+/// * a record naming a holder, cleared by anyone but that holder's release: that holder;
+/// * a record cleared again, or cleared the first time we see it after we saw its holder: still that
+///   holder (a release after it frees it: its holder wrote it after an update we missed);
+/// * an object re-created after a delete with no holder: the deleted record's holder (its release could
+///   not have re-created the object);
+/// * a released record followed by another record without a holder that is no release: someone we never
+///   saw took it in between.
+///
+/// The first time we see the object, we cannot know who held it: free.
+fn cleared_ghost(before: &Known, now: &LeaderElectionRecord) -> Option<LeaderElectionRecord> {
+    if !now.holder_identity.is_empty() {
+        return None;
+    }
+    let released = now.is_release();
+    match before {
+        Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some(g.clone()),
+        Known::Cleared { ghost, .. } if !released => Some(ghost.clone()),
+        Known::Present(p) if !released && !p.record.holder_identity.is_empty() => {
+            Some(p.record.clone())
+        }
+        Known::Present(p) if !released && p.record != *now => Some(LeaderElectionRecord {
+            holder_identity: UNKNOWN_LEADER.to_string(),
+            ..now.clone()
+        }),
+        _ => None,
+    }
+}
+
+/// The record an object is judged by, and whether it is a ghost: a deleted object's last record, or the
+/// last record naming a holder of an object someone else cleared. A ghost's holder still holds it until
+/// its lease runs out (a live holder re-creates or rewrites it within a retry); whoever re-creates a
+/// deleted one after that leads only after a quarantine (see `Term::from`). A released ghost holds
+/// nothing.
+fn record_in(slots: &[Known; 2], slot: Slot) -> Option<(&LeaderElectionRecord, bool)> {
     match &slots[slot.index()] {
-        Known::Present(v) => Some((&v.record, v.resource_version.as_str())),
-        Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((g, "-")),
+        Known::Present(v) => Some((&v.record, false)),
+        Known::Cleared { ghost, .. } => Some((ghost, true)),
+        Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((g, true)),
         _ => None,
     }
 }
@@ -258,61 +411,60 @@ fn duration_of(config: &ElectionConfig, r: &LeaderElectionRecord) -> Duration {
     }
 }
 
-/// How a record is judged: its holder and duration. A ghost is held for the longer of its duration and
-/// ours (someone we did not see may have taken it before it was deleted), and our own ghost is ours only
-/// while we hold the term (after a lapse, anyone may have taken it since).
+/// How a record is judged: its holder, whether that is this process, and its duration. A ghost is held
+/// for the longer of its duration and ours (someone we did not see may have taken it before it was
+/// deleted or cleared), and our own ghost is ours only while we hold the term (after a lapse, anyone may
+/// have taken it since).
 fn judged<'a>(
-    config: &ElectionConfig,
-    holding: bool,
+    judge: Judge<'_>,
     r: &'a LeaderElectionRecord,
-    version: &str,
-) -> (&'a str, Duration) {
-    if version != "-" {
-        return (&r.holder_identity, duration_of(config, r));
+    ghost: bool,
+) -> (&'a str, bool, Duration) {
+    let config = judge.config;
+    let mine = judge.mine(r);
+    if !ghost {
+        return (&r.holder_identity, mine, duration_of(config, r));
     }
-    let holder = if r.holder_identity == config.identity && !holding {
-        UNKNOWN_LEADER
+    let (holder, mine) = if r.holder_identity == config.identity && !(mine && judge.holding) {
+        (UNKNOWN_LEADER, false)
     } else {
-        &r.holder_identity
+        (r.holder_identity.as_str(), mine)
     };
     (
         holder,
+        mine,
         duration_of(config, r).max(config.timing.lease_duration),
     )
 }
 
 /// What the objects say together, or `None` when none exists. In a pair, two records naming different
 /// holders read as [`UNKNOWN_LEADER`], and the longest duration either advertises counts.
-fn view_of<'a>(slots: &'a [Known; 2], config: &ElectionConfig, holding: bool) -> Option<View<'a>> {
+fn view_of<'a>(slots: &'a [Known; 2], judge: Judge<'_>) -> Option<View<'a>> {
     let primary = record_in(slots, Slot::Primary);
-    let secondary = if config.pair {
+    let secondary = if judge.config.pair {
         record_in(slots, Slot::Secondary)
     } else {
         None
     };
-    let rv = |r: Option<(&LeaderElectionRecord, &'a str)>| r.map_or("-", |(_, v)| v);
-    let key = if config.pair {
-        Cow::Owned(format!("{}+{}", rv(primary), rv(secondary)))
-    } else {
-        Cow::Borrowed(rv(primary))
-    };
-    let judge = |r, v| judged(config, holding, r, v);
-    let (holder, duration, transitions, preferred) = match (primary, secondary) {
+    let (holder, ours, duration, transitions, preferred) = match (primary, secondary) {
         (None, None) => return None,
-        (Some((r, v)), None) | (None, Some((r, v))) => {
-            let (holder, duration) = judge(r, v);
+        (Some((r, g)), None) | (None, Some((r, g))) => {
+            let (holder, ours, duration) = judged(judge, r, g);
             (
                 holder,
+                ours,
                 duration,
                 r.leader_transitions,
                 r.preferred_holder.as_deref(),
             )
         }
-        (Some((p, pv)), Some((s, sv))) => {
-            let (ph, pd) = judge(p, pv);
-            let (sh, sd) = judge(s, sv);
+        (Some((p, pg)), Some((s, sg))) => {
+            let (ph, po, pd) = judged(judge, p, pg);
+            let (sh, so, sd) = judged(judge, s, sg);
+            let same = ph == sh;
             (
-                if ph == sh { ph } else { UNKNOWN_LEADER },
+                if same { ph } else { UNKNOWN_LEADER },
+                same && po && so,
                 pd.max(sd),
                 p.leader_transitions.max(s.leader_transitions),
                 p.preferred_holder.as_deref(),
@@ -320,8 +472,8 @@ fn view_of<'a>(slots: &'a [Known; 2], config: &ElectionConfig, holding: bool) ->
         }
     };
     Some(View {
-        key,
         holder,
+        ours,
         duration,
         transitions,
         preferred,

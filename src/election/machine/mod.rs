@@ -35,14 +35,60 @@ enum Known {
         ghost: Option<LeaderElectionRecord>,
     },
     Present(VersionedRecord),
+    /// The object exists, but its record lost its holder without a release by that holder (a tool or an
+    /// administrator cleared it). Like a delete, that does not end the holder's lease: `ghost`, the last
+    /// record naming a holder, is judged as still there.
+    Cleared {
+        object: VersionedRecord,
+        ghost: LeaderElectionRecord,
+    },
+}
+
+impl Known {
+    /// The object as the server holds it, if it exists.
+    fn object(&self) -> Option<&VersionedRecord> {
+        match self {
+            Known::Present(v) | Known::Cleared { object: v, .. } => Some(v),
+            Known::Unread | Known::Missing { .. } => None,
+        }
+    }
+}
+
+/// What one object said when we last looked, for telling a change: its record, or that it was not
+/// there. Only the record counts: a write that leaves it alone (a label, another controller's key in a
+/// shared ConfigMap) changes the object's version but is no renew of the holder's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Seen {
+    #[default]
+    Absent,
+    Record(LeaderElectionRecord),
+}
+
+impl Seen {
+    fn matches(&self, known: &Known) -> bool {
+        match (self, known.object()) {
+            (Seen::Absent, None) => true,
+            (Seen::Record(r), Some(v)) => *r == v.record,
+            _ => false,
+        }
+    }
+
+    /// Become what `known` says, reusing the buffers already held.
+    fn take(&mut self, known: &Known) {
+        match (&mut *self, known.object()) {
+            (Seen::Record(r), Some(v)) => r.clone_from(&v.record),
+            (_, Some(v)) => *self = Seen::Record(v.record.clone()),
+            (_, None) => *self = Seen::Absent,
+        }
+    }
 }
 
 /// What the lock objects say together, borrowed from them (an observation copies what it keeps).
 #[derive(Debug, Clone)]
 struct View<'a> {
-    /// The object versions it was read at: a change of key is a change.
-    key: std::borrow::Cow<'a, str>,
     holder: &'a str,
+    /// The holder is this process (our identity, written by this election).
+    ours: bool,
     /// The holder's advertised duration (the longest either record advertises in a pair).
     duration: Duration,
     transitions: i32,
@@ -52,9 +98,11 @@ struct View<'a> {
 /// The last change we observed, and when (on our monotonic clock).
 #[derive(Debug, Clone)]
 struct Observation {
-    /// The object versions it was read at: a change of key is a change.
-    key: String,
+    /// The records it was taken from: a change of either is a change.
+    seen: [Seen; 2],
     holder: String,
+    /// The holder is this process.
+    ours: bool,
     /// The holder's advertised duration (the longest either record advertises in a pair).
     duration: Duration,
     transitions: i32,
@@ -143,6 +191,8 @@ struct StepState {
     /// The writes re-create an object we have seen before (deleted since): the term they begin waits
     /// this long before it leads.
     quarantine: Option<Duration>,
+    /// Which objects this step wrote our record to: a change we made is no sign of another holder.
+    wrote: [bool; 2],
 }
 
 /// The election for one candidate on one lock, as a state machine free of I/O and clocks.
@@ -152,14 +202,7 @@ struct StepState {
 /// use kube_elector::election::{Action, Election, ElectionConfig, Reply, Request};
 /// use kube_elector::Timing;
 ///
-/// let mut e = Election::new(ElectionConfig {
-///     identity: "me".into(),
-///     lock: "leases default/demo".into(),
-///     timing: Timing::default(),
-///     pair: false,
-///     coordinated: false,
-/// })
-/// .unwrap();
+/// let mut e = Election::new(ElectionConfig::new("me", "leases default/demo", Timing::default())).unwrap();
 /// let now = Instant::now();
 /// let wall = chrono::Utc::now();
 /// // A step starts by reading the lock...
@@ -192,12 +235,11 @@ pub struct Election {
     quarantine_pending: Option<Duration>,
     /// No term begun from our re-creation of a deleted object leads before this.
     quarantine_until: Option<Instant>,
-    /// A watch brought a released record since the last step: a follower may take it without reading
-    /// again (its write is conditional on the version the watch showed).
-    watched_fresh: bool,
     /// This election has written our record at least once. A record naming us that we never wrote is
     /// another process's (an earlier run under the same identity): judged like anyone else's.
     wrote: bool,
+    /// The lock's transition counter could not grow for a new term, and we said so.
+    term_limit_reported: bool,
     phase: Phase,
     step: StepState,
 }
@@ -241,8 +283,8 @@ impl Election {
             server_clock: None,
             quarantine_pending: None,
             quarantine_until: None,
-            watched_fresh: false,
             wrote: false,
+            term_limit_reported: false,
             phase: Phase::Idle,
             step: StepState::default(),
         })
@@ -251,6 +293,11 @@ impl Election {
     /// The election's durations.
     pub fn timing(&self) -> Timing {
         self.config.timing
+    }
+
+    /// The election's settings.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.config
     }
 
     /// Whether the API server chooses the holder (coordinated leader election).
@@ -294,7 +341,7 @@ impl Election {
     /// follower should look again.
     pub fn holder_expiry(&self) -> Option<Instant> {
         let o = self.observed.as_ref()?;
-        (!o.holder.is_empty() && o.holder != self.config.identity).then(|| o.expiry())
+        (!o.holder.is_empty() && !o.ours).then(|| o.expiry())
     }
 
     /// Record when the API server said it was `date` (its `Date` header) in the answer to a request sent
@@ -314,13 +361,9 @@ impl Election {
             // Our deadline passed: say so now, not after another round of requests.
             return self.finish(now);
         }
-        if std::mem::take(&mut self.watched_fresh) && self.leading.is_none() && !self.config.pair {
-            // The watch showed the lock as it is: judge that, no read (the write is conditional).
-            return self.judge(now, wall);
-        }
         if let Some(term) = self.fast_path_record() {
             let mut record = term;
-            record.renew_time = Some(self.record_time(now, wall));
+            record.renew_time = Some(self.next_renew_time(&record, now, wall));
             record.lease_duration_seconds = self.config.timing.lease_seconds();
             return self.renew(Slot::Primary, record, now);
         }
@@ -363,34 +406,37 @@ impl Election {
     }
 
     /// A change seen on a watch of the lock object, at `now` (when it arrived). Followers observe it (the
-    /// countdown to the holder's expiry restarts on every change); a leader only checks it for news of a
-    /// new holder, which a step must confirm by reading. Leadership itself only ever changes in a step.
+    /// countdown to the holder's expiry restarts when the record changes); a leader only checks it for
+    /// news of a new holder. Nothing a watch says is acted on by itself: a watch can be late, lose events
+    /// or lie, so a change that calls for a step (a release, a new holder while we lead) makes the step
+    /// read the lock before it judges, and every write is conditional on what that read found.
     pub fn observe_watched(&mut self, watched: Watched, now: Instant) -> WatchReaction {
         let mut reaction = WatchReaction::default();
         if self.config.pair || !matches!(self.phase, Phase::Idle) {
             return reaction;
         }
-        let us = self.config.identity.clone();
-        if self.is_leader(now) {
+        if self.leading.is_some() {
+            // Holding a term: the watch is only news, for a step to confirm by reading.
             reaction.attempt_now = match &watched {
-                Watched::Changed(v) => v.record.holder_identity != us,
+                Watched::Changed(v) => !self.mine(&v.record),
                 Watched::Deleted => true,
             };
             return reaction;
         }
         match watched {
             Watched::Changed(v) => {
-                let holder = v.record.holder_identity.clone();
-                self.slots[0] = Known::Present(v);
+                let released = v.record.is_release();
+                self.take_in_watched(Slot::Primary, v);
                 self.observe_now(now, &mut reaction.events);
-                // A release seen on the watch is taken without reading it again (the write is
-                // conditional on the version the watch showed): the handoff takes one round trip.
-                self.watched_fresh = holder.is_empty();
-                reaction.attempt_now = holder.is_empty() || holder == us;
+                // A release, or our own record (a write whose answer we lost): look now.
+                reaction.attempt_now = released
+                    || self
+                        .observed
+                        .as_ref()
+                        .is_some_and(|o| o.holder.is_empty() || o.ours);
             }
             Watched::Deleted => {
                 self.gone(Slot::Primary);
-                self.watched_fresh = false;
                 reaction.attempt_now = true;
             }
         }

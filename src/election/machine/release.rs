@@ -21,10 +21,7 @@ impl Election {
         self.leading = None;
         let give_up = later(now, self.config.timing.request_timeout_cap());
         self.step = StepState::new(now, 0, Some(give_up));
-        let believed_ours = self
-            .observed
-            .as_ref()
-            .is_some_and(|o| o.holder == self.config.identity)
+        let believed_ours = self.observed.as_ref().is_some_and(|o| o.ours)
             || self.all_slots().any(|s| self.names_us(s));
         if !believed_ours {
             return self.released(Ok(false));
@@ -73,6 +70,7 @@ impl Election {
             leader_transitions: v.record.leader_transitions,
             strategy: v.record.strategy.clone(),
             preferred_holder: None,
+            incarnation: Some(self.config.incarnation.clone()),
         };
         let sent = v.resource_version.clone();
         let rv = sent.clone();

@@ -79,21 +79,22 @@ impl Election {
         }
     }
 
-    /// The object was found missing: remember that it existed, and what it said.
     /// Remember what a read of `slot` found (the object, or that it is gone); a failed read is returned
     /// for the caller to judge, as a step and a release judge it differently.
     pub(super) fn take_in_read(&mut self, slot: Slot, reply: Reply) -> Result<(), Error> {
         match reply {
-            Reply::Object(v) => self.slots[slot.index()] = Known::Present(v),
+            Reply::Object(v) => self.take_in_object(slot, v),
             Reply::NotFound => self.gone(slot),
             Reply::Failed(e) => return Err(e),
         }
         Ok(())
     }
 
+    /// The object was found missing: remember that it existed, and what it said.
     pub(super) fn gone(&mut self, slot: Slot) {
         let ghost = match &self.slots[slot.index()] {
             Known::Present(v) => Some(v.record.clone()),
+            Known::Cleared { ghost, .. } => Some(ghost.clone()),
             Known::Missing { ghost } => ghost.clone(),
             Known::Unread => None,
         };
@@ -111,8 +112,9 @@ impl Election {
         (self.config.pair && slot == Slot::Primary).then_some(Slot::Secondary)
     }
 
+    /// The object holds a record this process wrote.
     pub(super) fn names_us(&self, slot: Slot) -> bool {
-        matches!(&self.slots[slot.index()], Known::Present(v) if v.record.holder_identity == self.config.identity)
+        matches!(&self.slots[slot.index()], Known::Present(v) if self.mine(&v.record))
     }
 
     /// The time written into a record: our wall clock, or in coordinated mode the API server's clock as
@@ -228,10 +230,9 @@ impl Election {
         now: Instant,
     ) -> Action {
         let slot = slots[index];
-        let sent = match &self.slots[slot.index()] {
-            Known::Present(v) => Some(v.resource_version.clone()),
-            _ => None,
-        };
+        let sent = self.slots[slot.index()]
+            .object()
+            .map(|v| v.resource_version.clone());
         if self.step.quarantine.is_some() {
             self.quarantine_pending = self.step.quarantine;
         }
@@ -286,12 +287,53 @@ impl Election {
         self.finish(now)
     }
 
-    /// Remember an object we wrote; a write that left the version unchanged (identical bytes, which the
-    /// API server treats as a no-op) is invisible to followers.
+    /// Remember an object we wrote. A write that left the record as it was is invisible to followers,
+    /// who tell renews apart by the record: identical bytes (which the API server treats as a no-op and
+    /// answers with the same version), or a record that reads the same as before.
     pub(super) fn wrote(&mut self, slot: Slot, v: VersionedRecord, sent: Option<&str>) {
-        if sent.is_some_and(|s| s == v.resource_version) {
+        // What a follower may last have seen in the object: its record, or the record it had before it
+        // was deleted or cleared (a re-created object reading as before is no change to them).
+        let seen = match &self.slots[slot.index()] {
+            Known::Present(b) => Some(&b.record),
+            Known::Cleared { object, ghost } => Some(if *ghost == v.record {
+                ghost
+            } else {
+                &object.record
+            }),
+            Known::Missing { ghost } => ghost.as_ref(),
+            Known::Unread => None,
+        };
+        if sent.is_some_and(|s| s == v.resource_version) || seen.is_some_and(|r| *r == v.record) {
             self.step.observable = false;
         }
+        if v.record.holder_identity == self.config.identity {
+            self.wrote = true;
+            self.step.wrote[slot.index()] = true;
+        }
         self.slots[slot.index()] = Known::Present(v);
+    }
+
+    /// The renew time for the next renewal of `base` (our record): the time to write now, but never at
+    /// or before the latest one we sent or the server stored (a write the server took as a no-op leaves
+    /// its own, later, time in place), so our records never repeat, even when the wall clock steps back.
+    /// Followers tell renews apart by the record: a repeat could read as no renew at all.
+    pub(super) fn next_renew_time(
+        &self,
+        base: &LeaderElectionRecord,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let latest = self
+            .all_slots()
+            .filter_map(|s| self.slots[s.index()].object())
+            .filter(|v| self.mine(&v.record))
+            .filter_map(|v| v.record.renew_time)
+            .chain(base.renew_time)
+            .max();
+        let time = self.record_time(now, wall);
+        match latest {
+            Some(p) if time <= p => p + chrono::Duration::microseconds(1),
+            _ => time,
+        }
     }
 }

@@ -13,6 +13,9 @@ impl Election {
     /// Every object holds our record: we lead until `start + renew_deadline` if followers can see the
     /// write; a write they cannot see moves nothing.
     pub(super) fn wrote_all(&mut self, record: LeaderElectionRecord, now: Instant) -> Action {
+        // A term whose deadline passed while the write was on its way is over: the write may begin a
+        // new term, never extend that one (its workers saw it end).
+        self.expire(now);
         let mut events = std::mem::take(&mut self.step.events);
         self.observe_now(now, &mut events);
         self.step.events = events;
@@ -36,13 +39,15 @@ impl Election {
             // Our term changed under us (another process with our identity wrote it): say so.
             self.lose(Some(self.config.identity.clone()));
         }
+        let fresh = self.leading.is_none();
         let from = self.leads_from(start, now);
         let announced = self.leading.as_ref().is_some_and(|t| t.announced);
-        if !announced && from > now {
+        if fresh && from > now {
             log::info!(
-                "{} as {}: re-created the lock after it was deleted; leading from a renew deadline on, when whoever held the deleted object has stopped",
+                "{} as {}: took a lock that was deleted, or whose record someone other than its holder cleared; holding it without leading for {:?}, until whoever held it has surely stopped",
                 self.config.lock,
-                self.config.identity
+                self.config.identity,
+                from.saturating_duration_since(now)
             );
         }
         self.leading = Some(Term {
@@ -99,15 +104,21 @@ impl Election {
 
     /// Lose leadership now, because someone else holds or wrote the lock.
     pub(super) fn lose(&mut self, holder: Option<String>) {
+        self.lose_as(StopReason::LeaseLost { holder });
+    }
+
+    /// Lose leadership now, for `reason`.
+    pub(super) fn lose_as(&mut self, reason: StopReason) {
         if self.leading.take().is_some_and(|t| t.announced) {
-            self.step.events.push(LeaderEvent::StoppedLeading {
-                reason: StopReason::LeaseLost { holder },
-            });
+            self.step
+                .events
+                .push(LeaderEvent::StoppedLeading { reason });
         }
     }
 
-    /// Where we stand now.
-    pub(super) fn status(&self) -> Status {
+    /// Where we stand now: leading until a deadline, holding a re-created lock until we lead, or
+    /// following a holder until its lease expires by our clock.
+    pub fn status(&self) -> Status {
         match &self.leading {
             Some(t) if t.announced => Status::Leading {
                 deadline: t.deadline,

@@ -39,6 +39,7 @@ proptest! {
             timing,
             pair,
             coordinated,
+            incarnation: "i1".into(),
         }).unwrap();
         let base = Instant::now();
         let (mut now, wall) = (base, Utc::now());

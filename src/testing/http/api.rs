@@ -30,7 +30,8 @@ pub(crate) enum Outcome {
     Respond {
         code: u16,
         body: Vec<u8>,
-        retry_after: Option<u64>,
+        /// Extra headers (`Retry-After`, `Location`).
+        headers: Vec<(&'static str, String)>,
     },
     Close,
 }
@@ -78,7 +79,7 @@ fn respond(code: u16, body: &Value) -> Outcome {
     Outcome::Respond {
         code,
         body: to_bytes(body),
-        retry_after: None,
+        headers: Vec::new(),
     }
 }
 
@@ -124,13 +125,13 @@ fn injected(
         Verdict::Answer {
             code,
             body,
-            retry_after,
+            headers,
         } => {
             let body = body.map_or_else(|| to_bytes(&status_for_code(code)), String::into_bytes);
             Some(Outcome::Respond {
                 code,
                 body,
-                retry_after,
+                headers,
             })
         }
     }

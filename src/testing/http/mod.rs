@@ -144,6 +144,11 @@ fn reason_phrase(code: u16) -> &'static str {
     match code {
         200 => "OK",
         201 => "Created",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -176,7 +181,7 @@ pub(crate) fn write_response<W: Write>(
     w: &mut W,
     code: u16,
     body: &[u8],
-    retry_after: Option<u64>,
+    headers: &[(&'static str, String)],
 ) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nDate: {}\r\nContent-Length: {}\r\n",
@@ -184,8 +189,8 @@ pub(crate) fn write_response<W: Write>(
         http_date(),
         body.len()
     );
-    if let Some(s) = retry_after {
-        head.push_str(&format!("Retry-After: {s}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     // One write: a head and body in separate segments make the client wait for a second wake-up.

@@ -38,7 +38,12 @@ impl SimClock {
             return self.anchor_real;
         }
         let span = (local - self.anchor_local) as f64 / self.rate;
-        self.anchor_real + span.ceil() as u64
+        let mut real = self.anchor_real + span.ceil() as u64;
+        // Floating point may land a nanosecond short: step until the clock reads `local`.
+        while self.local(real) < local {
+            real += 1;
+        }
+        real
     }
 
     /// Change the rate from real time `real` on; the reading stays continuous.

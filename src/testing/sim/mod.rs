@@ -117,6 +117,9 @@ pub enum Invariant {
     /// `is_leader()`: true only after `StartedLeading`, and `StoppedLeading` at the latest when the
     /// deadline passes.
     EventOrder,
+    /// A term, once `is_leader()` has turned false for it, never comes back: a renew that succeeds after
+    /// the deadline passed begins a new term (with its events), never extends the old one.
+    TermEnds,
     /// With a healthy server and a live candidate, a leader again within
     /// `lease + 2.2 × retry` (plus latency and drift) after the last one ended.
     Liveness,
@@ -153,6 +156,9 @@ pub struct SimReport {
     /// Overlaps excused because a candidate that never saw the lock object created it after an
     /// administrator deleted it (it cannot know the old holder; see README, Guarantees).
     pub excused_blind_creates: u64,
+    /// Overlaps excused because a candidate whose first look at the lock object found its record
+    /// cleared by an administrator took it (it cannot know who held it; see README, Guarantees).
+    pub excused_blind_clears: u64,
     /// Broken rules.
     pub violations: Vec<Violation>,
     /// The history (with `trace`).

@@ -191,6 +191,28 @@ impl LockModel {
     pub fn delete(&mut self, kind: ObjectKind) -> Option<Change> {
         self.objects.remove(&kind).map(|_| Change::Deleted(kind))
     }
+
+    /// A write by someone else that leaves the record alone (a label, another controller's key in a
+    /// shared ConfigMap): a new version, the same record.
+    pub fn touch(&mut self, kind: ObjectKind) -> Option<Change> {
+        let record = self.objects.get(&kind)?.record.clone();
+        Some(self.insert(kind, record).1)
+    }
+
+    /// The record cleared by an administrator or a tool, not by its holder: `kubectl edit` removing a
+    /// Lease's `holderIdentity` (the rest stays), or a ConfigMap or Endpoints re-applied without the
+    /// leader annotation (no record at all, which reads as an empty one).
+    pub fn clear(&mut self, kind: ObjectKind) -> Option<Change> {
+        let old = self.objects.get(&kind)?.record.clone();
+        let record = match kind {
+            ObjectKind::Lease => LeaderElectionRecord {
+                holder_identity: String::new(),
+                ..old
+            },
+            ObjectKind::ConfigMap | ObjectKind::Endpoints => LeaderElectionRecord::default(),
+        };
+        Some(self.insert(kind, record).1)
+    }
 }
 
 #[cfg(test)]

@@ -101,13 +101,23 @@ impl World {
                     }
                 }
                 LeaderEvent::StoppedLeading { reason } => self.stopped(e, reason),
-                LeaderEvent::NewLeader { .. } => {}
+                LeaderEvent::NewLeader { .. } | LeaderEvent::TermLimitReached { .. } => {}
             }
         }
+        let (now, _) = self.local_now(e);
         let el = &mut self.electors[e];
         if let Some(d) = deadline.filter(|_| outcome.renewed && el.announced) {
+            if el.published.is_some_and(|p| p <= now) {
+                let id = el.identity.clone();
+                self.violation(
+                    Invariant::TermEnds,
+                    format!("{id}: a renew extended a term whose deadline had passed"),
+                );
+            }
+            let el = &mut self.electors[e];
             el.published = Some(d);
         }
+        let el = &mut self.electors[e];
         el.retry_after = outcome
             .error
             .as_ref()

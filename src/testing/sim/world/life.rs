@@ -54,7 +54,9 @@ impl World {
         let e = (self.rng.next_u64() % self.electors.len() as u64) as usize;
         let r = self.rng.next_f64();
         let el = &self.electors[e];
-        if el.alive && !el.stopping {
+        if el.alive && !el.stopping && r < 0.05 && self.successors < 2 {
+            self.start_successor(e);
+        } else if el.alive && !el.stopping {
             let restart = self.now + 500 * MS + self.rng.next_u64() % (6 * SEC);
             if r < 0.5 {
                 self.crash(e);
@@ -165,7 +167,9 @@ impl World {
         ];
         for kind in kinds {
             if self.rng.next_f64() < 0.7 {
-                if let Some(m) = self.meta.get(&kind).cloned() {
+                // A cleared record's ghost is who held the object deleted now.
+                let ghost = self.cleared.remove(&kind).map(|(g, _)| g);
+                if let Some(m) = ghost.or_else(|| self.meta.get(&kind).cloned()) {
                     if let Some(change) = self.model.delete(kind) {
                         self.last_deletion = Some(self.now);
                         self.trace(|| format!("admin deleted {kind:?} (held by {:?})", m.holder));
@@ -179,6 +183,106 @@ impl World {
         }
         let next = self.now + 5 * SEC + self.rng.next_u64() % (25 * SEC);
         self.schedule(next, Ev::DeleteTick);
+    }
+
+    /// An administrator or a tool clears the record of a held lock object (not a release by its
+    /// holder): its holder may still lead, so nobody who saw it held may take it before its lease ends.
+    pub(super) fn clear_tick(&mut self) {
+        let kinds = [
+            ObjectKind::Lease,
+            ObjectKind::ConfigMap,
+            ObjectKind::Endpoints,
+        ];
+        for kind in kinds {
+            let held = self
+                .meta
+                .get(&kind)
+                .filter(|m| !m.holder.is_empty())
+                .cloned();
+            let Some(ghost) = held.filter(|_| self.rng.next_f64() < 0.7) else {
+                continue;
+            };
+            let Some(change) = self.model.clear(kind) else {
+                continue;
+            };
+            let informed = (0..self.electors.len())
+                .filter(|&e| self.electors[e].saw.contains(&kind))
+                .map(|e| (e, self.electors[e].inc))
+                .collect();
+            self.trace(|| format!("admin cleared {kind:?} (held by {:?})", ghost.holder));
+            let record = self
+                .model
+                .stored(kind)
+                .map(|s| s.record.clone())
+                .unwrap_or_default();
+            self.meta.insert(
+                kind,
+                super::ObjMeta {
+                    holder: String::new(),
+                    writer: (usize::MAX, 0),
+                    duration: record.lease_duration_seconds,
+                    record,
+                    at: self.now,
+                },
+            );
+            self.cleared.insert(kind, (ghost, informed));
+            self.last_deletion = Some(self.now);
+            self.broadcast(change);
+            self.report.faults += 1;
+            self.disturb(self.now);
+        }
+        let next = self.now + 5 * SEC + self.rng.next_u64() % (25 * SEC);
+        self.schedule(next, Ev::ClearTick);
+    }
+
+    /// Now and then, for a few seconds, another writer touches the lock objects every 50 to 600 ms
+    /// without changing the record (labels, another controller's key in a shared ConfigMap). Not a
+    /// disturbance: followers must take over from a crashed holder in time all the same.
+    pub(super) fn touch_tick(&mut self) {
+        if self.now >= self.touching_until && self.rng.next_f64() < 0.3 {
+            self.touching_until = self.now + SEC + self.rng.next_u64() % (8 * SEC);
+            self.trace(|| "another writer starts touching the lock objects".to_string());
+        }
+        if self.now < self.touching_until {
+            for kind in [
+                ObjectKind::Lease,
+                ObjectKind::ConfigMap,
+                ObjectKind::Endpoints,
+            ] {
+                if let Some(change) = self.model.touch(kind) {
+                    self.broadcast(change);
+                }
+            }
+        }
+        let next = if self.now < self.touching_until {
+            self.now + 50 * MS + self.rng.next_u64() % (550 * MS)
+        } else {
+            self.now + 2 * SEC + self.rng.next_u64() % (10 * SEC)
+        };
+        self.schedule(next, Ev::TouchTick);
+    }
+
+    /// A pod re-created under a running elector's name (a StatefulSet's, say) while that elector is cut
+    /// off: a second process with the same identity.
+    pub(super) fn start_successor(&mut self, e: usize) {
+        let old = &self.electors[e];
+        let (kind, timing, watching) = (old.kind, old.timing, old.watching);
+        let (identity, clock) = (old.identity.clone(), old.clock.clone());
+        let cut = 500 * MS + self.rng.next_u64() % (5 * SEC);
+        self.windows.push(FaultWindow {
+            until: self.now + cut,
+            kind: FaultKind::Partition,
+            target: Some(e),
+            probability: 1.0,
+        });
+        self.disturb(self.now + cut);
+        let n = self.electors.len();
+        let mut fresh = self.new_elector(n, identity.clone(), kind, timing, watching, self.now);
+        fresh.clock = clock;
+        self.electors.push(fresh);
+        self.successors += 1;
+        self.trace(|| format!("e{e} ({identity}) cut off; a successor e{n} starts under its name"));
+        self.attempt_now(n);
     }
 
     pub(super) fn watch_tick(&mut self) {

@@ -26,9 +26,12 @@ use crate::watch::Mailbox;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
-/// How late a `StoppedLeading` may come after the deadline passed (the renew thread wakes at the
-/// deadline, and a request in flight times out by then).
-const STOP_TOLERANCE: u64 = 5 * MS;
+/// How late a `StoppedLeading` may come after the deadline passed: the renew thread wakes at the
+/// deadline, and a request in flight times out by then, but a descheduled thread takes a while to act on
+/// what it got (see `SCHEDULING_DELAY`).
+const STOP_TOLERANCE: u64 = 25 * MS;
+/// The longest a client thread is descheduled between receiving an answer and acting on it.
+const SCHEDULING_DELAY: u64 = 20 * MS;
 
 #[derive(Debug)]
 enum Ev {
@@ -65,6 +68,16 @@ enum Ev {
     ClockTick,
     DeleteTick,
     WatchTick,
+    /// An administrator clears the record (not a release).
+    ClearTick,
+    /// Another writer touches the object without changing the record, now and then for a while.
+    TouchTick,
+    /// A watch delivers a lie.
+    LieTick,
+    /// An answer the client has received is processed (after a scheduling delay).
+    Process {
+        id: u64,
+    },
 }
 
 struct Scheduled {
@@ -110,6 +123,8 @@ enum Fate {
 struct InFlight {
     e: usize,
     inc: u32,
+    /// The sender's identity (its slot may hold another incarnation by the time the request arrives).
+    who: String,
     /// When the client's own clock gives up on it.
     give_up: u64,
     request: Request,
@@ -144,7 +159,12 @@ struct FaultWindow {
 #[derive(Debug, Clone)]
 struct ObjMeta {
     holder: String,
+    /// Who wrote it: (elector, incarnation); an administrator is `(usize::MAX, 0)`.
+    writer: (usize, u32),
     duration: i32,
+    /// The record it wrote: a later write of the same record (a re-creation after a delete, say) is no
+    /// change to anyone who saw it.
+    record: crate::record::LeaderElectionRecord,
     at: u64,
 }
 
@@ -207,6 +227,16 @@ pub(crate) struct World {
     model: LockModel,
     meta: BTreeMap<ObjectKind, ObjMeta>,
     deleted: BTreeMap<ObjectKind, ObjMeta>,
+    /// Objects whose record an administrator cleared: who held them then, and which electors
+    /// (index, incarnation) had read them by then. Anyone else sees the cleared record first and cannot
+    /// know who held it.
+    cleared: BTreeMap<ObjectKind, (ObjMeta, BTreeSet<(usize, u32)>)>,
+    /// Answers received but not processed yet (the client thread was descheduled).
+    received: HashMap<u64, (usize, u32, Reply)>,
+    /// Until when another writer touches the lock objects.
+    touching_until: u64,
+    /// Successors started under a running elector's identity.
+    successors: u32,
     electors: Vec<SimElector>,
     requests: HashMap<u64, InFlight>,
     next_request: u64,
@@ -215,8 +245,8 @@ pub(crate) struct World {
     disturbed_until: u64,
     /// The last term started: holder, term, and when.
     last_started: Option<(String, i32, u64)>,
-    /// The last administrator's delete: the term counter restarts from what each candidate saw after
-    /// one, so terms around it are not compared.
+    /// The last administrator's delete or clear: the term counter restarts from what each candidate
+    /// saw after one, so terms around it are not compared.
     last_deletion: Option<u64>,
     overlaps: BTreeSet<(usize, u64, usize, u64)>,
     leaderless_since: Option<u64>,
@@ -290,6 +320,10 @@ impl World {
             model: LockModel::default(),
             meta: BTreeMap::new(),
             deleted: BTreeMap::new(),
+            cleared: BTreeMap::new(),
+            received: HashMap::new(),
+            touching_until: 0,
+            successors: 0,
             electors: Vec::new(),
             requests: HashMap::new(),
             next_request: 0,
@@ -352,10 +386,18 @@ impl World {
 
     pub(crate) fn run(mut self) -> SimReport {
         let max = u64::try_from(self.cfg.max_time.as_nanos()).unwrap_or(u64::MAX);
+        let mut same_instant = 0u32;
         while let Some(s) = self.queue.pop() {
             if self.report.steps >= self.cfg.steps || s.t > max {
                 break;
             }
+            same_instant = if s.t == self.now { same_instant + 1 } else { 0 };
+            assert!(
+                same_instant < 1_000_000,
+                "seed {}: the simulation stopped advancing at {} ns (a bug in the simulation)",
+                self.cfg.seed,
+                s.t
+            );
             self.now = s.t;
             self.handle(s.ev);
             self.check();
@@ -378,6 +420,10 @@ impl World {
             Ev::ClockTick => self.clock_tick(),
             Ev::DeleteTick => self.delete_tick(),
             Ev::WatchTick => self.watch_tick(),
+            Ev::ClearTick => self.clear_tick(),
+            Ev::TouchTick => self.touch_tick(),
+            Ev::LieTick => self.lie_tick(),
+            Ev::Process { id } => self.process(id),
         }
     }
 }

@@ -8,7 +8,9 @@ use super::super::model::ObjectKind;
 use crate::election::{Reply, Request, Slot};
 use crate::error::{Error, StatusReason};
 
-use super::{Busy, Ev, Fate, FaultKind, InFlight, MS, ObjMeta, SEC, World, api, transport};
+use super::{
+    Busy, Ev, Fate, FaultKind, InFlight, MS, ObjMeta, SCHEDULING_DELAY, SEC, World, api, transport,
+};
 
 impl World {
     pub(super) fn object_of(&self, e: usize, slot: Slot) -> ObjectKind {
@@ -63,6 +65,7 @@ impl World {
             InFlight {
                 e,
                 inc,
+                who: self.electors[e].identity.clone(),
                 give_up,
                 request,
                 kind,
@@ -153,13 +156,10 @@ impl World {
         let Some(r) = self.requests.get(&id) else {
             return;
         };
-        let (e, kind, fate, back) = (r.e, r.kind, r.fate, r.back);
-        let writer = self.electors[e].identity.clone();
-        let writer_saw = self.electors[e].saw.contains(&kind);
-        let before = self
-            .model
-            .stored(kind)
-            .map(|s| s.record.holder_identity.clone());
+        let (e, inc, kind, fate, back) = (r.e, r.inc, r.kind, r.fate, r.back);
+        let writer = r.who.clone();
+        let writer_saw = self.electors[e].inc == inc && self.electors[e].saw.contains(&kind);
+        let before = self.model.stored(kind).map(|s| s.record.clone());
         let result = match r.request.clone() {
             Request::Get { .. } => self.model.get(kind).map(|v| (v, None)),
             Request::Create { record, .. } => self.model.create(kind, &record),
@@ -172,7 +172,7 @@ impl World {
         let reply = match result {
             Ok((v, change)) => {
                 if let Some(change) = change {
-                    self.written(kind, &v.record, before, &writer, writer_saw, e);
+                    self.written(kind, &v.record, before, &writer, writer_saw, (e, inc));
                     self.broadcast(change);
                 }
                 Reply::Object(v)
@@ -195,20 +195,49 @@ impl World {
         &mut self,
         kind: ObjectKind,
         record: &crate::record::LeaderElectionRecord,
-        before: Option<String>,
+        before: Option<crate::record::LeaderElectionRecord>,
         writer: &str,
         writer_saw: bool,
-        e: usize,
+        (e, inc): (usize, u32),
     ) {
+        let key = (writer.to_string(), record.leader_transitions);
+        // What a reader may have seen last, to tell whether this write changed the record at all.
+        let over_cleared = before
+            .as_ref()
+            .is_some_and(|b| b.holder_identity.is_empty() && self.cleared.contains_key(&kind));
+        let prior = match &before {
+            Some(_) if over_cleared => self.cleared.get(&kind).map(|(g, _)| g.clone()),
+            Some(_) => self.meta.get(&kind).cloned(),
+            None => self.deleted.get(&kind).cloned(),
+        };
+        if before.as_ref().is_some_and(|b| {
+            b.holder_identity.is_empty() && !b.is_release() && !record.holder_identity.is_empty()
+        }) {
+            // Taking a record without a holder that is no release: its term waits a lease before it
+            // leads.
+            self.disturb(self.now);
+        }
         let previous = match before {
+            // A write over a record an administrator cleared: one that saw who held it holds it a lease
+            // before it leads (checked by OneLeader); one that first saw it cleared cannot know.
+            Some(_) if over_cleared => {
+                let informed = self
+                    .cleared
+                    .get(&kind)
+                    .is_some_and(|(_, seen)| seen.contains(&(e, inc)));
+                if !informed && record.holder_identity == writer {
+                    self.blind_terms.insert(key.clone());
+                    self.report.excused_blind_clears += 1;
+                }
+                None
+            }
             Some(_) => self.meta.get(&kind).cloned(),
             None => {
                 // A create after a delete: a creator that saw the object holds it but leads only after
                 // a quarantine (checked by OneLeader); one that never saw it cannot know who held it.
                 if self.deleted.remove(&kind).is_some() {
                     if !writer_saw {
-                        self.blind_terms
-                            .insert((writer.to_string(), record.leader_transitions));
+                        self.blind_terms.insert(key.clone());
                         self.report.excused_blind_creates += 1;
                     }
                     // Re-created after a delete: its term waits a lease before it leads.
@@ -217,8 +246,9 @@ impl World {
                 None
             }
         };
-        let _ = e;
-        let key = (writer.to_string(), record.leader_transitions);
+        if !record.holder_identity.is_empty() {
+            self.cleared.remove(&kind);
+        }
         if record.holder_identity.is_empty() {
             // A release: if by a blind term, whoever takes it inherits the blindness.
             if self.blind_terms.contains(&key) {
@@ -229,11 +259,17 @@ impl World {
         } else if self.tainted.remove(&kind) && record.holder_identity == writer {
             self.blind_terms.insert(key);
         }
-        if let Some(p) = previous.filter(|p| self.resigned.get(&p.holder).is_none_or(|r| *r < p.at))
-        {
-            let taken = record.holder_identity != p.holder
-                && !p.holder.is_empty()
-                && record.holder_identity == writer;
+        // A holder that resigned since, or whose term began blind (it overlaps already), is not checked.
+        let checked = |p: &ObjMeta| {
+            self.resigned.get(&p.holder).is_none_or(|r| *r < p.at)
+                && !self
+                    .blind_terms
+                    .contains(&(p.holder.clone(), p.record.leader_transitions))
+        };
+        if let Some(p) = previous.filter(checked) {
+            let taken = !p.holder.is_empty()
+                && record.holder_identity == writer
+                && (record.holder_identity != p.holder || p.writer != (e, inc));
             if taken && p.duration > 0 {
                 let lease = Duration::from_secs(p.duration.unsigned_abs().into()).as_nanos() as f64;
                 let earliest = p.at + (lease / (1.0 + self.cfg.drift)) as u64;
@@ -250,12 +286,20 @@ impl World {
                 }
             }
         }
+        // A write that leaves the record as it was (an identical re-creation) changes nothing for
+        // anyone who saw it: its holder's lease still counts from the earlier write.
+        let at = match &prior {
+            Some(p) if p.record == *record => p.at,
+            _ => self.now,
+        };
         self.meta.insert(
             kind,
             ObjMeta {
                 holder: record.holder_identity.clone(),
+                writer: (e, inc),
                 duration: record.lease_duration_seconds,
-                at: self.now,
+                record: record.clone(),
+                at,
             },
         );
     }
@@ -282,7 +326,22 @@ impl World {
                 el.saw.insert(kind);
             }
         }
+        // Now and then (one answer in five) the client thread is descheduled between receiving an answer and acting on it:
+        // its clock moves on (past a deadline, say) before it takes the answer in.
+        if self.rng.next_f64() < 0.2 {
+            let delay = 100_000 + self.rng.next_u64() % SCHEDULING_DELAY;
+            self.received.insert(id, (e, inc, reply));
+            self.schedule(self.now + delay, Ev::Process { id });
+            return;
+        }
         self.deliver(e, inc, id, reply);
+    }
+
+    /// A received answer, processed after a scheduling delay.
+    pub(super) fn process(&mut self, id: u64) {
+        if let Some((e, inc, reply)) = self.received.remove(&id) {
+            self.deliver(e, inc, id, reply);
+        }
     }
 
     pub(super) fn timed_out(&mut self, id: u64, local: u64) {

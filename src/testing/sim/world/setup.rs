@@ -90,8 +90,11 @@ impl World {
             ] {
                 self.schedule(t, ev);
             }
+            self.schedule(4 * SEC, Ev::TouchTick);
+            self.schedule(3 * SEC, Ev::LieTick);
             if self.deletions {
                 self.schedule(5 * SEC, Ev::DeleteTick);
+                self.schedule(7 * SEC, Ev::ClearTick);
             }
         } else {
             self.schedule(SEC, Ev::ClockTick);
@@ -138,6 +141,8 @@ impl World {
             timing,
             pair: objects.len() == 2,
             coordinated: false,
+            // Drawn from the seed, so a run replays.
+            incarnation: format!("{:016x}", self.rng.next_u64()),
         })
         .expect("drawn timings are valid");
         let rate = 1.0 + self.cfg.drift * (2.0 * self.rng.next_f64() - 1.0);

@@ -3,7 +3,7 @@
 use super::super::model::Change;
 use crate::election::Watched;
 
-use super::{Busy, Ev, World};
+use super::{Busy, Ev, SEC, World};
 
 impl World {
     pub(super) fn broadcast(&mut self, change: Change) {
@@ -33,6 +33,50 @@ impl World {
                 },
             );
         }
+    }
+
+    /// A watch that lies to one watching elector: the object at its current version, shown released (or
+    /// held by someone else). The elector may look again at once, but must never act on the lie.
+    pub(super) fn lie_tick(&mut self) {
+        let watchers: Vec<usize> = (0..self.electors.len())
+            .filter(|&e| {
+                let el = &self.electors[e];
+                el.alive && el.watching && el.watch_connected && !el.watch_stalled
+            })
+            .collect();
+        if !watchers.is_empty() {
+            let e = watchers[(self.rng.next_u64() % watchers.len() as u64) as usize];
+            let kind = self.electors[e].objects[0];
+            if let Ok(mut v) = self.model.get(kind) {
+                let t = self.wall_base + chrono::Duration::nanoseconds(self.now as i64);
+                if self.rng.next_f64() < 0.7 {
+                    v.record.holder_identity.clear();
+                    v.record.lease_duration_seconds = 1;
+                    v.record.acquire_time = Some(t);
+                    v.record.renew_time = Some(t);
+                } else {
+                    v.record.holder_identity = "liar".into();
+                    v.record.lease_duration_seconds = 1;
+                    v.record.renew_time = Some(t);
+                }
+                let inc = self.electors[e].inc;
+                self.trace(|| format!("the watch of e{e} lies: {:?}", v.record));
+                self.report.faults += 1;
+                // A lie restarts a countdown: a follower may wait longer (never shorter) than it should.
+                self.disturb(self.now);
+                let at = self.now + self.latency();
+                self.schedule(
+                    at,
+                    Ev::Watch {
+                        e,
+                        inc,
+                        change: Change::Written(kind, v),
+                    },
+                );
+            }
+        }
+        let next = self.now + 2 * SEC + self.rng.next_u64() % (10 * SEC);
+        self.schedule(next, Ev::LieTick);
     }
 
     pub(super) fn watched(&mut self, e: usize, inc: u32, change: Change) {
