@@ -67,9 +67,12 @@ impl RawPut {
             auth: token.map(|t| format!("Bearer {t}")),
             object: Value::Null,
         };
+        // The same Lease as the elector's, annotation included (each elector writes its incarnation
+        // beside its record), so the two PUTs carry the same bytes.
         let lease = serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name, "namespace": "default",
+                         "annotations": {"kube-elector/incarnation": "0123456789abcdef"}},
             "spec": {"holderIdentity": "raw", "leaseDurationSeconds": 600, "leaseTransitions": 0,
                      "acquireTime": "2026-01-02T03:04:05.123456Z", "renewTime": "2026-01-02T03:04:05.123456Z"}
         });
