@@ -40,6 +40,9 @@ pub enum LeaderEvent {
 pub enum StopReason {
     /// The handle was stopped or dropped.
     Stopped,
+    /// [`LeaderHandle::step_down`](crate::runner::LeaderHandle::step_down): leadership was given up on
+    /// request; the elector campaigns again after its cool-down.
+    SteppedDown,
     /// The handle was abandoned ([`LeaderHandle::abandon`](crate::runner::LeaderHandle::abandon)): stopped without
     /// releasing, as a crash would.
     Abandoned,
@@ -71,6 +74,7 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StopReason::Stopped => f.write_str("stopped"),
+            StopReason::SteppedDown => f.write_str("stepped down"),
             StopReason::Abandoned => f.write_str("abandoned (stopped without releasing)"),
             StopReason::LeaseLost { holder: Some(h) } => write!(f, "the lease was lost to {h}"),
             StopReason::LeaseLost { holder: None } => f.write_str("the lease was lost"),

@@ -22,10 +22,13 @@ pub mod testing;
 
 pub use candidate::CandidateInfo;
 pub use config::Config;
+/// The receiving end of [`LeaderStatus::events`] (crossbeam-channel's), re-exported so you can name it
+/// without depending on crossbeam-channel yourself.
+pub use crossbeam_channel::Receiver;
 pub use election::Timing;
 pub use error::{Error, Result};
 pub use events::{LeaderEvent, StopReason};
 pub use lock::LockKind;
 pub use runner::{
-    ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus, Term,
+    ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus, Term, WorkGuard,
 };

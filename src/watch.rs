@@ -96,6 +96,9 @@ struct Shared {
     activity: Mutex<Option<Instant>>,
     /// The renew thread cut the stream on purpose ([`Watcher::restart`]): open the next one at once.
     restart: AtomicBool,
+    /// The renew thread's own requests get answers: a failing watch is then worth a warning of its
+    /// own (while they fail too, the renew thread's warning says it all).
+    requests_ok: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -156,6 +159,7 @@ impl Watcher {
             healthy: AtomicBool::new(false),
             activity: Mutex::new(None),
             restart: AtomicBool::new(false),
+            requests_ok: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let (wake_tx, wake) = bounded(1);
@@ -210,6 +214,11 @@ impl Watcher {
         interrupter.resume();
     }
 
+    /// Whether the renew thread's own requests get answers (see `Shared::requests_ok`).
+    pub(crate) fn set_requests_ok(&self, ok: bool) {
+        self.shared.requests_ok.store(ok, Ordering::Release);
+    }
+
     /// Wakes the renew thread when an update arrives.
     pub(crate) fn wake(&self) -> &Receiver<()> {
         &self.wake
@@ -262,6 +271,7 @@ fn watch_loop(
 ) {
     let mut rv: Option<String> = None;
     let mut failures = 0u32;
+    let mut warned = false;
     while !shared.stop.load(Ordering::Acquire) {
         let url = match &rv {
             Some(v) => format!("{path}&resourceVersion={v}"),
@@ -269,9 +279,10 @@ fn watch_loop(
         };
         match client.stream(&url, Duration::from_secs(WATCH_SECONDS + 30), context) {
             Ok(reader) => {
-                if failures > 0 {
+                if failures > 0 && warned {
                     log::info!("{context}: watching again after {failures} failures");
                 }
+                warned = false;
                 shared.healthy.store(true, Ordering::Release);
                 touch(shared);
                 // The renew thread paces differently with a live watch.
@@ -288,12 +299,15 @@ fn watch_loop(
             }
             Err(e) => {
                 failures += 1;
-                // One warning when a streak of failures starts; the rest at debug level.
+                // One warning per streak of failures, and only while other requests work: when the API
+                // server answers nothing, the renew thread's warning says so. The rest at debug level.
                 if shared.stop.load(Ordering::Acquire) {
-                } else if failures == 1 {
-                    log::warn!("{context}: {e}; following by polling until the watch is back");
+                } else if !warned && shared.requests_ok.load(Ordering::Acquire) {
+                    warned = true;
+                    // The error names the watch already: no second prefix.
+                    log::warn!("{e}; following by polling until the watch is back");
                 } else {
-                    log::debug!("{context}: still failing ({failures} times): {e}");
+                    log::debug!("still failing ({failures} times): {e}");
                 }
             }
         }

@@ -4,49 +4,16 @@
 
 mod common;
 
-use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+use common::logs::{capture, lines_with};
 use common::wait_until;
 use kube_elector::LeaderElector;
 use kube_elector::testing::{ApiServer, Fault};
 
-static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.target().starts_with("kube_elector")
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            LINES
-                .lock()
-                .unwrap()
-                .push((r.level(), r.args().to_string()));
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn capture() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        log::set_boxed_logger(Box::new(Capture)).unwrap();
-        log::set_max_level(log::LevelFilter::Debug);
-    });
-}
-
 /// The lines about one lock (the tests run side by side), each checked to name lock and identity.
 fn lines_of(lock: &str) -> Vec<(log::Level, String)> {
-    LINES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, l)| l.contains(&format!("default/{lock} ")))
-        .cloned()
-        .collect()
+    lines_with(&format!("default/{lock} "))
 }
 
 fn dump(lock: &str) -> String {

@@ -87,6 +87,16 @@ impl RestClient {
         max: Duration,
         context: &str,
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
+        self.open_stream(path, max, context)
+            .map_err(|e| e.on_server(&self.base))
+    }
+
+    fn open_stream(
+        &self,
+        path: &str,
+        max: Duration,
+        context: &str,
+    ) -> Result<Box<dyn std::io::BufRead + Send>> {
         let url = format!("{}{}", self.base, path);
         let resolved = self.credentials.resolve(&Bound {
             deadline: Instant::now() + max.min(Duration::from_secs(30)),
@@ -177,7 +187,7 @@ impl RestClient {
     ) -> Result<Vec<u8>> {
         let start = Instant::now();
         let first = self.attempt(verb, path, body, timeout, context);
-        match first {
+        let result = match first {
             Err(Error::Api(ref e)) if e.code == 401 && self.credentials.invalidate() => {
                 let left = timeout.saturating_sub(start.elapsed());
                 if left.is_zero() {
@@ -189,7 +199,8 @@ impl RestClient {
                 self.attempt(verb, path, body, left, context)
             }
             other => other,
-        }
+        };
+        result.map_err(|e| e.on_server(&self.base))
     }
 
     fn attempt(

@@ -77,4 +77,5 @@ pub use protocol::{
     Action, ElectionConfig, Outcome, Reply, Request, Slot, Status, UNKNOWN_LEADER, WatchReaction,
     Watched,
 };
+pub(crate) use timing::Defaulted;
 pub use timing::{JITTER_FACTOR, Timing};

@@ -28,6 +28,23 @@ impl Default for Timing {
     }
 }
 
+/// Which durations of a [`Timing`] were left at their defaults, for messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Defaulted {
+    pub(crate) lease: bool,
+    pub(crate) renew: bool,
+    pub(crate) retry: bool,
+}
+
+/// `renew_deadline (10s, the default)` or `renew_deadline (3s)`.
+fn named(name: &str, value: Duration, defaulted: bool) -> String {
+    if defaulted {
+        format!("{name} ({value:?}, the default)")
+    } else {
+        format!("{name} ({value:?})")
+    }
+}
+
 impl Timing {
     /// Check the rules that keep an election safe and live: every duration above zero;
     /// `lease_duration` a whole number of seconds (it is written as an integer), at least 1 s;
@@ -43,11 +60,20 @@ impl Timing {
     /// assert!(t.validate().unwrap_err().to_string().contains("must be greater than renew_deadline"));
     /// ```
     pub fn validate(&self) -> Result<()> {
+        self.validate_with(Defaulted::default())
+    }
+
+    /// [`validate`](Self::validate), with messages that say which values were left at their defaults
+    /// (`renew_deadline (10s, the default)`), for settings a builder collected.
+    pub(crate) fn validate_with(&self, defaulted: Defaulted) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidElectionConfig(m));
+        let lease = named("lease_duration", self.lease_duration, defaulted.lease);
+        let renew = named("renew_deadline", self.renew_deadline, defaulted.renew);
+        let retry = named("retry_period", self.retry_period, defaulted.retry);
         for (name, d) in [
-            ("lease_duration", self.lease_duration),
-            ("renew_deadline", self.renew_deadline),
-            ("retry_period", self.retry_period),
+            (&lease, self.lease_duration),
+            (&renew, self.renew_deadline),
+            (&retry, self.retry_period),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be greater than zero"));
@@ -55,26 +81,22 @@ impl Timing {
         }
         if self.lease_duration < Duration::from_secs(1) || self.lease_duration.subsec_nanos() != 0 {
             return bad(format!(
-                "lease_duration must be a whole number of seconds, at least 1 s (leaseDurationSeconds is an integer), got {:?}",
-                self.lease_duration
+                "{lease} must be a whole number of seconds, at least 1 s (leaseDurationSeconds is an integer)"
             ));
         }
         if self.lease_duration.as_secs() > i32::MAX as u64 {
-            return bad(format!(
-                "lease_duration {:?} is too long",
-                self.lease_duration
-            ));
+            return bad(format!("{lease} is too long"));
         }
         if self.lease_duration <= self.renew_deadline {
-            return bad(format!(
-                "lease_duration ({:?}) must be greater than renew_deadline ({:?})",
-                self.lease_duration, self.renew_deadline
-            ));
+            return bad(format!("{lease} must be greater than {renew}"));
         }
-        if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
+        let jittered = self.retry_period.as_secs_f64() * JITTER_FACTOR;
+        if self.renew_deadline.as_secs_f64() <= jittered {
+            // As one number, the way it is compared (a duration when it is one).
+            let product = Duration::try_from_secs_f64(jittered)
+                .map_or_else(|_| format!("{jittered:e} s"), |d| format!("{d:?}"));
             return bad(format!(
-                "renew_deadline ({:?}) must be greater than {JITTER_FACTOR} × retry_period ({:?})",
-                self.renew_deadline, self.retry_period
+                "{renew} must be greater than {JITTER_FACTOR} × {retry} = {product}"
             ));
         }
         Ok(())

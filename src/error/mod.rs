@@ -58,6 +58,12 @@ pub enum Error {
     RenewThreadPanicked(String),
     /// The health check failed (see `LeaderHandle::check`).
     Unhealthy(String),
+    /// The readiness check failed (see `LeaderStatus::ready`): the API server has not answered yet, or
+    /// not for longer than allowed.
+    NotReady(String),
+    /// A graceful stop or step-down found leader work still running when its drain ran out of time, so
+    /// the lock was not released: it expires on its own a lease duration after the last renew.
+    DrainTimedOut(Box<DrainTimeout>),
     /// Coordinated leader election: the API server has not given us the lease, or wants another holder.
     Coordinated(String),
     /// The operating system would not start one of the elector's threads.
@@ -111,6 +117,18 @@ impl Error {
         }
     }
 
+    /// The same error, its context naming the API server it came from (`… on https://host:6443`).
+    pub(crate) fn on_server(mut self, server: &str) -> Error {
+        let context = match &mut self {
+            Error::Api(e) => &mut e.context,
+            Error::Transport { context, .. } | Error::Timeout { context, .. } => context,
+            _ => return self,
+        };
+        context.push_str(" on ");
+        context.push_str(server);
+        self
+    }
+
     /// A 404 for a lock object that vanished between a read and a write.
     pub(crate) fn lock_gone(lock: &str) -> Error {
         Error::Api(Box::new(ApiError {
@@ -147,10 +165,16 @@ impl fmt::Display for Error {
             Error::InvalidElectionConfig(m) => write!(f, "invalid leader election config: {m}"),
             Error::Config(c) => write!(f, "{c}"),
             Error::Api(e) => write!(f, "{e}"),
-            Error::Transport { context, source } => write!(
-                f,
-                "{context}: request failed: {source} (is the API server reachable and the server URL right?)"
-            ),
+            Error::Transport { context, source } => match tls_rejected(source) {
+                Some(why) => write!(
+                    f,
+                    "{context}: the API server's TLS certificate was not accepted ({why}): check the CA it is verified against (certificate-authority or certificate-authority-data in the kubeconfig, the service account's ca.crt in a pod) and tls-server-name"
+                ),
+                None => write!(
+                    f,
+                    "{context}: request failed: {source} (is the API server reachable and the server URL right?)"
+                ),
+            },
             Error::Timeout { context, after } => {
                 write!(f, "{context}: no answer within {after:?}")
             }
@@ -178,12 +202,31 @@ impl fmt::Display for Error {
                 )
             }
             Error::Unhealthy(m) => write!(f, "leader election unhealthy: {m}"),
+            Error::NotReady(m) => write!(f, "leader election not ready: {m}"),
+            Error::DrainTimedOut(d) => write!(
+                f,
+                "{}: {} unit(s) of leader work still running after {:?}: the lock was not released and expires on its own a lease duration after the last renew (end leader work when its Term is cancelled, or give the drain more time with drain_timeout)",
+                d.context, d.running, d.waited
+            ),
             Error::Coordinated(m) => write!(f, "coordinated leader election: {m}"),
             Error::Spawn { thread, source } => write!(
                 f,
                 "could not start the {thread} thread: {source} (is the process out of threads or memory?)"
             ),
         }
+    }
+}
+
+/// Why a TLS handshake rejected the server's certificate, if that is what failed.
+fn tls_rejected(e: &ureq::Error) -> Option<String> {
+    let rustls = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match rustls {
+        Some(rustls::Error::InvalidCertificate(c)) => Some(format!("{c:?}")),
+        _ => None,
     }
 }
 
@@ -203,6 +246,17 @@ impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
         Error::Api(Box::new(e))
     }
+}
+
+/// What a drain that ran out of time left behind (see [`Error::DrainTimedOut`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainTimeout {
+    /// The lock and our identity.
+    pub context: String,
+    /// How many units of leader work were still running.
+    pub running: u32,
+    /// How long the drain waited.
+    pub waited: Duration,
 }
 
 /// Which part of a connection config is unusable: where to look to fix it.
@@ -257,6 +311,14 @@ impl ConfigError {
     /// What failed and what to fix, without the kind.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The message and the I/O error behind it, if any, without the kind.
+    pub(crate) fn detail(&self) -> String {
+        match &self.io {
+            Some(io) => format!("{}: {io}", self.message),
+            None => self.message.clone(),
+        }
     }
 }
 

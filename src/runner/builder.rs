@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, bounded};
+use crossbeam_channel::{Receiver, unbounded};
 
 use super::handle::LeaderHandle;
 use super::pacing::watch_silence;
@@ -16,7 +16,7 @@ use super::worker::Worker;
 use crate::candidate::{CandidateInfo, CandidateKeeper};
 use crate::client::Interrupter;
 use crate::config::Config;
-use crate::election::{Elector, Status, Timing};
+use crate::election::{Defaulted, Elector, Status, Timing};
 use crate::error::{Error, Result};
 use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent};
@@ -82,8 +82,12 @@ pub struct CustomLock {
 pub struct LeaderElectorBuilder<T> {
     target: T,
     timing: Timing,
+    /// Which durations were left at their defaults (for messages).
+    defaulted: Defaulted,
     release_on_stop: bool,
     keep_campaigning: bool,
+    /// How long a handoff waits for leader work (`None`: the renew deadline).
+    drain_timeout: Option<Duration>,
     /// Subscriptions taken before the start see every event from the first.
     events: Arc<EventHub>,
 }
@@ -93,8 +97,14 @@ impl<T> LeaderElectorBuilder<T> {
         LeaderElectorBuilder {
             target,
             timing: Timing::default(),
+            defaulted: Defaulted {
+                lease: true,
+                renew: true,
+                retry: true,
+            },
             release_on_stop: true,
             keep_campaigning: true,
+            drain_timeout: None,
             events: Arc::default(),
         }
     }
@@ -130,24 +140,28 @@ impl<T> LeaderElectorBuilder<T> {
     /// number of seconds).
     pub fn lease_duration(mut self, d: Duration) -> Self {
         self.timing.lease_duration = d;
+        self.defaulted.lease = false;
         self
     }
 
     /// How long the leader keeps leading without a successful renew (default 10 s).
     pub fn renew_deadline(mut self, d: Duration) -> Self {
         self.timing.renew_deadline = d;
+        self.defaulted.renew = false;
         self
     }
 
     /// How often the leader renews and candidates retry (default 2 s; candidates add jitter).
     pub fn retry_period(mut self, d: Duration) -> Self {
         self.timing.retry_period = d;
+        self.defaulted.retry = false;
         self
     }
 
     /// All three durations at once.
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
+        self.defaulted = Defaulted::default();
         self
     }
 
@@ -159,6 +173,19 @@ impl<T> LeaderElectorBuilder<T> {
     /// outlive `stop()` (the next leader would then start while it still runs).
     pub fn release_on_stop(mut self, release: bool) -> Self {
         self.release_on_stop = release;
+        self
+    }
+
+    /// How long a graceful handoff ([`stop`](crate::LeaderHandle::stop), a
+    /// [`step_down`](crate::LeaderHandle::step_down), a drop of the handle) waits for the term's leader
+    /// work ([`run_while_leading`](crate::LeaderStatus::run_while_leading) calls and
+    /// [`WorkGuard`](crate::runner::WorkGuard)s) to end before it releases the lock (default: the renew
+    /// deadline). The wait never goes past the term's deadline, whatever this says: until then the lock
+    /// is surely still ours. Work still running then keeps the lock unreleased, so no follower starts
+    /// before the lease expires on its own. After a loss, the elector waits as long before it campaigns
+    /// again.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = Some(d);
         self
     }
 
@@ -250,6 +277,7 @@ impl LeaderElectorBuilder<Managed> {
         });
         validate::managed(
             &self.timing,
+            self.defaulted,
             &validate::Names {
                 lock: &t.name,
                 namespace: &namespace,
@@ -290,11 +318,14 @@ impl LeaderElectorBuilder<Managed> {
             )?),
             None => None,
         };
+        let server = t.config.url().ok().map(|u| u.base().to_string());
         spawn(Parts {
             locks,
             name: t.name.clone(),
+            server,
             events: self.events,
             timing: self.timing,
+            drain_timeout: self.drain_timeout,
             release_on_stop: self.release_on_stop,
             keep_campaigning: self.keep_campaigning,
             coordinated: candidate.is_some(),
@@ -312,6 +343,10 @@ impl LeaderElectorBuilder<CustomLock> {
     /// anything runs.
     pub fn start(self) -> Result<LeaderHandle> {
         let events = self.events.clone();
+        if let Err(e) = self.timing.validate_with(self.defaulted) {
+            events.close();
+            return Err(e);
+        }
         let locks = self.target.locks;
         // A lock describes itself as `<resource> <namespace>/<name>`: the name is the metrics label.
         let describe = locks.primary().describe();
@@ -319,8 +354,10 @@ impl LeaderElectorBuilder<CustomLock> {
         spawn(Parts {
             locks,
             name,
+            server: None,
             events: self.events,
             timing: self.timing,
+            drain_timeout: self.drain_timeout,
             release_on_stop: self.release_on_stop,
             keep_campaigning: self.keep_campaigning,
             coordinated: false,
@@ -339,8 +376,11 @@ struct Parts {
     locks: Locks,
     /// The lock's name, for metrics.
     name: String,
+    /// The API server's URL, for messages.
+    server: Option<String>,
     events: Arc<EventHub>,
     timing: Timing,
+    drain_timeout: Option<Duration>,
     release_on_stop: bool,
     keep_campaigning: bool,
     coordinated: bool,
@@ -359,12 +399,14 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
         identity,
         context: context.clone(),
         name: p.name,
+        server: p.server,
     };
     let state = Arc::new(State::new(p.timing, owner, p.events, p.recorder));
-    let (stop_tx, stop_rx) = bounded(1);
+    let (commands, commands_rx) = unbounded();
+    let drain_timeout = p.drain_timeout.unwrap_or(p.timing.renew_deadline);
     let worker = Worker {
         context,
-        failures: None,
+        failures: Default::default(),
         timing: elector.timing(),
         standing: Status::Following {
             holder: None,
@@ -372,13 +414,15 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
         },
         elector,
         state: state.clone(),
-        stop_rx,
+        commands: commands_rx,
         release_on_stop: p.release_on_stop,
         keep_campaigning: p.keep_campaigning,
         rng: Rng::new(),
         watcher: p.watcher,
         watch_silence: p.watch_silence,
         interrupters: p.interrupters.clone(),
+        drain_timeout,
+        hold_off: None,
     };
     let thread = std::thread::Builder::new()
         .name("kube-elector-renew".into())
@@ -386,7 +430,8 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
         .map_err(|e| Error::spawn("renew", e))?;
     Ok(LeaderHandle::new(
         state,
-        stop_tx,
+        commands,
+        (drain_timeout, p.release_on_stop),
         thread,
         p.interrupters,
         p.candidate,

@@ -2,16 +2,17 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::state::{ElectorStats, State, lock};
 use super::term::Term;
-use super::worker::StopMode;
+use super::worker::{Command, Finish, StopMode};
 use crate::candidate::CandidateKeeper;
 use crate::client::Interrupter;
-use crate::error::{Error, Result};
+use crate::election::later;
+use crate::error::{DrainTimeout, Error, Result};
 use crate::events::LeaderEvent;
 
 /// A running elector. Dropping it stops the elector (and releases the lock if so configured), so keep
@@ -22,7 +23,11 @@ use crate::events::LeaderEvent;
 #[must_use = "dropping the handle stops the elector at once: keep it for as long as you campaign"]
 pub struct LeaderHandle {
     status: LeaderStatus,
-    stop_tx: Sender<StopMode>,
+    commands: Sender<Command>,
+    /// How long a graceful stop waits for leader work to end before it releases (never past the
+    /// term's deadline), and whether it releases at all.
+    drain_timeout: Duration,
+    release_on_stop: bool,
     /// The renew thread, until joined. Held locked for the whole of a stop, so a second `stop()`
     /// returns only once the first has finished.
     thread: Mutex<Option<JoinHandle<Result<()>>>>,
@@ -35,14 +40,17 @@ pub struct LeaderHandle {
 impl LeaderHandle {
     pub(crate) fn new(
         state: Arc<State>,
-        stop_tx: Sender<StopMode>,
+        commands: Sender<Command>,
+        (drain_timeout, release_on_stop): (Duration, bool),
         thread: JoinHandle<Result<()>>,
         interrupters: Vec<Interrupter>,
         candidate: Option<CandidateKeeper>,
     ) -> Self {
         LeaderHandle {
             status: LeaderStatus { state },
-            stop_tx,
+            commands,
+            drain_timeout,
+            release_on_stop,
             thread: Mutex::new(Some(thread)),
             interrupters,
             candidate: Mutex::new(candidate),
@@ -97,6 +105,50 @@ impl LeaderHandle {
         self.status.check(max_tolerable_expired)
     }
 
+    /// The readiness check (see [`LeaderStatus::ready`]).
+    pub fn ready(&self, max_silence: Duration) -> Result<()> {
+        self.status.ready(max_silence)
+    }
+
+    /// Give up leadership but keep campaigning: what moves leadership off this pod. The term ends at
+    /// once (`is_leader()` false, tokens cancelled, `StoppedLeading { reason: SteppedDown }`), the leader
+    /// work drains as for [`stop`](LeaderHandle::stop), the lock is released so another candidate takes
+    /// over within a round trip, and this elector makes no attempt to lead again for `cooldown`. Returns
+    /// once the lock is released: `Ok(true)`, or `Ok(false)` if we did not lead. Leader work still
+    /// running when the drain runs out keeps the lock unreleased (`Err(DrainTimedOut)`): it expires on
+    /// its own.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kube_elector::{LeaderElector, testing::ApiServer};
+    /// # let server = ApiServer::start().unwrap();
+    /// let handle = LeaderElector::builder(server.config(), "doc-step-down")
+    ///     .identity("a")
+    /// #   .lease_duration(Duration::from_secs(2)).renew_deadline(Duration::from_secs(1))
+    /// #   .retry_period(Duration::from_millis(200))
+    ///     .start()?;
+    /// # handle.wait_until_leader(Some(Duration::from_secs(10)));
+    /// if handle.is_leader() {
+    ///     assert!(handle.step_down(Duration::from_secs(30))?, "released for another candidate");
+    /// }
+    /// assert!(!handle.is_leader());
+    /// # Ok::<(), kube_elector::Error>(())
+    /// ```
+    pub fn step_down(&self, cooldown: Duration) -> Result<bool> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        if self.status.is_stopped()
+            || self
+                .commands
+                .send(Command::StepDown { cooldown, reply })
+                .is_err()
+        {
+            return Ok(false);
+        }
+        // The renew thread answers once released (or when it stops): never later than its drain and
+        // one release.
+        answer.recv().unwrap_or(Ok(false))
+    }
+
     /// Whether the renew thread is still running (it ends after `stop()`, or after a loss when
     /// `keep_campaigning(false)`).
     pub fn is_running(&self) -> bool {
@@ -106,12 +158,17 @@ impl LeaderHandle {
     }
 
     /// Stop: `is_leader()` turns false and the current [`Term`] is cancelled at once, `StoppedLeading`
-    /// is sent if we led, the request in flight is interrupted, the lock is released if configured
-    /// (only if the freshly fetched record still names us), the thread is joined and every event
-    /// receiver ends after its last event. Returns the release error, if any. Blocks at most about one
-    /// request timeout (`max(1 s, renew_deadline / 2)`) for the release. Finish (or abandon) in-flight
-    /// leader work before calling it: once the lock is released another candidate may start at once.
-    /// Calling it again, from any thread, waits for the first call to finish and returns `Ok`.
+    /// is sent if we led, and the request in flight is interrupted. Then the leader work drains: `stop`
+    /// waits until every [`run_while_leading`](LeaderStatus::run_while_leading) call and every
+    /// [`WorkGuard`](crate::runner::WorkGuard) of the term has ended, for at most the drain timeout and
+    /// never past the term's deadline (until then the lock is surely still ours). Only then is the lock
+    /// released (if configured, and only if our record is still there), so the next leader never starts
+    /// while this one's work runs. Leader work that outlives the drain keeps the lock unreleased: it
+    /// expires on its own a lease duration after the last renew, and `stop` returns
+    /// `Err(DrainTimedOut)`, also logged. Finally the thread is joined and every event receiver ends
+    /// after its last event. Returns the release error, if any. Blocks at most the drain plus about one
+    /// request timeout (`max(1 s, renew_deadline / 2)`) for the release. Calling it again, from any
+    /// thread, waits for the first call to finish and returns `Ok`.
     pub fn stop(&self) -> Result<()> {
         self.end(StopMode::Stop)
     }
@@ -131,10 +188,13 @@ impl LeaderHandle {
             return Ok(());
         };
         let state = &self.status.state;
+        // The deadline of the term we end: until then the lock is surely ours, so the drain may last
+        // that long.
+        let deadline = state.deadline_instant();
         // Leadership ends now, and is announced now: a renew thread stuck in a request (or an exec
-        // plugin) cannot hold StoppedLeading back. The request in flight is cut; then the thread is told
-        // how to finish (it resumes the clients for the release only after this message, so no
-        // interrupt can hit it).
+        // plugin) cannot hold StoppedLeading back. The request in flight is cut; the leader work
+        // drains; then the thread is told how to finish (it resumes the clients for the release only
+        // after this message, so no interrupt can hit it).
         state.stop();
         state.announce_stopped(match mode {
             StopMode::Stop => crate::events::StopReason::Stopped,
@@ -143,17 +203,43 @@ impl LeaderHandle {
         for i in &self.interrupters {
             i.interrupt();
         }
-        let _ = self.stop_tx.try_send(mode);
-        let result = match thread.join() {
+        let (finish, drained) = match mode {
+            StopMode::Abandon => (Finish::Abandon, Ok(())),
+            StopMode::Stop if !self.release_on_stop => (Finish::Keep, Ok(())),
+            StopMode::Stop => self.drain(deadline),
+        };
+        let _ = self.commands.send(Command::Stop(finish));
+        let joined = match thread.join() {
             Ok(result) => result,
             Err(_) => Err(Error::RenewThreadPanicked(
                 "the renew thread could not be joined".into(),
             )),
         };
+        let result = drained.and(joined);
         // The thread closes the events when it ends; a thread that could not be joined did not.
         state.close();
         lock(&self.candidate).take();
         result
+    }
+}
+
+impl LeaderHandle {
+    /// Wait for the leader work to end, for at most the drain timeout and never past `deadline` (the
+    /// term's: after it, the lock may be another's): release if it ended, else keep the lock.
+    fn drain(&self, deadline: Option<Instant>) -> (Finish, Result<()>) {
+        let state = &self.status.state;
+        let started = Instant::now();
+        let until = deadline.map_or(started, |d| d.min(later(started, self.drain_timeout)));
+        if state.drain.wait(until) {
+            return (Finish::Release, Ok(()));
+        }
+        let e = Error::DrainTimedOut(Box::new(DrainTimeout {
+            context: state.context.clone(),
+            running: state.drain.running(),
+            waited: started.elapsed(),
+        }));
+        log::warn!("{e}");
+        (Finish::Keep, Err(e))
     }
 }
 
@@ -215,11 +301,55 @@ impl LeaderStatus {
             .map(|slot| Term::new(self.state.clone(), slot))
     }
 
+    /// [`wait_until_leader`](Self::wait_until_leader), woken early by the caller's own shutdown: `None`
+    /// as soon as `shutdown` receives anything or disconnects, the elector stops, or `timeout` passes.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kube_elector::{LeaderElector, testing::ApiServer};
+    /// # let server = ApiServer::start().unwrap();
+    /// # let handle = LeaderElector::builder(server.config(), "doc-wait-or").identity("a").start().unwrap();
+    /// let (shutdown_tx, shutdown) = crossbeam_channel::bounded::<()>(1);
+    /// // Another thread (say, a SIGTERM handler) sends on shutdown_tx to end the wait.
+    /// # drop(shutdown_tx);
+    /// match handle.status().wait_until_leader_or(&shutdown, None) {
+    ///     Some(term) => { /* lead, until term.is_cancelled() */ }
+    ///     None => { /* shutting down, or the elector stopped */ }
+    /// }
+    /// ```
+    pub fn wait_until_leader_or<T>(
+        &self,
+        shutdown: &Receiver<T>,
+        timeout: Option<Duration>,
+    ) -> Option<Term> {
+        // Subscribed first, so that a term that begins after the check below is announced to us.
+        let events = self.events();
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if let Some(term) = self.term() {
+                return Some(term);
+            }
+            if self.is_stopped() {
+                return None;
+            }
+            let timer = match end {
+                Some(e) => crossbeam_channel::at(e),
+                None => crossbeam_channel::never(),
+            };
+            crossbeam_channel::select! {
+                recv(shutdown) -> _ => return None,
+                recv(events) -> e => if e.is_err() { return self.term() },
+                recv(timer) -> _ => return self.term(),
+            }
+        }
+    }
+
     /// Run `work` on a thread of its own once per term, as client-go's `OnStartedLeading` does: the
     /// thread waits until we lead, calls `work` with the term, and when `work` returns waits for that
     /// term to end before waiting for the next. `work` should return soon after
-    /// [`Term::is_cancelled`] turns true. The thread ends when the elector stops; join it after
-    /// [`LeaderHandle::stop`] to know the work has finished.
+    /// [`Term::is_cancelled`] turns true: a graceful handoff ([`LeaderHandle::stop`], a step-down, a
+    /// drop) waits for it to return before it releases the lock, for at most the drain timeout. The
+    /// thread ends when the elector stops.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -249,7 +379,10 @@ impl LeaderStatus {
             .name("kube-elector-term".into())
             .spawn(move || {
                 while let Some(term) = status.wait_until_leader(None) {
-                    work(term.clone());
+                    // Registered with the term: a graceful handoff waits for it before it releases.
+                    if let Some(_work) = term.begin_work() {
+                        work(term.clone());
+                    }
                     term.wait();
                 }
             })
@@ -270,6 +403,16 @@ impl LeaderStatus {
     /// seen, the last step's latency and error. The [`metrics`](crate::metrics) module exports them.
     pub fn stats(&self) -> ElectorStats {
         self.state.stats()
+    }
+
+    /// A readiness check: `Ok` once the API server has answered a request of ours (a read, a write, a
+    /// lost race, the watch) within the last `max_silence`; an error that says since when it has not,
+    /// and why, before the first answer and once it has been silent longer. Wire it to a readiness probe
+    /// (with `max_silence` of a few retry periods, more than `retry_period × 2.2`) so a replica that
+    /// cannot reach the API server (a closed port, a revoked token, missing RBAC, an unknown CA) is not
+    /// counted as a working candidate.
+    pub fn ready(&self, max_silence: Duration) -> Result<()> {
+        self.state.ready(max_silence)
     }
 
     /// A liveness check with client-go's healthz semantics: unhealthy when we believe we lead but the last

@@ -3,14 +3,18 @@
 //! threads, and events on crossbeam channels.
 
 mod builder;
+mod drain;
+mod failures;
 mod handle;
 pub(crate) mod pacing;
 mod state;
+mod step_down;
 mod term;
 mod validate;
 mod worker;
 
 pub use builder::{CustomLock, LeaderElector, LeaderElectorBuilder, Managed};
+pub use drain::WorkGuard;
 pub use handle::{LeaderHandle, LeaderStatus};
 pub use state::ElectorStats;
 pub use term::Term;

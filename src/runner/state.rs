@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::drain::Drain;
 use crate::election::{Outcome, Timing};
 use crate::error::{Error, Result};
 use crate::event_recorder::EventRecorder;
@@ -78,6 +79,13 @@ pub(crate) struct State {
     /// The current term, written under this lock; waiters for leadership changes sleep on `changed`.
     term: Mutex<TermSlot>,
     changed: Condvar,
+    /// Leader work in flight: a handoff waits for it before it releases the lock.
+    pub(crate) drain: Drain,
+    /// When the API server last answered a request of ours (nanoseconds since `base`; 0: never): a
+    /// step that got an answer, or the watch bringing anything.
+    answered: AtomicU64,
+    /// The API server, for messages (`None` for a lock the caller built).
+    server: Option<String>,
 }
 
 /// What a step's outcome did to the shared state.
@@ -102,6 +110,8 @@ pub(crate) struct Owner {
     pub(crate) identity: String,
     pub(crate) context: String,
     pub(crate) name: String,
+    /// The API server's URL, when the elector built its lock from a config.
+    pub(crate) server: Option<String>,
 }
 
 impl State {
@@ -128,6 +138,9 @@ impl State {
             term_seq: AtomicU64::new(0),
             term: Mutex::new(TermSlot::default()),
             changed: Condvar::new(),
+            drain: Drain::default(),
+            answered: AtomicU64::new(0),
+            server: owner.server,
         }
     }
 
@@ -147,9 +160,26 @@ impl State {
     }
 
     /// Leadership ends for good (stop, abandon, a panic): `is_leader()` is false from now on.
+    /// Sequentially consistent with [`begin_work`](Self::begin_work): see there.
     pub(crate) fn stop(&self) {
-        self.deadline.store(STOPPED, Ordering::Release);
+        self.deadline.store(STOPPED, Ordering::SeqCst);
         self.notify();
+    }
+
+    /// Register a unit of work of term `seq`, if the term still holds. The count goes up before the
+    /// term is checked, and a term's end is stored before the drain reads the count (both sequentially
+    /// consistent): so either the drain waits for this work, or this work sees its term over and does
+    /// not begin.
+    pub(crate) fn begin_work(&self, seq: u64) -> bool {
+        self.drain.enter();
+        let d = self.deadline.load(Ordering::SeqCst);
+        let holds = d > STOPPED
+            && self.nanos(Instant::now()) < d
+            && self.term_seq.load(Ordering::SeqCst) == seq;
+        if !holds {
+            self.drain.leave();
+        }
+        holds
     }
 
     /// Wake every thread waiting for a change of leadership. Taking the lock first means a waiter is
@@ -160,7 +190,7 @@ impl State {
     }
 
     /// When the current deadline passes, while we lead.
-    fn deadline_instant(&self) -> Option<Instant> {
+    pub(crate) fn deadline_instant(&self) -> Option<Instant> {
         let d = self.deadline.load(Ordering::Acquire);
         (d > STOPPED).then(|| self.base + Duration::from_nanos(d))
     }
@@ -273,10 +303,52 @@ impl State {
     fn clear_deadline(&self) {
         let _ = self
             .deadline
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
                 (cur != STOPPED).then_some(NOT_LEADING)
             });
         self.notify();
+    }
+
+    /// End the current term now without stopping the elector (a step-down): `is_leader()` turns false,
+    /// the term's tokens are cancelled, `StoppedLeading` is sent.
+    pub(crate) fn end_term(&self, reason: StopReason) {
+        self.clear_deadline();
+        self.announce_stopped(reason);
+    }
+
+    /// The API server answered a request of ours at `at`.
+    pub(crate) fn note_answer(&self, at: Instant) {
+        let n = self.nanos(at).max(1);
+        self.answered.fetch_max(n, Ordering::AcqRel);
+    }
+
+    /// The readiness check behind [`LeaderStatus::ready`](crate::runner::LeaderStatus::ready).
+    pub(crate) fn ready(&self, max_silence: Duration) -> Result<()> {
+        let server = self
+            .server
+            .as_deref()
+            .map_or_else(String::new, |s| format!(" at {s}"));
+        let last_error = lock(&self.stats)
+            .last_error
+            .clone()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        let answered = self.answered.load(Ordering::Acquire);
+        if answered == 0 {
+            return Err(Error::NotReady(format!(
+                "{}: the API server{server} has not answered yet{last_error}",
+                self.context
+            )));
+        }
+        let at = self.base + Duration::from_nanos(answered);
+        let silence = Instant::now().saturating_duration_since(at);
+        if silence > max_silence {
+            return Err(Error::NotReady(format!(
+                "{}: the API server{server} has not answered for {silence:?} (more than {max_silence:?}){last_error}",
+                self.context
+            )));
+        }
+        Ok(())
     }
 
     /// The start of the last successful renew, while we lead (`check()` needs it).

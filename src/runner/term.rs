@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::drain::WorkGuard;
 use super::state::{State, TermSlot};
 
 /// One term of leadership, handed to worker threads (see
@@ -68,6 +69,37 @@ impl Term {
     /// Block until the term ends.
     pub fn wait(&self) {
         self.state.wait_term_end(self.slot.seq, None);
+    }
+
+    /// Begin a unit of leader work in this term: `None` if the term is already over (then do not start
+    /// it), else a guard to keep until the unit is done. A graceful handoff ([`stop`], a step-down, a drop
+    /// of the handle) cancels the term at once and then waits, bounded by the drain timeout, until every
+    /// guard is dropped before it releases the lock, so the next leader never starts while this work
+    /// runs. Work run by [`run_while_leading`] is registered this way already; use it for work on threads
+    /// of your own.
+    ///
+    /// [`stop`]: crate::LeaderHandle::stop
+    /// [`run_while_leading`]: crate::LeaderStatus::run_while_leading
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kube_elector::{LeaderElector, testing::ApiServer};
+    /// # let server = ApiServer::start().unwrap();
+    /// # let handle = LeaderElector::builder(server.config(), "doc-begin-work").identity("a")
+    /// #     .lease_duration(Duration::from_secs(2)).renew_deadline(Duration::from_secs(1))
+    /// #     .retry_period(Duration::from_millis(200)).start().unwrap();
+    /// let term = handle.wait_until_leader(Some(Duration::from_secs(10))).expect("leads");
+    /// for _ in 0..3 {
+    ///     let Some(_work) = term.begin_work() else { break }; // the term is over
+    ///     // one item of leader-only work, fenced with term.transitions()
+    /// } // each item's guard is dropped at the end of its iteration
+    /// handle.stop()?; // waits for any guard still alive, then releases
+    /// # Ok::<(), kube_elector::Error>(())
+    /// ```
+    pub fn begin_work(&self) -> Option<WorkGuard> {
+        self.state.begin_work(self.slot.seq).then(|| WorkGuard {
+            state: self.state.clone(),
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::candidate::valid_object_name;
-use crate::election::Timing;
+use crate::election::{Defaulted, Timing};
 use crate::error::{Error, Result};
 use crate::lock::LockKind;
 
@@ -19,6 +19,7 @@ pub(super) struct Names<'a> {
 /// Every rule a managed elector's settings must follow, checked before anything is built.
 pub(super) fn managed(
     timing: &Timing,
+    defaulted: Defaulted,
     names: &Names<'_>,
     kind: LockKind,
     coordinated: bool,
@@ -28,7 +29,7 @@ pub(super) fn managed(
         namespace,
         identity,
     } = *names;
-    timing.validate()?;
+    timing.validate_with(defaulted)?;
     let bad = |m: String| Err(Error::InvalidElectionConfig(m));
     if !valid_object_name(lock) {
         return bad(format!(
@@ -84,7 +85,7 @@ mod tests {
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         };
-        managed(&timing, &names, kind, coordinated).map_err(|e| e.to_string())
+        managed(&timing, Defaulted::default(), &names, kind, coordinated).map_err(|e| e.to_string())
     }
 
     const OK: Names<'static> = Names {
@@ -149,8 +150,15 @@ mod tests {
             renew_deadline: Duration::from_millis(1500),
             retry_period: Duration::from_millis(500),
         };
-        let err = managed(&timing, &OK, LockKind::Endpoints, false).unwrap_err();
+        let err = managed(
+            &timing,
+            Defaulted::default(),
+            &OK,
+            LockKind::Endpoints,
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("whole seconds"), "{err}");
-        assert!(managed(&timing, &OK, LockKind::Leases, false).is_ok());
+        assert!(managed(&timing, Defaulted::default(), &OK, LockKind::Leases, false).is_ok());
     }
 }

@@ -5,8 +5,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::failures::{Failures, server_answered};
 use super::pacing::{Situation, next_attempt};
 use super::state::State;
 use crate::client::Interrupter;
@@ -26,9 +27,33 @@ pub(crate) enum StopMode {
     Abandon,
 }
 
+/// How the renew thread finishes, once the handle has drained the leader work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// Release the lock if configured: no leader work runs any more.
+    Release,
+    /// Leader work still runs: keep the lock, it expires on its own.
+    Keep,
+    /// Stop as a crash would.
+    Abandon,
+}
+
+/// What the handle asks of the renew thread.
+pub(crate) enum Command {
+    /// End, and how.
+    Stop(Finish),
+    /// Give up leadership, release once the leader work has drained, and campaign again after the
+    /// cool-down; the reply says whether the lock was released.
+    StepDown {
+        cooldown: Duration,
+        reply: Sender<Result<bool>>,
+    },
+}
+
 /// What ended a wait.
 enum Wake {
-    Stop(StopMode),
+    Stop(Finish),
+    StepDown(Duration, Sender<Result<bool>>),
     Attempt,
     Watched(Watched),
     /// The watch came up or went down: pace again.
@@ -39,13 +64,13 @@ pub(crate) struct Worker {
     pub(crate) elector: Elector,
     /// The lock and our identity, for log lines.
     pub(crate) context: String,
-    /// The streak of failed steps we are in, if any: when it began and how long it is.
-    pub(crate) failures: Option<(Instant, u32)>,
+    /// The streak of failed steps we are in, for the log.
+    pub(crate) failures: Failures,
     pub(crate) timing: Timing,
     /// Where the last step, or a change seen on the watch since, left us: what the pacing goes by.
     pub(crate) standing: Status,
     pub(crate) state: Arc<State>,
-    pub(crate) stop_rx: Receiver<StopMode>,
+    pub(crate) commands: Receiver<Command>,
     pub(crate) release_on_stop: bool,
     pub(crate) keep_campaigning: bool,
     pub(crate) rng: Rng,
@@ -55,6 +80,10 @@ pub(crate) struct Worker {
     pub(crate) watch_silence: Duration,
     /// The lock clients' interrupters: `stop()` interrupts them; the release resumes them.
     pub(crate) interrupters: Vec<Interrupter>,
+    /// How long a loss or a step-down waits for leader work to end (never past the term's deadline).
+    pub(crate) drain_timeout: Duration,
+    /// After a step-down: no attempt to lead before this.
+    pub(crate) hold_off: Option<Instant>,
 }
 
 impl Worker {
@@ -86,20 +115,31 @@ impl Worker {
     }
 
     fn campaign(&mut self) -> Result<()> {
-        let mode = loop {
+        let finish = loop {
             let started = Instant::now();
             let was_leading = self.standing.leader_deadline().is_some();
             let expiry_before = self.standing.holder_expiry();
             let state = self.state.clone();
             let Some(outcome) = self.elector.step_until(&|| state.is_stopped()) else {
-                break self.stop_mode();
+                break self.finish_mode();
             };
             self.standing = outcome.status.clone();
             self.restart_a_watch_that_missed_a_change(expiry_before, &outcome, started);
             // A lapse sent nothing: it neither ends nor extends a streak of failures. A request cut by
             // `stop()` is no failure of the server.
             if !outcome.lapsed() && !self.state.is_stopped() {
-                self.log_failures(outcome.error.as_ref());
+                self.failures.note(
+                    &self.context,
+                    outcome.error.as_ref(),
+                    self.timing.retry_period,
+                );
+                let answered = server_answered(outcome.error.as_ref());
+                if answered {
+                    self.state.note_answer(Instant::now());
+                }
+                if let Some(w) = &self.watcher {
+                    w.set_requests_ok(answered);
+                }
             }
             // A term that begins is announced with the lock object it is held on.
             let lock_ref = outcome
@@ -117,7 +157,19 @@ impl Worker {
                 self.standing = self.elector.election().status();
             }
             if applied.lost && !self.keep_campaigning {
-                break StopMode::Stop;
+                break self.drained_finish();
+            }
+            if applied.lost {
+                // Campaign again only once this term's leader work has ended (or its drain ran out).
+                let until = later(Instant::now(), self.drain_timeout);
+                if !self.state.drain.wait(until) {
+                    log::warn!(
+                        "{}: {} unit(s) of leader work still running {:?} after leadership ended",
+                        self.context,
+                        self.state.drain.running(),
+                        self.drain_timeout
+                    );
+                }
             }
             if outcome.lapsed() || applied.lapsed {
                 // Reported the moment it happened; now campaign again without waiting.
@@ -129,20 +181,20 @@ impl Worker {
                 .and_then(Error::api)
                 .and_then(|a| a.retry_after);
             match self.wait(retry_after) {
-                Some(mode) => break mode,
+                Some(finish) => break finish,
                 None => continue,
             }
         };
         self.state.stop();
-        let reason = match mode {
-            StopMode::Stop => StopReason::Stopped,
-            StopMode::Abandon => StopReason::Abandoned,
+        let reason = match finish {
+            Finish::Abandon => StopReason::Abandoned,
+            Finish::Release | Finish::Keep => StopReason::Stopped,
         };
         let _ = self.elector.resign(reason.clone());
         self.state.announce_stopped(reason);
         // The watch has nothing more to tell: end it before the release.
         self.watcher = None;
-        if self.release_on_stop && mode == StopMode::Stop {
+        if self.release_on_stop && finish == Finish::Release {
             for i in &self.interrupters {
                 i.resume();
             }
@@ -183,51 +235,44 @@ impl Worker {
         }
     }
 
-    /// Log a step's error as part of a streak: one WARN when a streak of failures begins, one INFO when
-    /// it ends, DEBUG in between. A lost write race (another candidate wrote first) is part of the
-    /// algorithm, not a failure.
-    fn log_failures(&mut self, error: Option<&Error>) {
-        match (error, self.failures) {
-            (Some(e), _) if e.is_conflict() || e.is_already_exists() => {
-                log::debug!("{}: another candidate wrote first: {e}", self.context);
+    /// How to finish, once `stop()` has marked the state stopped: the handle says so after its drain.
+    /// (A step-down asked for meanwhile is refused: the elector is stopping.)
+    fn finish_mode(&self) -> Finish {
+        loop {
+            match self.commands.recv() {
+                Ok(Command::Stop(finish)) => return finish,
+                Ok(Command::StepDown { reply, .. }) => {
+                    let _ = reply.send(Ok(false));
+                }
+                Err(_) => return Finish::Release,
             }
-            (Some(e), None) => {
-                log::warn!(
-                    "{}: {e} (retrying every {:?}; further failures are logged at debug level until one succeeds)",
-                    self.context,
-                    self.timing.retry_period
-                );
-                self.failures = Some((Instant::now(), 1));
-            }
-            (Some(e), Some((since, n))) => {
-                log::debug!("{}: still failing ({} in a row): {e}", self.context, n + 1);
-                self.failures = Some((since, n + 1));
-            }
-            (None, Some((since, n))) => {
-                log::info!(
-                    "{}: the API server answers again, after {n} failed attempts over {:?}",
-                    self.context,
-                    since.elapsed()
-                );
-                self.failures = None;
-            }
-            (None, None) => {}
         }
     }
 
-    /// The stop mode the handle sends right after it marked the state stopped.
-    fn stop_mode(&self) -> StopMode {
-        self.stop_rx
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or(StopMode::Stop)
+    /// The thread ends by itself after a loss (`keep_campaigning(false)`): release only if no leader
+    /// work runs any more.
+    fn drained_finish(&self) -> Finish {
+        if self
+            .state
+            .drain
+            .wait(later(Instant::now(), self.drain_timeout))
+        {
+            Finish::Release
+        } else {
+            Finish::Keep
+        }
     }
 
     /// Wait for the next attempt. Changes seen on the watch are observed on arrival and may call for an
-    /// attempt at once. `Some(mode)` when the handle asked to stop.
-    fn wait(&mut self, retry_after: Option<Duration>) -> Option<StopMode> {
+    /// attempt at once (never during a step-down's cool-down). `Some(finish)` when the handle asked to
+    /// stop.
+    fn wait(&mut self, retry_after: Option<Duration>) -> Option<Finish> {
         let (jitter, spread) = (self.rng.next_f64(), self.rng.next_f64());
         let since = Instant::now();
         loop {
+            if let Some(t) = self.watcher.as_ref().and_then(Watcher::last_activity) {
+                self.state.note_answer(t);
+            }
             // A watch counts while it is open and not quiet for longer than a holder's renews allow.
             let stale_at = self
                 .watcher
@@ -237,9 +282,16 @@ impl Worker {
                 .map(|t| later(t, self.watch_silence));
             let situation =
                 Situation::of(&self.standing, since, retry_after, stale_at, Instant::now());
-            let until = next_attempt(&self.timing, since, situation, jitter, spread);
+            let mut until = next_attempt(&self.timing, since, situation, jitter, spread);
+            let cooling = self.hold_off.filter(|h| *h > Instant::now());
+            if let Some(h) = cooling {
+                until = until.max(h);
+            }
             match self.wake(until) {
-                Wake::Stop(mode) => return Some(mode),
+                Wake::Stop(finish) => return Some(finish),
+                Wake::StepDown(cooldown, reply) => {
+                    let _ = reply.send(self.step_down(cooldown));
+                }
                 Wake::Attempt => return None,
                 Wake::Repace => {}
                 Wake::Watched(change) => {
@@ -250,7 +302,7 @@ impl Worker {
                     for event in reaction.events {
                         self.state.publish(event);
                     }
-                    if reaction.attempt_now {
+                    if reaction.attempt_now && cooling.is_none() {
                         return None;
                     }
                 }
@@ -260,15 +312,20 @@ impl Worker {
 
     fn wake(&self, until: Instant) -> Wake {
         let timeout = until.saturating_duration_since(Instant::now());
+        let command = |c: std::result::Result<Command, crossbeam_channel::RecvError>| match c {
+            Ok(Command::Stop(finish)) => Wake::Stop(finish),
+            Ok(Command::StepDown { cooldown, reply }) => Wake::StepDown(cooldown, reply),
+            Err(_) => Wake::Stop(Finish::Release),
+        };
         let Some(watcher) = self.watcher.as_ref() else {
-            return match self.stop_rx.recv_timeout(timeout) {
-                Ok(mode) => Wake::Stop(mode),
-                Err(RecvTimeoutError::Disconnected) => Wake::Stop(StopMode::Stop),
+            return match self.commands.recv_timeout(timeout) {
+                Ok(c) => command(Ok(c)),
+                Err(RecvTimeoutError::Disconnected) => Wake::Stop(Finish::Release),
                 Err(RecvTimeoutError::Timeout) => Wake::Attempt,
             };
         };
         crossbeam_channel::select! {
-            recv(self.stop_rx) -> mode => Wake::Stop(mode.unwrap_or(StopMode::Stop)),
+            recv(self.commands) -> c => command(c),
             recv(watcher.wake()) -> _ => match watcher.take() {
                 Some(change) => Wake::Watched(change),
                 None => Wake::Repace,

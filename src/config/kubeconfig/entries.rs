@@ -22,6 +22,12 @@ pub(super) fn cluster_config(o: &Origin<Cluster>, name: &str) -> Result<Config> 
         .clone()
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| kubeconfig_error(format!("kubeconfig {}: {owner} has no server", o.file)))?;
+    // A server without a scheme is `https://` (client-go reads `host:port` so too).
+    let server = if server.contains("://") {
+        server
+    } else {
+        format!("https://{}", server.trim())
+    };
     let mut config = Config::new(server);
     let ca = data_or_file(
         &c.certificate_authority_data,
@@ -103,7 +109,13 @@ fn with_credentials(
         return Err(err(" sets both a token and username/password: keep one"));
     }
     if let Some(tf) = u.token_file.as_deref().filter(|t| !t.is_empty()) {
-        return config.with_token_file(resolve_path(&o.dir, tf));
+        // The file and the user that named the token file, beside what went wrong with it.
+        return config
+            .with_token_file(resolve_path(&o.dir, tf))
+            .map_err(|e| match e {
+                Error::Config(c) => err(&format!(": tokenFile: {}", c.detail())),
+                other => other,
+            });
     }
     if let Some(t) = u.token.as_deref().filter(|t| !t.is_empty()) {
         return Ok(config.with_token(t));
