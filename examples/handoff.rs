@@ -1,8 +1,10 @@
 //! Handoff and takeover times, on the embedded API server and on a real kube-apiserver started through
 //! `testing::ControlPlane`. Two electors in this process take turns on one Lease:
 //!
-//! - **handoff**: from the moment the leader is told to `stop()` (it releases the lock) until the
-//!   follower leads;
+//! - **handoff**: from the moment the leader is told to `stop()` until the follower leads. The leader does
+//!   leader-only work meanwhile (`--item`, default 50 ms items through `run_while_leading`): `stop()`
+//!   lets the item in flight finish before it releases, so the handoff is that drain plus the protocol's
+//!   own part, both reported;
 //! - **takeover**: the leader is abandoned as if it had crashed (no release); measured from the moment its
 //!   lease expires (its last `renewTime` plus the lease duration) until the follower leads. A negative
 //!   figure would mean the follower took a lease that had not yet expired: the example fails if it sees one.
@@ -14,6 +16,7 @@
 //!     KUBEBUILDER_ASSETS=/path/to/assets cargo run --release --example handoff -- --server both
 //!     cargo run --release --example handoff -- --server real --mode poll --runs 20
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -32,8 +35,18 @@ struct Target {
     namespace: String,
 }
 
-fn candidate(t: &Target, identity: &str, watch: bool) -> LeaderHandle {
-    LeaderElector::builder(t.config.clone(), NAME)
+/// When the leader work's last item ended.
+type LastItem = Arc<Mutex<Option<Instant>>>;
+
+/// A candidate doing items of `item` while it leads (none when zero).
+fn candidate(
+    t: &Target,
+    identity: &str,
+    watch: bool,
+    item: Duration,
+    last: &LastItem,
+) -> LeaderHandle {
+    let handle = LeaderElector::builder(t.config.clone(), NAME)
         .namespace(&t.namespace)
         .identity(identity)
         .lease_duration(LEASE)
@@ -41,7 +54,20 @@ fn candidate(t: &Target, identity: &str, watch: bool) -> LeaderHandle {
         .retry_period(RETRY)
         .watch(watch)
         .start()
-        .expect("valid settings")
+        .expect("valid settings");
+    if !item.is_zero() {
+        let last = last.clone();
+        handle
+            .status()
+            .run_while_leading(move |term| {
+                while !term.is_cancelled() {
+                    std::thread::sleep(item);
+                    *last.lock().unwrap() = Some(Instant::now());
+                }
+            })
+            .expect("a worker thread");
+    }
+    handle
 }
 
 /// Spins (100 µs steps) until `h` leads; returns when it was seen leading.
@@ -72,23 +98,38 @@ fn median_max(mut v: Vec<f64>) -> (f64, f64) {
     (v[v.len() / 2], v[v.len() - 1])
 }
 
-/// Handoff and takeover samples in milliseconds.
-fn measure(t: &Target, watch: bool, runs: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut leader = candidate(t, "a", watch);
+/// Samples in milliseconds: handoffs, the drain part of each, and crash takeovers.
+struct Samples {
+    handoffs: Vec<f64>,
+    drains: Vec<f64>,
+    takeovers: Vec<f64>,
+}
+
+fn measure(t: &Target, watch: bool, runs: usize, item: Duration) -> Samples {
+    let last: LastItem = Arc::default();
+    let mut leader = candidate(t, "a", watch, item, &last);
     wait_leading(&leader, LEASE * 4).expect("a first leader");
-    let mut follower = candidate(t, "b", watch);
+    let mut follower = candidate(t, "b", watch, item, &last);
     // Let the follower see the lock before the first turn.
     std::thread::sleep(RETRY * 2);
 
-    let mut handoffs = Vec::new();
-    for _ in 0..runs {
+    let (mut handoffs, mut drains) = (Vec::new(), Vec::new());
+    for n in 0..runs {
+        // Stop at a different point of an item each time.
+        std::thread::sleep(item.mul_f64(n as f64 / runs as f64));
         let told = Instant::now();
         leader.stop().expect("release");
         let (led, _) =
             wait_leading(&follower, LEASE * 3).expect("the follower leads after a handoff");
         handoffs.push(led.duration_since(told).as_secs_f64() * 1e3);
+        let drained = last
+            .lock()
+            .unwrap()
+            .filter(|t| *t >= told)
+            .map_or(0.0, |t| t.duration_since(told).as_secs_f64() * 1e3);
+        drains.push(drained);
         let identity = leader.identity().to_string();
-        leader = std::mem::replace(&mut follower, candidate(t, &identity, watch));
+        leader = std::mem::replace(&mut follower, candidate(t, &identity, watch, item, &last));
         std::thread::sleep(RETRY * 2);
     }
 
@@ -109,17 +150,21 @@ fn measure(t: &Target, watch: bool, runs: usize) -> (Vec<f64>, Vec<f64>) {
         );
         takeovers.push(after);
         let identity = leader.identity().to_string();
-        leader = std::mem::replace(&mut follower, candidate(t, &identity, watch));
+        leader = std::mem::replace(&mut follower, candidate(t, &identity, watch, item, &last));
         std::thread::sleep(RETRY * 2);
     }
     leader.stop().ok();
     follower.stop().ok();
-    (handoffs, takeovers)
+    Samples {
+        handoffs,
+        drains,
+        takeovers,
+    }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "handoff: use --server embedded|real|both --mode watch|poll|both --runs N (the real server needs KUBEBUILDER_ASSETS)"
+        "handoff: use --server embedded|real|both --mode watch|poll|both --runs N --item MS (the real server needs KUBEBUILDER_ASSETS)"
     );
     std::process::exit(2);
 }
@@ -134,6 +179,7 @@ fn main() {
     };
     let mut mode = "watch".to_string();
     let mut runs = 10usize;
+    let mut item = Duration::from_millis(50);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().unwrap_or_else(|| usage());
@@ -141,6 +187,7 @@ fn main() {
             "--server" => server = v,
             "--mode" => mode = v,
             "--runs" => runs = v.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| usage()),
+            "--item" => item = Duration::from_millis(v.parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
@@ -180,24 +227,39 @@ fn main() {
     }
 
     println!(
-        "lease {LEASE:?}, renew deadline {RENEW_DEADLINE:?}, retry {RETRY:?}; {runs} handoffs and {runs} crash takeovers per row"
+        "lease {LEASE:?}, renew deadline {RENEW_DEADLINE:?}, retry {RETRY:?}, leader work in items of {item:?}; {runs} handoffs and {runs} crash takeovers per row"
     );
     println!(
-        "{:<15} {:<6} {:>28} {:>36}",
-        "server", "mode", "handoff median / max (ms)", "takeover after expiry median / max (ms)"
+        "{:<15} {:<6} {:>26} {:>14} {:>24} {:>38}",
+        "server",
+        "mode",
+        "handoff median / max (ms)",
+        "drain median",
+        "handoff - drain median",
+        "takeover after expiry median / max (ms)"
     );
     for t in &targets {
         for &watch in &modes {
-            let (handoffs, takeovers) = measure(t, watch, runs);
-            let (hm, hx) = median_max(handoffs);
-            let (tm, tx) = median_max(takeovers.clone());
-            let min = takeovers.iter().copied().fold(f64::INFINITY, f64::min);
+            let s = measure(t, watch, runs, item);
+            let protocol: Vec<f64> = s
+                .handoffs
+                .iter()
+                .zip(&s.drains)
+                .map(|(h, d)| h - d)
+                .collect();
+            let (hm, hx) = median_max(s.handoffs);
+            let (dm, _) = median_max(s.drains);
+            let (pm, _) = median_max(protocol);
+            let (tm, tx) = median_max(s.takeovers.clone());
+            let min = s.takeovers.iter().copied().fold(f64::INFINITY, f64::min);
             println!(
-                "{:<15} {:<6} {:>15.1} / {:>8.1} {:>23.1} / {:>8.1}   (earliest {:.1} ms after expiry)",
+                "{:<15} {:<6} {:>14.1} / {:>8.1} {:>14.1} {:>24.1} {:>24.1} / {:>8.1}   (earliest {:.1} ms after expiry)",
                 t.label,
                 if watch { "watch" } else { "poll" },
                 hm,
                 hx,
+                dm,
+                pm,
                 tm,
                 tx,
                 min

@@ -21,17 +21,43 @@ struct Args {
     namespace: Option<String>,
     name: String,
     id: Option<String>,
-    lease_duration: Duration,
-    renew_deadline: Duration,
-    retry_period: Duration,
+    /// The durations given (the library's defaults otherwise, which its errors call defaults).
+    lease_duration: Option<Duration>,
+    renew_deadline: Option<Duration>,
+    retry_period: Option<Duration>,
     release_on_cancel: bool,
     run_for: Option<Duration>,
     lock: LockKind,
     watch: bool,
 }
 
-const USAGE: &str = "usage: leader [--kubeconfig PATH] [--context NAME] [--namespace NS] --name NAME [--id ID] [--lock leases|configmaps|endpoints|configmapsleases|endpointsleases] \
-[--lease-duration D] [--renew-deadline D] [--retry-period D] [--release-on-cancel[=true|false]] [--no-watch] [--run-for D]";
+const USAGE: &str = "usage: leader --name NAME [flags]  (leader --help lists them)";
+
+const HELP: &str = "\
+leader: campaign for a Kubernetes lock and print one JSON line per leadership event
+
+usage: leader --name NAME [flags]
+
+  --name NAME                 the lock's name (required)
+  --namespace, -n NS          the lock's namespace (default: the config's, else default)
+  --id ID                     this candidate's identity (default: <hostname>_<random hex>)
+  --lock KIND                 leases, configmaps, endpoints, configmapsleases or endpointsleases
+                              (default: leases)
+  --kubeconfig PATH           the kubeconfig to use (default: KUBECONFIG, then the pod's service
+                              account, then ~/.kube/config)
+  --context NAME              the kubeconfig context (default: its current-context)
+  --lease-duration D          how long followers wait for a renew (default: 15s)
+  --renew-deadline D          how long the leader leads without a renew (default: 10s)
+  --retry-period D            how often the leader renews and candidates retry (default: 2s)
+  --release-on-cancel[=BOOL]  release the lock on SIGTERM/SIGINT (default: true)
+  --watch, --no-watch         follow by watching the lock, or by polling (default: --watch)
+  --run-for D                 stop after this long (default: run until SIGTERM/SIGINT)
+  --help, -h                  this text
+  --version, -V               the version
+
+Durations: 15s, 500ms, 2m, 1h, 1m30s. Events on stdout, one JSON object a line:
+  {\"ts\":\"...\",\"id\":\"...\",\"event\":\"new_leader|started_leading|stopped_leading\",\"leader\":\"...\"}
+Logs on stderr (RUST_LOG, default info). Exit 0 after a stop, 2 on bad flags or config.";
 
 /// Parse `15s`, `500ms`, `2m`, `1h`, `1m30s`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -64,6 +90,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A duration flag's value, or an error that names the flag.
+fn duration_flag(flag: &str, value: &str) -> Result<Duration, String> {
+    parse_duration(value).map_err(|e| format!("{flag}: {e}"))
+}
+
+/// A library error in the CLI's words: the timing settings by their flags.
+fn in_flags(message: &str) -> String {
+    message
+        .replace("lease_duration", "--lease-duration")
+        .replace("renew_deadline", "--renew-deadline")
+        .replace("retry_period", "--retry-period")
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         kubeconfig: None,
@@ -71,9 +110,9 @@ fn parse_args() -> Result<Args, String> {
         namespace: None,
         name: String::new(),
         id: None,
-        lease_duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        retry_period: Duration::from_secs(2),
+        lease_duration: None,
+        renew_deadline: None,
+        retry_period: None,
         release_on_cancel: true,
         run_for: None,
         lock: LockKind::Leases,
@@ -100,12 +139,12 @@ fn parse_args() -> Result<Args, String> {
             "--lock" => {
                 args.lock = value()?
                     .parse()
-                    .map_err(|e: kube_elector::Error| e.to_string())?
+                    .map_err(|e: kube_elector::Error| format!("--lock: {e}"))?
             }
-            "--lease-duration" => args.lease_duration = parse_duration(&value()?)?,
-            "--renew-deadline" => args.renew_deadline = parse_duration(&value()?)?,
-            "--retry-period" => args.retry_period = parse_duration(&value()?)?,
-            "--run-for" => args.run_for = Some(parse_duration(&value()?)?),
+            "--lease-duration" => args.lease_duration = Some(duration_flag(&flag, &value()?)?),
+            "--renew-deadline" => args.renew_deadline = Some(duration_flag(&flag, &value()?)?),
+            "--retry-period" => args.retry_period = Some(duration_flag(&flag, &value()?)?),
+            "--run-for" => args.run_for = Some(duration_flag(&flag, &value()?)?),
             "--release-on-cancel" => {
                 args.release_on_cancel = match inline.as_deref() {
                     None | Some("true") => true,
@@ -118,7 +157,11 @@ fn parse_args() -> Result<Args, String> {
             "--watch" => args.watch = true,
             "--no-watch" => args.watch = false,
             "--help" | "-h" => {
-                println!("{USAGE}");
+                println!("{HELP}");
+                std::process::exit(0);
+            }
+            "--version" | "-V" => {
+                println!("leader (kube-elector {})", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other:?}; {USAGE}")),
@@ -147,14 +190,17 @@ fn load_config(args: &Args) -> Result<Config, String> {
     result.map_err(|e| e.to_string().replace('\n', " "))
 }
 
+/// One event as a JSON line, its keys in the order the README shows: ts, id, event, leader.
 fn emit(id: &str, event: &str, leader: &str) {
-    let line = serde_json::json!({
-        "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "id": id,
-        "event": event,
-        "leader": leader,
-    });
-    println!("{line}");
+    let text = |s: &str| serde_json::Value::from(s).to_string();
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    println!(
+        "{{\"ts\":{},\"id\":{},\"event\":{},\"leader\":{}}}",
+        text(&ts),
+        text(id),
+        text(event),
+        text(leader)
+    );
 }
 
 /// Log lines to stderr, keeping stdout for the JSON events: `RUST_LOG` (default `info`) as env_logger
@@ -175,19 +221,27 @@ fn main() {
     let args = parse_args().unwrap_or_else(|e| fail(&e));
     let config = load_config(&args).unwrap_or_else(|e| fail(&e));
     let mut builder = LeaderElector::builder(config, &args.name)
-        .lease_duration(args.lease_duration)
-        .renew_deadline(args.renew_deadline)
-        .retry_period(args.retry_period)
         .release_on_stop(args.release_on_cancel)
         .lock_kind(args.lock)
         .watch(args.watch);
+    if let Some(d) = args.lease_duration {
+        builder = builder.lease_duration(d);
+    }
+    if let Some(d) = args.renew_deadline {
+        builder = builder.renew_deadline(d);
+    }
+    if let Some(d) = args.retry_period {
+        builder = builder.retry_period(d);
+    }
     if let Some(ns) = &args.namespace {
         builder = builder.namespace(ns);
     }
     if let Some(id) = &args.id {
         builder = builder.identity(id);
     }
-    let handle = builder.start().unwrap_or_else(|e| fail(&e.to_string()));
+    let handle = builder
+        .start()
+        .unwrap_or_else(|e| fail(&in_flags(&e.to_string())));
     let events = handle.events();
     let id = handle.identity().to_string();
 

@@ -71,6 +71,15 @@ fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
     assert_eq!(exit.code(), Some(0));
     lines.extend(rx.iter());
     for l in &lines {
+        // The keys in the order the README shows them.
+        let at = |k: &str| {
+            l.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} in {l}"))
+        };
+        assert!(
+            at("ts") < at("id") && at("id") < at("event") && at("event") < at("leader"),
+            "{l}"
+        );
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
         assert_eq!(v["id"], "p1");
         let ts = v["ts"].as_str().unwrap();
@@ -264,4 +273,73 @@ fn the_cli_takes_every_lock_kind() {
             "{kind} wrote a {plural} object"
         );
     }
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default_and_errors_name_the_flag() {
+    let run = |args: &[&str]| {
+        let out = Command::new(leader_bin()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--name",
+        "--namespace",
+        "--id",
+        "--lock",
+        "--kubeconfig",
+        "--context",
+        "--lease-duration",
+        "--renew-deadline",
+        "--retry-period",
+        "--release-on-cancel",
+        "--watch",
+        "--no-watch",
+        "--run-for",
+        "--help",
+        "--version",
+    ] {
+        assert!(help.contains(flag), "--help lists {flag}: {help}");
+    }
+    for default in [
+        "(default: 15s)",
+        "(default: 10s)",
+        "(default: 2s)",
+        "(default: leases)",
+        "(default: true)",
+    ] {
+        assert!(help.contains(default), "--help shows {default}: {help}");
+    }
+    let (code, version, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+    let (code, _, err) = run(&["--name", "x", "--retry-period", "soon"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--retry-period") && err.contains("soon"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--name", "x", "--lock", "zookeeper"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--lock"), "{err}");
+    let server = ApiServer::start().unwrap();
+    let kubeconfig = temp_kubeconfig(&server, "flag-names");
+    let (code, _, err) = run(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--name",
+        "x",
+        "--retry-period",
+        "9s",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--renew-deadline (10s, the default)") && err.contains("--retry-period (9s)"),
+        "{err}"
+    );
 }

@@ -150,13 +150,13 @@ fn the_manifests_pass_a_server_side_dry_run_and_their_role_is_enough_for_the_ser
     };
     assert!(wait_until(LONG, || leader.items_done() > 0));
     assert_eq!(leader.status().stats().last_error, None);
-    leader.shutdown(LONG).unwrap();
+    leader.shutdown().unwrap();
     assert!(
         follower.status().wait_until_leader(Some(LONG)).is_some(),
         "the other replica takes the released lock"
     );
     assert_eq!(follower.status().stats().last_error, None);
-    follower.shutdown(LONG).unwrap();
+    follower.shutdown().unwrap();
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn replicas_of_the_service_hand_over_on_the_real_server() {
         assert_eq!(http_get(s.http_addr(), "/healthz").0, 200);
     }
     let t = Instant::now();
-    services.remove(first).shutdown(LONG).unwrap();
+    services.remove(first).shutdown().unwrap();
     let second = leader_of(&services);
     assert!(
         t.elapsed() < Duration::from_millis(1800),
@@ -208,6 +208,6 @@ fn replicas_of_the_service_hand_over_on_the_real_server() {
     assert!(wait_until(LONG, || services[second].items_done() >= 4));
     for s in services {
         assert_eq!(s.items_unfenced(), 0);
-        s.shutdown(LONG).unwrap();
+        s.shutdown().unwrap();
     }
 }

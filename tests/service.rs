@@ -85,6 +85,7 @@ fn three_replicas_one_worker_set_healthz_metrics_and_handovers() {
 
     for s in all(&services) {
         assert_eq!(http_get(s.http_addr(), "/healthz").0, 200);
+        assert_eq!(http_get(s.http_addr(), "/readyz").0, 200, "the API server answers");
         assert_eq!(http_get(s.http_addr(), "/nothing").0, 404);
         let m = metrics_of(s);
         let leads = s.status().is_leader();
@@ -109,7 +110,7 @@ fn three_replicas_one_worker_set_healthz_metrics_and_handovers() {
     let stopped = services[first].take().unwrap();
     let before = stopped.items_done();
     let t = Instant::now();
-    stopped.shutdown(LONG).unwrap();
+    stopped.shutdown().unwrap();
     let second = the_leader(&all(&services));
     let handover = t.elapsed();
     assert!(
@@ -133,7 +134,7 @@ fn three_replicas_one_worker_set_healthz_metrics_and_handovers() {
     assert!(wait_until(LONG, || third.items_done() >= 4));
     assert_eq!(third.items_unfenced(), 0);
     let last = services.into_iter().flatten().next().unwrap();
-    last.shutdown(LONG).unwrap();
+    last.shutdown().unwrap();
 }
 
 /// The example as a process: `--embedded`, /metrics and /healthz, then SIGTERM: exit 0 after the
@@ -211,7 +212,7 @@ fn the_prometheus_registry_and_the_text_agree() {
         value(&ours, "leader_election_master_status", "service"),
         Some(1.0)
     );
-    service.shutdown(LONG).unwrap();
+    service.shutdown().unwrap();
     // After the stop the gauge says 0 in both.
     let encoded = {
         let mut b = Vec::new();

@@ -1,13 +1,14 @@
-//! The service itself: leader-only workers fenced by the term, `/healthz` and `/metrics` over a tiny
-//! HTTP server, and a shutdown that finishes in-flight work before it stops and releases the lock.
+//! The service itself: leader-only workers fenced by the term, `/healthz`, `/readyz` and `/metrics`
+//! over a tiny HTTP server, and a shutdown that stops the elector, which lets the items in flight finish
+//! before it releases the lock.
 //! `main.rs` wires it to the environment and to SIGTERM; the tests run it as it is.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube_elector::metrics::Metrics;
 use kube_elector::{Config, LeaderElector, LeaderHandle, LeaderStatus, Term, Timing};
@@ -45,11 +46,9 @@ impl Default for Settings {
     }
 }
 
-/// What the workers share: whether to take new items, and counts of what they did.
+/// What the workers share: counts of what they did.
 #[derive(Debug, Default)]
 struct Work {
-    draining: AtomicBool,
-    in_flight: AtomicUsize,
     done: AtomicU64,
     /// Items begun while the term was already over: must stay 0.
     unfenced: AtomicU64,
@@ -85,7 +84,8 @@ impl Service {
                     .run_while_leading(move |term| lead(n, &term, &work, s.item))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let http = Http::start(s.listen, handle.status(), metrics)?;
+        let ready_within = s.timing.retry_period.saturating_mul(5);
+        let http = Http::start(s.listen, handle.status(), metrics, ready_within)?;
         log::info!(
             "{} campaigns for {}; /healthz and /metrics on http://{}",
             handle.identity(),
@@ -120,14 +120,9 @@ impl Service {
         self.work.unfenced.load(Ordering::SeqCst)
     }
 
-    /// The SIGTERM path: take no new items, let those in flight finish (for at most `grace`), then stop
-    /// campaigning and release the lock so another replica takes over at once.
-    pub fn shutdown(mut self, grace: Duration) -> kube_elector::Result<()> {
-        self.work.draining.store(true, Ordering::SeqCst);
-        let end = Instant::now() + grace;
-        while self.work.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    /// The SIGTERM path: `stop()` ends the term (the workers take no new item), lets the items in flight
+    /// finish, then releases the lock so another replica takes over at once.
+    pub fn shutdown(mut self) -> kube_elector::Result<()> {
         let stopped = self.handle.stop();
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -139,7 +134,6 @@ impl Service {
 
     /// Crash without releasing (for failover tests): the lease must expire first.
     pub fn crash(mut self) {
-        self.work.draining.store(true, Ordering::SeqCst);
         self.handle.abandon();
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -148,24 +142,19 @@ impl Service {
     }
 }
 
-/// One worker's share of one term: items until the term ends or the service drains.
+/// One worker's share of one term: items until the term ends (a loss, or `stop()` on SIGTERM, which
+/// waits for this function to return before it releases the lock).
 fn lead(n: usize, term: &Term, work: &Work, item: Duration) {
     log::info!("worker {n}: leading (term {})", term.transitions());
-    while !term.is_cancelled() && !work.draining.load(Ordering::SeqCst) {
-        work.in_flight.fetch_add(1, Ordering::SeqCst);
+    while !term.is_cancelled() {
         // A real worker sends term.transitions() with its writes, so a store can refuse a stale leader.
         if term.is_cancelled() {
             work.unfenced.fetch_add(1, Ordering::SeqCst);
         }
         std::thread::sleep(item);
         work.done.fetch_add(1, Ordering::SeqCst);
-        work.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-    if term.is_cancelled() {
-        log::info!("worker {n}: term {} over", term.transitions());
-    } else {
-        log::info!("worker {n}: shutting down, no new items");
-    }
+    log::info!("worker {n}: term {} over", term.transitions());
 }
 
 /// A tiny HTTP/1.1 server: one request per connection, answered on the server's thread.
@@ -176,7 +165,12 @@ struct Http {
 }
 
 impl Http {
-    fn start(listen: SocketAddr, status: LeaderStatus, metrics: Metrics) -> std::io::Result<Http> {
+    fn start(
+        listen: SocketAddr,
+        status: LeaderStatus,
+        metrics: Metrics,
+        ready_within: Duration,
+    ) -> std::io::Result<Http> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
@@ -189,7 +183,7 @@ impl Http {
                         break;
                     }
                     if let Ok(conn) = conn {
-                        let _ = answer(conn, &status, &metrics);
+                        let _ = answer(conn, &status, &metrics, ready_within);
                     }
                 }
             })?;
@@ -210,7 +204,12 @@ impl Http {
     }
 }
 
-fn answer(conn: TcpStream, status: &LeaderStatus, metrics: &Metrics) -> std::io::Result<()> {
+fn answer(
+    conn: TcpStream,
+    status: &LeaderStatus,
+    metrics: &Metrics,
+    ready_within: Duration,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request = String::new();
@@ -226,6 +225,11 @@ fn answer(conn: TcpStream, status: &LeaderStatus, metrics: &Metrics) -> std::io:
         "/healthz" => match status.check(Duration::from_secs(20)) {
             Ok(()) => ("200 OK", "text/plain", "ok\n".to_string()),
             Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
+        },
+        // Not ready while the API server does not answer us (a replica that cannot campaign).
+        "/readyz" => match status.ready(ready_within) {
+            Ok(()) => ("200 OK", "text/plain", "ok\n".to_string()),
+            Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
         },
         "/metrics" => (
             "200 OK",

@@ -1,5 +1,5 @@
 //! A complete threaded service: four workers do leader-only work for as long as each term lasts,
-//! `/healthz` reports a stuck renew thread, `/metrics` carries client-go's leader-election metrics, and
+//! `/healthz` reports a stuck renew thread, `/readyz` an API server that does not answer, `/metrics` carries client-go's leader-election metrics, and
 //! SIGTERM finishes the work in flight, then stops and releases the lock.
 //!
 //!     cargo run --example service -- --embedded       # on an embedded API server, in-process
@@ -12,8 +12,6 @@
 // The tests drive the service through more of its methods than `main` needs.
 #[allow(dead_code)]
 mod app;
-
-use std::time::Duration;
 
 use app::{Service, Settings};
 use kube_elector::Config;
@@ -63,7 +61,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         service.http_addr()
     );
     signals.forever().next();
-    // Kubernetes waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
-    service.shutdown(Duration::from_secs(20))?;
+    // The items in flight finish within the drain (at most the renew deadline): well inside
+    // Kubernetes' terminationGracePeriodSeconds (30 s by default) before SIGKILL.
+    service.shutdown()?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Reading the small files a config names (kubeconfigs, token files, certificates and keys) with a size
-//! cap, and only if they are regular files: a FIFO would block the reader forever and `/dev/zero` never
-//! ends, so neither is ever opened.
+//! cap, and never a FIFO: opening one blocks the reader until a writer comes, and `/dev/zero` would never
+//! end without the cap.
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -10,14 +10,15 @@ pub(crate) const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
 /// The largest bearer token file read (service-account tokens are about a kilobyte).
 pub(crate) const MAX_TOKEN_FILE: u64 = 1024 * 1024;
 
-/// The contents of `path`, a regular file of at most `limit` bytes.
+/// The contents of `path`, at most `limit` bytes: a regular file, or a device such as `/dev/null` (read
+/// within the same cap, so `/dev/zero` ends too). A FIFO, a socket or a directory is refused before it
+/// is opened: opening a FIFO blocks until a writer appears.
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    // Before opening: opening a FIFO for reading blocks until a writer appears.
-    if !std::fs::metadata(path)?.is_file() {
+    if !readable_kind(&std::fs::metadata(path)?) {
         return Err(not_regular());
     }
     let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
+    if !readable_kind(&file.metadata()?) {
         return Err(not_regular());
     }
     let mut bytes = Vec::new();
@@ -31,6 +32,20 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A regular file, or (on Unix) a character or block device.
+fn readable_kind(m: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        t.is_file() || t.is_char_device() || t.is_block_device()
+    }
+    #[cfg(not(unix))]
+    {
+        m.is_file()
+    }
+}
+
 /// [`read_bounded`] as UTF-8 text.
 pub(crate) fn read_bounded_text(path: &Path, limit: u64) -> io::Result<String> {
     String::from_utf8(read_bounded(path, limit)?)
@@ -40,7 +55,7 @@ pub(crate) fn read_bounded_text(path: &Path, limit: u64) -> io::Result<String> {
 fn not_regular() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "not a regular file (a directory, a FIFO or a device): refusing to read it",
+        "not a regular file (a directory, a FIFO or a socket): refusing to read it",
     )
 }
 
@@ -68,7 +83,8 @@ mod tests {
         let err = read_bounded(&dir, 10).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         let err = read_bounded(Path::new("/dev/zero"), 10).unwrap_err();
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(err.to_string().contains("larger than 10 bytes"), "{err}");
+        assert!(read_bounded(Path::new("/dev/null"), 10).unwrap().is_empty());
         std::fs::write(&small, [0xff, 0xfe]).unwrap();
         assert!(read_bounded_text(&small, 10).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
