@@ -235,3 +235,53 @@ fn waiting_for_leadership_ends_with_our_own_shutdown() {
     let term = waiter.join().unwrap().expect("b leads after a released");
     assert!(!term.is_cancelled());
 }
+
+#[test]
+fn after_a_loss_the_elector_leads_again_only_once_the_old_terms_work_has_ended() {
+    let server = ApiServer::builder().tls(true).token("a").start().unwrap();
+    let a = LeaderElector::builder(server.config_for("a"), "drain-loss")
+        .identity("a")
+        .timing(timing(2, 1500, 200))
+        .drain_timeout(Duration::from_secs(5))
+        .watch(false)
+        .start()
+        .unwrap();
+    let events = a.events();
+    let ended: Ended = Arc::default();
+    let e = ended.clone();
+    a.status()
+        .run_while_leading(move |_term| {
+            // Ignores its term for 3.5 s, once.
+            if e.lock().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(3500));
+                *e.lock().unwrap() = Some(Instant::now());
+            }
+        })
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
+    // Renews hang: the term lapses at the renew deadline; then the server answers again at once.
+    let hang = server.inject(
+        kube_elector::testing::Fault::hang()
+            .for_token("a")
+            .for_verb("PUT"),
+    );
+    assert!(
+        wait_event(&events, Duration::from_secs(4), |e| matches!(
+            e,
+            LeaderEvent::StoppedLeading { .. }
+        ))
+        .is_some()
+    );
+    server.remove_fault(hang);
+    // Without the drain it would take its own lock back within a retry or two; it waits for the work.
+    let started = wait_event(&events, Duration::from_secs(8), |e| {
+        matches!(e, LeaderEvent::StartedLeading { .. })
+    });
+    assert!(started.is_some(), "leads again");
+    let led_again = Instant::now();
+    let work_ended = ended
+        .lock()
+        .unwrap()
+        .expect("the old term's work ended first");
+    assert!(work_ended <= led_again);
+}

@@ -85,7 +85,11 @@ fn three_replicas_one_worker_set_healthz_metrics_and_handovers() {
 
     for s in all(&services) {
         assert_eq!(http_get(s.http_addr(), "/healthz").0, 200);
-        assert_eq!(http_get(s.http_addr(), "/readyz").0, 200, "the API server answers");
+        assert_eq!(
+            http_get(s.http_addr(), "/readyz").0,
+            200,
+            "the API server answers"
+        );
         assert_eq!(http_get(s.http_addr(), "/nothing").0, 404);
         let m = metrics_of(s);
         let leads = s.status().is_leader();
