@@ -55,7 +55,13 @@ impl Election {
     /// by our clock.
     pub(super) fn take_in_object(&mut self, slot: Slot, v: VersionedRecord) {
         let i = slot.index();
-        self.slots[i] = match cleared_ghost(&self.slots[i], &v.record) {
+        // In coordinated mode the API server writes the holder, and clears it, itself.
+        let ghost = if self.config.coordinated {
+            None
+        } else {
+            cleared_ghost(&self.slots[i], &v.record)
+        };
+        self.slots[i] = match ghost {
             Some(ghost) => Known::Cleared { object: v, ghost },
             None => Known::Present(v),
         };
