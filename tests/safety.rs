@@ -7,20 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chrono::Timelike;
-use common::{ManualClock, wait_event, wait_until};
+use common::{ManualClock, no_overlap, timing, wait_event, wait_until};
 use kube_elector::election::{Clock, Elector, Status};
 use kube_elector::lock::{ConfigMapLock, LeaseLock, Locks};
 use kube_elector::testing::{ApiServer, Fault};
-use kube_elector::{LeaderElector, LeaderEvent, LeaderHandle, LockKind, StopReason, Timing};
+use kube_elector::{LeaderElector, LeaderEvent, LockKind, StopReason};
 use serde_json::json;
-
-fn timing(lease: u64, renew_ms: u64, retry_ms: u64) -> Timing {
-    Timing {
-        lease_duration: Duration::from_secs(lease),
-        renew_deadline: Duration::from_millis(renew_ms),
-        retry_period: Duration::from_millis(retry_ms),
-    }
-}
 
 /// Move the wall clock so its sub-second part reads `millis`.
 fn align_wall(clock: &ManualClock, millis: u32) {
@@ -35,20 +27,6 @@ fn rv(server: &ApiServer, plural: &str, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// Sample every handle for `d`; panic if two lead at once.
-fn no_overlap(hs: &[&LeaderHandle], d: Duration) {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        let leading: Vec<&str> = hs
-            .iter()
-            .filter(|h| h.is_leader())
-            .map(|h| h.identity())
-            .collect();
-        assert!(leading.len() <= 1, "two leaders at once: {leading:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 // ---- 1. annotation records renewed within one wall-clock second ----
