@@ -100,9 +100,20 @@ impl std::fmt::Display for StopReason {
 /// (the holder last reported, and `StartedLeading` while a term is outstanding), so every stream is well
 /// formed however late it subscribes. Once the elector has sent its last event the hub closes: every
 /// receiver ends after its last event, and a later subscriber gets the state so far and then the end.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct EventHub {
     inner: Mutex<Hub>,
+    /// Also told of every event published (an elector set's stream of all its shards' events).
+    tap: Option<Tap>,
+}
+
+/// Told of every event a hub publishes.
+type Tap = Box<dyn Fn(&LeaderEvent) + Send + Sync>;
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +128,14 @@ struct Hub {
 }
 
 impl EventHub {
+    /// A hub that also hands every event it publishes to `tap`.
+    pub(crate) fn with_tap(tap: impl Fn(&LeaderEvent) + Send + Sync + 'static) -> Self {
+        EventHub {
+            inner: Mutex::default(),
+            tap: Some(Box::new(tap)),
+        }
+    }
+
     pub(crate) fn subscribe(&self) -> Receiver<LeaderEvent> {
         let (tx, rx) = unbounded();
         let mut hub = self.lock();
@@ -141,6 +160,9 @@ impl EventHub {
             LeaderEvent::TermLimitReached { .. } => {}
         }
         hub.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
+        if let Some(tap) = &self.tap {
+            tap(&event);
+        }
     }
 
     /// The last event was sent: drop every sender, so receivers end once they have read everything.

@@ -65,6 +65,7 @@ pub mod metrics;
 mod random;
 pub mod record;
 pub mod runner;
+pub mod set;
 mod watch;
 
 #[cfg(feature = "testing")]

@@ -89,8 +89,40 @@ impl Mailbox {
     }
 }
 
+/// The changes not taken yet, one mailbox per object name, in the order the objects first changed.
+#[derive(Debug, Default)]
+struct Mailboxes {
+    by_name: std::collections::HashMap<String, Mailbox>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Mailboxes {
+    fn put(&mut self, name: &str, change: Watched) {
+        let mailbox = self.by_name.entry(name.to_string()).or_default();
+        if mailbox.is_empty() {
+            self.order.push_back(name.to_string());
+        }
+        mailbox.put(change);
+    }
+
+    fn take(&mut self) -> Option<(String, Watched)> {
+        let name = self.order.front()?.clone();
+        let mailbox = self.by_name.get_mut(&name)?;
+        let change = mailbox.take()?;
+        if mailbox.is_empty() {
+            self.order.pop_front();
+            self.by_name.remove(&name);
+        }
+        Some((name, change))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
 struct Shared {
-    latest: Mutex<Mailbox>,
+    latest: Mutex<Mailboxes>,
     healthy: AtomicBool,
     /// When the stream last brought anything (an event, a bookmark) or opened.
     activity: Mutex<Option<Instant>>,
@@ -153,9 +185,39 @@ impl Watcher {
         let Some((collection, decoder)) = path_and_decoder(kind, namespace) else {
             return Ok(None);
         };
+        let context = format!("watch {} {namespace}/{name} as {identity}", kind.as_str());
+        let selector = format!("fieldSelector=metadata.name%3D{name}");
+        Self::spawn(config, collection, decoder, &selector, context, retry).map(Some)
+    }
+
+    /// A watch of every object of `kind` in `namespace` that carries `label` = `value` (an elector set's
+    /// locks): one connection for all of them. Changes come out of [`take_named`](Self::take_named).
+    pub(crate) fn start_labelled(
+        config: &Config,
+        kind: LockKind,
+        namespace: &str,
+        (label, value): (&str, &str),
+        context: String,
+        retry: Duration,
+    ) -> Result<Option<Self>> {
+        let Some((collection, decoder)) = path_and_decoder(kind, namespace) else {
+            return Ok(None);
+        };
+        let selector = format!("labelSelector={}%3D{}", label.replace('/', "%2F"), value);
+        Self::spawn(config, collection, decoder, &selector, context, retry).map(Some)
+    }
+
+    fn spawn(
+        config: &Config,
+        collection: String,
+        decoder: Decoder,
+        selector: &str,
+        context: String,
+        retry: Duration,
+    ) -> Result<Self> {
         let client = Arc::new(RestClient::new(config)?);
         let shared = Arc::new(Shared {
-            latest: Mutex::new(Mailbox::default()),
+            latest: Mutex::new(Mailboxes::default()),
             healthy: AtomicBool::new(false),
             activity: Mutex::new(None),
             restart: AtomicBool::new(false),
@@ -163,9 +225,8 @@ impl Watcher {
             stop: AtomicBool::new(false),
         });
         let (wake_tx, wake) = bounded(1);
-        let context = format!("watch {} {namespace}/{name} as {identity}", kind.as_str());
         let path = format!(
-            "{collection}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&fieldSelector=metadata.name%3D{name}"
+            "{collection}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&{selector}"
         );
         let (c, s) = (client.clone(), shared.clone());
         let thread = std::thread::Builder::new()
@@ -175,13 +236,13 @@ impl Watcher {
                 move || watch_loop(&c, &s, &wake_tx, &path, &context, decoder, retry)
             })
             .map_err(|e| Error::spawn("watch", e))?;
-        Ok(Some(Watcher {
+        Ok(Watcher {
             shared,
             wake,
             rewake: wake_tx,
             client,
             thread: Some(thread),
-        }))
+        })
     }
 
     /// Whether a watch stream is open right now.
@@ -226,9 +287,14 @@ impl Watcher {
 
     /// The next change to take in, if any arrived since the last call.
     pub(crate) fn take(&self) -> Option<Watched> {
-        let mut mailbox = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let change = mailbox.take();
-        if !mailbox.is_empty() {
+        self.take_named().map(|(_, change)| change)
+    }
+
+    /// The next change to take in and the name of the object it is about.
+    pub(crate) fn take_named(&self) -> Option<(String, Watched)> {
+        let mut mailboxes = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let change = mailboxes.take();
+        if !mailboxes.is_empty() {
             // More to come: wake the renew thread again.
             let _ = self.rewake.try_send(());
         }
@@ -251,12 +317,12 @@ fn touch(shared: &Shared) {
     *shared.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
 }
 
-fn publish(shared: &Shared, wake: &Sender<()>, update: Watched) {
+fn publish(shared: &Shared, wake: &Sender<()>, name: &str, update: Watched) {
     shared
         .latest
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .put(update);
+        .put(name, update);
     let _ = wake.try_send(());
 }
 
@@ -343,11 +409,12 @@ fn read_events(
         let object_rv = event["object"]["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string);
+        let name = event["object"]["metadata"]["name"].as_str().unwrap_or("");
         match event["type"].as_str() {
             Some("ADDED" | "MODIFIED") => match decode(&event["object"]) {
                 Ok(v) => {
                     *rv = Some(v.resource_version.clone());
-                    publish(shared, wake, Watched::Changed(v));
+                    publish(shared, wake, name, Watched::Changed(v));
                 }
                 // A malformed record: the renew thread will read it and report the error itself.
                 Err(e) => {
@@ -357,7 +424,7 @@ fn read_events(
             },
             Some("DELETED") => {
                 *rv = object_rv;
-                publish(shared, wake, Watched::Deleted);
+                publish(shared, wake, name, Watched::Deleted);
             }
             Some("BOOKMARK") => *rv = object_rv.or(rv.take()),
             Some("ERROR") => {

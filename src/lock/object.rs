@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -31,7 +32,8 @@ pub trait LockObject: Send + 'static {
 
 /// A lock held in one named object of kind `K`.
 pub struct ObjectLock<K> {
-    client: RestClient,
+    /// Its own, or shared with the other locks of an elector set.
+    client: Arc<RestClient>,
     namespace: String,
     name: String,
     identity: String,
@@ -77,12 +79,27 @@ impl<K: LockObject> ObjectLock<K> {
         name: impl Into<String>,
         identity: impl Into<String>,
     ) -> Result<Self> {
+        Ok(Self::with_client(
+            Arc::new(RestClient::new(config)?),
+            namespace,
+            name,
+            identity,
+        ))
+    }
+
+    /// A lock on a client shared with other locks (an elector set's: one connection pool for all).
+    pub(crate) fn with_client(
+        client: Arc<RestClient>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
         let (namespace, name) = (namespace.into(), name.into());
         let collection_path = collection_path::<K>(&namespace);
         let get_context = format!("get {} {namespace}/{name}", K::PLURAL);
         let update_context = format!("update {} {namespace}/{name}", K::PLURAL);
-        Ok(ObjectLock {
-            client: RestClient::new(config)?,
+        ObjectLock {
+            client,
             item_path: format!("{collection_path}/{name}"),
             collection_path,
             get_context,
@@ -93,7 +110,7 @@ impl<K: LockObject> ObjectLock<K> {
             cached: None,
             labels: BTreeMap::new(),
             kind: PhantomData,
-        })
+        }
     }
 
     /// Interrupts this lock's request in flight from another thread.

@@ -259,6 +259,10 @@ pub struct LeaderStatus {
 }
 
 impl LeaderStatus {
+    pub(crate) fn new(state: Arc<State>) -> Self {
+        LeaderStatus { state }
+    }
+
     /// Same as [`LeaderHandle::is_leader`].
     #[inline]
     pub fn is_leader(&self) -> bool {

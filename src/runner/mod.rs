@@ -18,3 +18,6 @@ pub use drain::WorkGuard;
 pub use handle::{LeaderHandle, LeaderStatus};
 pub use state::ElectorStats;
 pub use term::Term;
+
+pub(crate) use failures::{Failures, server_answered};
+pub(crate) use state::{Owner, State, lock as lock_mutex};

@@ -139,9 +139,13 @@ impl Election {
             }
             // Whoever wrote the record, it is not our term any more.
             self.lose((!o.holder.is_empty()).then(|| o.holder.clone()));
-            if !o.holder.is_empty() && o.expiry() > now {
+            if (!o.holder.is_empty() && o.expiry() > now) || !self.campaigning {
                 return self.finish(now);
             }
+        }
+        if ours && self.leading.is_none() && !self.campaigning {
+            // Our record, but no term held: taking it up again would begin a term.
+            return self.finish(now);
         }
         let record = if ours {
             self.renewal_of(now, wall)
@@ -187,6 +191,9 @@ impl Election {
                 "{} does not exist: the API server's coordinated election creates it (is the CoordinatedLeaderElection feature on?)",
                 self.config.lock
             )));
+            return self.finish(now);
+        }
+        if !self.campaigning {
             return self.finish(now);
         }
         let slots: Vec<Slot> = self.all_slots().collect();

@@ -240,6 +240,9 @@ pub struct Election {
     wrote: bool,
     /// The lock's transition counter could not grow for a new term, and we said so.
     term_limit_reported: bool,
+    /// Whether a step may begin a new term (take a free or expired lock): an elector set's member at its
+    /// share only observes. Our own term is renewed either way.
+    campaigning: bool,
     phase: Phase,
     step: StepState,
 }
@@ -285,6 +288,7 @@ impl Election {
             quarantine_until: None,
             wrote: false,
             term_limit_reported: false,
+            campaigning: true,
             phase: Phase::Idle,
             step: StepState::default(),
         })
@@ -298,6 +302,12 @@ impl Election {
     /// The election's settings.
     pub fn config(&self) -> &ElectionConfig {
         &self.config
+    }
+
+    /// Whether steps may take the lock when it is free or its holder's lease has expired (default true).
+    /// With `false` a step still reads, observes and renews a term we hold, but begins no new one.
+    pub fn set_campaigning(&mut self, campaigning: bool) {
+        self.campaigning = campaigning;
     }
 
     /// Whether the API server chooses the holder (coordinated leader election).
