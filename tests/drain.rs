@@ -212,6 +212,43 @@ fn step_down_hands_leadership_on_and_campaigns_again_after_the_cool_down() {
 }
 
 #[test]
+fn a_stop_during_a_step_downs_drain_waits_for_the_work_and_releases() {
+    let server = ApiServer::start().unwrap();
+    let a = Arc::new(start(&server, "step-down-stop", "a"));
+    let ended: Ended = Arc::default();
+    let in_item = Arc::new(AtomicBool::new(false));
+    let (e, busy) = (ended.clone(), in_item.clone());
+    a.status()
+        .run_while_leading(move |term| {
+            while !term.is_cancelled() {
+                busy.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(400)); // one item
+                *e.lock().unwrap() = Some(Instant::now());
+            }
+        })
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || in_item.load(Ordering::SeqCst)));
+    let stepping = {
+        let a = a.clone();
+        std::thread::spawn(move || a.step_down(Duration::from_secs(5)))
+    };
+    // The term has ended; its item is still running when the stop comes.
+    assert!(wait_until(Duration::from_secs(2), || !a.is_leader()));
+    let stopping = Instant::now();
+    a.stop().expect(
+        "the step-down's drain is the stop's too: the item ends within the term's deadline",
+    );
+    let last = ended.lock().unwrap().expect("the item in flight ended");
+    assert!(last >= stopping, "stop() waited for the item in flight");
+    let _ = stepping.join().unwrap();
+    assert_eq!(
+        server.lease_holder("default", "step-down-stop").as_deref(),
+        Some(""),
+        "released"
+    );
+}
+
+#[test]
 fn waiting_for_leadership_ends_with_our_own_shutdown() {
     let server = ApiServer::start().unwrap();
     let a = start(&server, "wait-or", "a");

@@ -12,11 +12,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::example_bin;
+use common::items::check_no_overlap;
 use common::rng::Rng;
 use kube_elector::testing::ApiServer;
 
@@ -182,63 +183,8 @@ fn handoffs(
         let _ = r.child.wait();
         run.ended.insert(r.child.id(), now_ns());
     }
-    report.items = check_no_overlap(&items, &run.ended);
+    report.items = check_no_overlap(&items, &run.ended, false);
     report
-}
-
-/// Every item as (pid, start, end); an item a process never finished ends when the process was killed
-/// or seen to exit. Panics on two items of different processes that overlap. Returns how many items
-/// there were.
-fn check_no_overlap(items: &Path, ended: &HashMap<u32, u128>) -> usize {
-    let text = std::fs::read_to_string(items).unwrap_or_default();
-    let mut open: HashMap<(u32, u32), u128> = HashMap::new();
-    let mut done: Vec<(u32, u128, u128)> = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let (mark, pid, worker, t) = (
-            f[0],
-            f[1].parse::<u32>().unwrap(),
-            f[2].parse::<u32>().unwrap(),
-            f[4].parse::<u128>().unwrap(),
-        );
-        match mark {
-            "S" => {
-                open.insert((pid, worker), t);
-            }
-            _ => {
-                let start = open.remove(&(pid, worker)).expect("an end after its start");
-                done.push((pid, start, t));
-            }
-        }
-    }
-    for ((pid, _), start) in open {
-        let end = ended
-            .get(&pid)
-            .copied()
-            .unwrap_or_else(|| panic!("process {pid} left an item unfinished while running"));
-        done.push((pid, start, end));
-    }
-    done.sort_by_key(|d| d.1);
-    for (i, a) in done.iter().enumerate() {
-        for b in &done[i + 1..] {
-            if b.1 >= a.2 {
-                // Sorted by start: nothing after `b` starts before `a` ends either.
-                break;
-            }
-            assert!(
-                a.0 == b.0,
-                "items of two replicas overlap by {:?}: process {} from {} to {}, process {} from {} to {}",
-                Duration::from_nanos((a.2.min(b.2) - b.1) as u64),
-                a.0,
-                a.1,
-                a.2,
-                b.0,
-                b.1,
-                b.2
-            );
-        }
-    }
-    done.len()
 }
 
 fn count(default: usize) -> usize {

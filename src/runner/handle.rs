@@ -188,14 +188,15 @@ impl LeaderHandle {
             return Ok(());
         };
         let state = &self.status.state;
-        // The deadline of the term we end: until then the lock is surely ours, so the drain may last
-        // that long.
-        let deadline = state.deadline_instant();
         // Leadership ends now, and is announced now: a renew thread stuck in a request (or an exec
         // plugin) cannot hold StoppedLeading back. The request in flight is cut; the leader work
         // drains; then the thread is told how to finish (it resumes the clients for the release only
         // after this message, so no interrupt can hit it).
         state.stop();
+        // The deadline of the term the stop ended (or of one a step-down ended a moment ago, whose work
+        // may still be draining): until then the lock is surely ours, so the drain may last that long.
+        // Read after the stop, so that a term begun just before it counts.
+        let deadline = state.drain_deadline();
         state.announce_stopped(match mode {
             StopMode::Stop => crate::events::StopReason::Stopped,
             StopMode::Abandon => crate::events::StopReason::Abandoned,

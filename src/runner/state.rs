@@ -86,6 +86,9 @@ pub(crate) struct State {
     answered: AtomicU64,
     /// The API server, for messages (`None` for a lock the caller built).
     server: Option<String>,
+    /// The deadline the last term had when it was ended early (a step-down or a stop), in nanoseconds
+    /// since `base`: until then its work may still be waited for before the lock is released.
+    ended_deadline: AtomicU64,
 }
 
 /// What a step's outcome did to the shared state.
@@ -141,6 +144,7 @@ impl State {
             drain: Drain::default(),
             answered: AtomicU64::new(0),
             server: owner.server,
+            ended_deadline: AtomicU64::new(NOT_LEADING),
         }
     }
 
@@ -162,7 +166,8 @@ impl State {
     /// Leadership ends for good (stop, abandon, a panic): `is_leader()` is false from now on.
     /// Sequentially consistent with [`begin_work`](Self::begin_work): see there.
     pub(crate) fn stop(&self) {
-        self.deadline.store(STOPPED, Ordering::SeqCst);
+        let was = self.deadline.swap(STOPPED, Ordering::SeqCst);
+        self.note_ended(was);
         self.notify();
     }
 
@@ -301,12 +306,31 @@ impl State {
     }
 
     fn clear_deadline(&self) {
-        let _ = self
+        if let Ok(was) = self
             .deadline
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
                 (cur != STOPPED).then_some(NOT_LEADING)
-            });
+            })
+        {
+            self.note_ended(was);
+        }
         self.notify();
+    }
+
+    fn note_ended(&self, deadline: u64) {
+        if deadline > STOPPED {
+            self.ended_deadline.store(deadline, Ordering::SeqCst);
+        }
+    }
+
+    /// How long the work of the current term, or of the last one if it was ended early (by a step-down
+    /// or by `stop()`), may be waited for before the lock is released: the term's deadline (`None`: no
+    /// term was ever ours).
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
+        self.deadline_instant().or_else(|| {
+            let d = self.ended_deadline.load(Ordering::SeqCst);
+            (d > STOPPED).then(|| self.base + Duration::from_nanos(d))
+        })
     }
 
     /// End the current term now without stopping the elector (a step-down): `is_leader()` turns false,

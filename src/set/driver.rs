@@ -132,6 +132,8 @@ pub(crate) struct Driver {
     pub(crate) next_listing: Instant,
     pub(crate) listing: bool,
     pub(crate) rng: Rng,
+    /// When we last gave a shard up for a member short of its floor.
+    pub(crate) last_shed: Option<Instant>,
 }
 
 impl Driver {
@@ -175,10 +177,39 @@ impl Driver {
             .filter(|&i| self.shards[i].holds() && self.shards[i].phase != Phase::Releasing)
             .filter(|&i| !matches!(self.shards[i].phase, Phase::Draining { .. }))
             .collect();
+        let names: Vec<String> = self.shards[..n].iter().map(|s| s.name.clone()).collect();
         if owned.len() > cap {
-            let names: Vec<String> = self.shards[..n].iter().map(|s| s.name.clone()).collect();
             for i in to_shed(&owned, &names, cap, &self.identity, &live, self.hashing) {
                 if self.shards[i].phase == Phase::Idle {
+                    self.give_up(i, now);
+                }
+            }
+        } else if self.balance && self.short_member(&live, n, now) && owned.len() > n / live.len() {
+            // Another member holds less than its floor while we hold more: give one shard up, and only
+            // one every couple of retries, so the members short of it take it rather than everyone.
+            let calm = self
+                .last_shed
+                .is_none_or(|t| now.saturating_duration_since(t) > self.timing.retry_period * 2);
+            let busy = (0..n).any(|i| {
+                matches!(
+                    self.shards[i].phase,
+                    Phase::Draining { .. } | Phase::Releasing
+                )
+            });
+            if calm && !busy {
+                let shed = to_shed(
+                    &owned,
+                    &names,
+                    owned.len() - 1,
+                    &self.identity,
+                    &live,
+                    self.hashing,
+                );
+                if let Some(&i) = shed
+                    .first()
+                    .filter(|&&i| self.shards[i].phase == Phase::Idle)
+                {
+                    self.last_shed = Some(now);
                     self.give_up(i, now);
                 }
             }
@@ -202,6 +233,27 @@ impl Driver {
             s.election
                 .set_campaigning(room && !held_off && !for_another);
         }
+    }
+
+    /// Whether a live member other than us holds fewer shards than its floor, `shards / members`, as our
+    /// observations of the shard leases show.
+    fn short_member(&self, live: &[String], n: usize, now: Instant) -> bool {
+        let floor = n / live.len().max(1);
+        let mut held: HashMap<&str, usize> = live.iter().map(|m| (m.as_str(), 0)).collect();
+        for s in &self.shards[..n] {
+            if let Status::Following {
+                holder: Some(h),
+                expiry,
+            } = &s.standing
+            {
+                if expiry.is_some_and(|e| e > now) {
+                    if let Some(c) = held.get_mut(h.as_str()) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+        held.iter().any(|(m, c)| *m != self.identity && *c < floor)
     }
 
     /// Give shard `i` up: its term ends now; the release waits for its work.

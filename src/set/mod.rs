@@ -340,6 +340,7 @@ impl ElectorSetBuilder {
             next_listing: Instant::now(),
             listing: false,
             rng: Rng::new(),
+            last_shed: None,
         };
         let thread = std::thread::Builder::new()
             .name("kube-elector-set".into())
@@ -448,8 +449,6 @@ impl ElectorSetHandle {
             return Ok(());
         };
         let now = Instant::now();
-        let deadlines: Vec<Option<Instant>> =
-            self.states.iter().map(|s| s.deadline_instant()).collect();
         let reason = if graceful {
             StopReason::Stopped
         } else {
@@ -459,6 +458,10 @@ impl ElectorSetHandle {
             s.stop();
             s.announce_stopped(reason.clone());
         }
+        // Each lock's drain may last until the deadline its term had when it ended (here, or earlier by
+        // a give-up whose work still runs): read after the stop, so a term begun a moment before it counts.
+        let deadlines: Vec<Option<Instant>> =
+            self.states.iter().map(|s| s.drain_deadline()).collect();
         self.interrupter.interrupt();
         if !graceful {
             let _ = self.commands.send(SetCommand::Stop {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a driven clock and event checks.
 #![allow(dead_code)]
 
+pub mod items;
 pub mod logs;
 pub mod prom;
 pub mod raw;
