@@ -9,53 +9,16 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/proc_stats.rs"]
+mod proc_stats;
+
 use kube_elector::testing::ApiServer;
 use kube_elector::{LeaderElector, LeaderHandle, LeaderStatus};
+use proc_stats::{cpu_time, rss_mib, threads_named};
 
 const LEASE: Duration = Duration::from_secs(2);
 const RENEW_DEADLINE: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(200);
-
-/// Threads of this process whose name starts with `prefix` (Linux; 0 elsewhere).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.starts_with(prefix))
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-fn proc_status(field: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU time of this process's live threads, in nanoseconds from `/proc/self/task/*/schedstat` (Linux;
-/// 0 elsewhere). No thread starts or ends during a measuring window, so the difference is exact.
-fn cpu_time() -> Duration {
-    let nanos: u64 = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                .filter_map(|s| {
-                    s.split_whitespace()
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
-                .sum()
-        })
-        .unwrap_or(0);
-    Duration::from_nanos(nanos)
-}
 
 fn candidate(server: &ApiServer, n: usize, watch: bool) -> LeaderHandle {
     LeaderElector::builder(server.config(), "scale")
@@ -120,7 +83,7 @@ fn run(followers: usize, watch: bool, seconds: u64, repeats: usize) -> Row {
     let requests_per_sec = server.total_requests() as f64 / window;
     let cpu1 = cpu_time();
     let cpu_per_sec = cpu1.saturating_sub(cpu0).as_secs_f64() / window;
-    let rss_mib = proc_status("VmRSS:") as f64 / 1024.0;
+    let rss_mib = rss_mib();
 
     let mut measure = |graceful: bool| {
         let mut times = Vec::new();

@@ -37,7 +37,7 @@ pub(crate) fn preferred<'a>(shard: &str, members: &'a [String]) -> Option<&'a st
 /// those another member prefers; then the highest-numbered.
 pub(crate) fn to_shed(
     owned: &[usize],
-    names: &[String],
+    names: &[&str],
     cap: usize,
     me: &str,
     members: &[String],
@@ -46,7 +46,7 @@ pub(crate) fn to_shed(
     let excess = owned.len().saturating_sub(cap);
     let mut order: Vec<usize> = owned.to_vec();
     order.sort_by_key(|&i| {
-        let ours = !hashing || preferred(&names[i], members) == Some(me);
+        let ours = !hashing || preferred(names[i], members) == Some(me);
         (ours, std::cmp::Reverse(i))
     });
     order.truncate(excess);
@@ -103,17 +103,18 @@ mod tests {
     #[test]
     fn shedding_gives_up_the_shards_others_prefer_first() {
         let n = names(8);
+        let n: Vec<&str> = n.iter().map(String::as_str).collect();
         let members = vec!["a".to_string(), "b".to_string()];
         let owned: Vec<usize> = (0..8).collect();
         let shed = to_shed(&owned, &n, 4, "a", &members, true);
         assert_eq!(shed.len(), 4);
         let others_first = shed
             .iter()
-            .take_while(|&&i| preferred(&n[i], &members) != Some("a"))
+            .take_while(|&&i| preferred(n[i], &members) != Some("a"))
             .count();
         let others = owned
             .iter()
-            .filter(|&&i| preferred(&n[i], &members) != Some("a"))
+            .filter(|&&i| preferred(n[i], &members) != Some("a"))
             .count();
         assert_eq!(others_first, others.min(4));
         assert_eq!(

@@ -13,6 +13,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::balance::{preferred, share, to_shed};
 use super::members::Members;
 use super::pool::{Done, Job, Pool};
+use super::schedule::Schedule;
+use super::slots;
 use crate::client::{Interrupter, RestClient};
 use crate::election::{Action, Election, Status, Timing, later};
 use crate::error::Error;
@@ -45,6 +47,18 @@ enum Phase {
     Releasing,
 }
 
+/// Whether a lock changed hands between two statuses (to us, from us, or between others): balance
+/// depends on it, not on renews.
+fn changed_hands(before: &Status, after: &Status) -> bool {
+    fn holder(s: &Status) -> Option<Option<&str>> {
+        match s {
+            Status::Leading { .. } | Status::Holding { .. } => None,
+            Status::Following { holder, .. } => Some(holder.as_deref()),
+        }
+    }
+    holder(before) != holder(after)
+}
+
 /// One lock of the set.
 pub(crate) struct Shard {
     pub(crate) name: String,
@@ -53,7 +67,6 @@ pub(crate) struct Shard {
     pub(crate) lock: Option<Box<dyn crate::lock::Lock>>,
     pub(crate) state: Arc<State>,
     standing: Status,
-    next: Instant,
     since: Instant,
     jitter: (f64, f64),
     retry_after: Option<Duration>,
@@ -83,7 +96,6 @@ impl Shard {
                 holder: None,
                 expiry: None,
             },
-            next: now,
             since: now,
             jitter: (0.0, 0.0),
             retry_after: None,
@@ -134,6 +146,17 @@ pub(crate) struct Driver {
     pub(crate) rng: Rng,
     /// When we last gave a shard up for a member short of its floor.
     pub(crate) last_shed: Option<Instant>,
+    /// Where the renew slots of the retry period are counted from.
+    pub(crate) epoch: Instant,
+    /// When each lock steps next.
+    pub(crate) schedule: Schedule,
+    /// The locks given up whose work is draining.
+    pub(crate) draining: Vec<usize>,
+    /// Something balance depends on changed (a lock changed hands, a member came or went): balance again
+    /// at once rather than at `next_balance`.
+    pub(crate) rebalance: bool,
+    /// Balance is looked at again by then anyway, for what changes with time alone (expiries, hold-offs).
+    pub(crate) next_balance: Instant,
 }
 
 impl Driver {
@@ -149,7 +172,12 @@ impl Driver {
     pub(crate) fn run(mut self) {
         loop {
             let now = Instant::now();
-            self.keep_balance(now);
+            // Balance looks at every lock: done when something changed, not on every reply.
+            if self.rebalance || now >= self.next_balance {
+                self.rebalance = false;
+                self.next_balance = later(now, self.timing.retry_period / 4);
+                self.keep_balance(now);
+            }
             self.finish_drains(now);
             self.start_due_steps(now);
             self.list_members_when_due(now);
@@ -177,14 +205,14 @@ impl Driver {
             .filter(|&i| self.shards[i].holds() && self.shards[i].phase != Phase::Releasing)
             .filter(|&i| !matches!(self.shards[i].phase, Phase::Draining { .. }))
             .collect();
-        let names: Vec<String> = self.shards[..n].iter().map(|s| s.name.clone()).collect();
-        if owned.len() > cap {
-            for i in to_shed(&owned, &names, cap, &self.identity, &live, self.hashing) {
-                if self.shards[i].phase == Phase::Idle {
-                    self.give_up(i, now);
-                }
-            }
-        } else if self.balance && self.short_member(&live, n, now) && owned.len() > n / live.len() {
+        let names: Vec<&str> = self.shards[..n].iter().map(|s| s.name.as_str()).collect();
+        let shed_over_cap = (owned.len() > cap)
+            .then(|| to_shed(&owned, &names, cap, &self.identity, &live, self.hashing));
+        let shed_one = if shed_over_cap.is_none()
+            && self.balance
+            && self.short_member(&live, n, now)
+            && owned.len() > n / live.len()
+        {
             // Another member holds less than its floor while we hold more: give one shard up, and only
             // one every couple of retries, so the members short of it take it rather than everyone.
             let calm = self
@@ -196,23 +224,29 @@ impl Driver {
                     Phase::Draining { .. } | Phase::Releasing
                 )
             });
-            if calm && !busy {
-                let shed = to_shed(
-                    &owned,
-                    &names,
-                    owned.len() - 1,
-                    &self.identity,
-                    &live,
-                    self.hashing,
-                );
-                if let Some(&i) = shed
-                    .first()
-                    .filter(|&&i| self.shards[i].phase == Phase::Idle)
-                {
-                    self.last_shed = Some(now);
+            let shed = to_shed(
+                &owned,
+                &names,
+                owned.len() - 1,
+                &self.identity,
+                &live,
+                self.hashing,
+            );
+            shed.first()
+                .copied()
+                .filter(|&i| calm && !busy && self.shards[i].phase == Phase::Idle)
+        } else {
+            None
+        };
+        if let Some(shed) = shed_over_cap {
+            for i in shed {
+                if self.shards[i].phase == Phase::Idle {
                     self.give_up(i, now);
                 }
             }
+        } else if let Some(i) = shed_one {
+            self.last_shed = Some(now);
+            self.give_up(i, now);
         }
         let room = owned.len() < cap;
         let grace = self.timing.lease_duration;
@@ -276,11 +310,14 @@ impl Driver {
             until: deadline.min(later(now, drain)),
         };
         s.hold_off = Some(later(now, cooldown));
+        self.draining.push(i);
+        self.rebalance = true;
     }
 
     /// Release the shards given up whose work has ended; keep those whose drain ran out.
     fn finish_drains(&mut self, now: Instant) {
-        for i in 0..self.shards.len() {
+        let draining = std::mem::take(&mut self.draining);
+        for i in draining {
             let Phase::Draining { until } = self.shards[i].phase else {
                 continue;
             };
@@ -296,14 +333,19 @@ impl Driver {
                     self.identity
                 );
                 s.phase = Phase::Idle;
+                self.schedule.set(i, now);
+                self.rebalance = true;
+            } else {
+                self.draining.push(i);
             }
         }
     }
 
     fn start_due_steps(&mut self, now: Instant) {
-        for i in 0..self.shards.len() {
+        while let Some(i) = self.schedule.pop_due(now) {
             let s = &self.shards[i];
-            if s.phase != Phase::Idle || s.next > now || s.lock.is_none() {
+            // A lock busy with a step, a drain or a release is scheduled again when it is done.
+            if s.phase != Phase::Idle || s.lock.is_none() {
                 continue;
             }
             let was_leading = s.standing.leader_deadline().is_some();
@@ -342,7 +384,8 @@ impl Driver {
                 }
                 s.phase = Phase::Idle;
                 s.standing = s.election.status();
-                s.next = now;
+                self.schedule.set(i, now);
+                self.rebalance = true;
             }
         }
     }
@@ -357,7 +400,7 @@ impl Driver {
             _ => (now, false),
         };
         s.phase = Phase::Idle;
-        s.standing = outcome.status.clone();
+        let before = std::mem::replace(&mut s.standing, outcome.status.clone());
         let lapsed = outcome.lapsed();
         if !lapsed && !s.state.is_stopped() {
             let context = format!("{} as {}", s.name, self.identity);
@@ -376,6 +419,10 @@ impl Driver {
             });
             s.standing = s.election.status();
         }
+        if changed_hands(&before, &s.standing) {
+            self.rebalance = true;
+        }
+        let s = &mut self.shards[i];
         s.retry_after = outcome
             .error
             .as_ref()
@@ -384,7 +431,7 @@ impl Driver {
         s.since = now;
         s.jitter = (self.rng.next_f64(), self.rng.next_f64());
         if lapsed || applied.lapsed {
-            s.next = now;
+            self.schedule.set(i, now);
         } else {
             self.pace(i, now);
         }
@@ -398,9 +445,18 @@ impl Driver {
             .filter(|w| w.healthy())
             .and_then(Watcher::last_activity)
             .map(|t| later(t, self.watch_silence));
+        let count = self.shards.len();
         let s = &mut self.shards[i];
         let situation = Situation::of(&s.standing, s.since, s.retry_after, stale_at, now);
-        s.next = next_attempt(&self.timing, s.since, situation, s.jitter.0, s.jitter.1);
+        let next = next_attempt(&self.timing, s.since, situation, s.jitter.0, s.jitter.1);
+        let period = self.timing.retry_period;
+        // A renew a full period on: pulled into this lock's slot, so the set's renews spread out.
+        let next = if situation.deadline.is_some() && next == later(s.since, period) {
+            slots::slotted(next, self.epoch, period, slots::offset(i, count, period))
+        } else {
+            next
+        };
+        self.schedule.set(i, next);
     }
 
     /// Without a watch (or while it is down), list the member leases every retry period.
@@ -424,18 +480,18 @@ impl Driver {
         });
     }
 
-    fn next_wake(&self, now: Instant) -> Instant {
+    fn next_wake(&mut self, now: Instant) -> Instant {
         let mut until = later(now, self.timing.retry_period);
-        for s in &self.shards {
-            match s.phase {
-                Phase::Idle if s.lock.is_some() => until = until.min(s.next),
-                Phase::Draining { until: d } => {
-                    until = until.min(d.min(later(now, Duration::from_millis(5))))
-                }
-                _ => {}
+        if let Some(at) = self.schedule.earliest() {
+            until = until.min(at);
+        }
+        // Draining locks are checked every few milliseconds, until their drain's end at the latest.
+        for &i in &self.draining {
+            if let Phase::Draining { until: d } = self.shards[i].phase {
+                until = until.min(d.min(later(now, Duration::from_millis(5))));
             }
         }
-        until.min(self.next_listing).max(now)
+        until.min(self.next_listing).min(self.next_balance).max(now)
     }
 
     /// Wait for a reply, a watched change, a command or `until`. `Some(what to release)` to stop.
@@ -482,6 +538,7 @@ impl Driver {
                     }
                 }
                 self.members.keep_only(&names);
+                self.rebalance = true;
             }
             Done::Listed(Err(e)) => {
                 self.listing = false;
@@ -508,13 +565,16 @@ impl Driver {
                     }
                     let reaction = s.election.observe_watched(change, now);
                     if let Some(status) = reaction.status {
+                        if changed_hands(&s.standing, &status) {
+                            self.rebalance = true;
+                        }
                         s.standing = status;
                     }
                     for event in reaction.events {
                         s.state.publish(event);
                     }
                     if reaction.attempt_now {
-                        s.next = now;
+                        self.schedule.set(i, now);
                     } else {
                         self.pace(i, now);
                     }
@@ -525,6 +585,7 @@ impl Driver {
                         crate::election::Watched::Deleted => None,
                     };
                     self.members.observe(&name, record, now);
+                    self.rebalance = true;
                 }
                 None => {}
             }

@@ -49,6 +49,8 @@ mod balance;
 mod driver;
 mod members;
 mod pool;
+mod schedule;
+mod slots;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -251,9 +253,12 @@ impl ElectorSetBuilder {
         }
         let client = Arc::new(RestClient::new(&self.config)?);
         let interrupter = client.interrupter();
-        let mut labels = BTreeMap::new();
-        labels.insert(SET_LABEL.to_string(), self.name.clone());
-        let mut shards = Vec::new();
+        // One label map for every lock (a thousand locks share it), another for our member lease.
+        let labels = Arc::new(BTreeMap::from([(SET_LABEL.to_string(), self.name.clone())]));
+        let mut member_labels = (*labels).clone();
+        member_labels.insert(MEMBER_LABEL.to_string(), "true".into());
+        let member_labels = Arc::new(member_labels);
+        let mut shards = Vec::with_capacity(self.locks.len() + 1);
         let server = self.config.url().ok().map(|u| u.base().to_string());
         for (i, name) in self
             .locks
@@ -262,12 +267,9 @@ impl ElectorSetBuilder {
             .enumerate()
         {
             let is_member = i == self.locks.len();
-            let mut labels = labels.clone();
-            if is_member {
-                labels.insert(MEMBER_LABEL.to_string(), "true".into());
-            }
+            let labels = if is_member { &member_labels } else { &labels };
             let lock = LeaseLock::with_client(client.clone(), &namespace, name, &identity)
-                .with_labels(labels);
+                .with_shared_labels(labels.clone());
             let context = format!("leases {namespace}/{name} as {identity}");
             let election =
                 Election::new(ElectionConfig::new(&identity, context.clone(), self.timing))?;
@@ -319,6 +321,7 @@ impl ElectorSetBuilder {
             MEMBER_LABEL.replace('/', "%2F"),
         );
         let drain_timeout = self.drain_timeout.unwrap_or(self.timing.renew_deadline);
+        let schedule = schedule::Schedule::new(shards.len(), Instant::now());
         let driver = Driver {
             shards,
             by_name,
@@ -341,6 +344,11 @@ impl ElectorSetBuilder {
             listing: false,
             rng: Rng::new(),
             last_shed: None,
+            epoch: Instant::now(),
+            schedule,
+            draining: Vec::new(),
+            rebalance: true,
+            next_balance: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("kube-elector-set".into())

@@ -255,6 +255,22 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The API server's Prometheus metrics (`GET /metrics` as the admin), as text.
+    pub fn metrics(&self) -> Result<String, LaunchError> {
+        let client = RestClient::new(&self.admin()).map_err(err)?;
+        let body = client
+            .get("/metrics", Duration::from_secs(10), "metrics")
+            .map_err(err)?;
+        String::from_utf8(body).map_err(|e| err(format!("metrics: {e}")))
+    }
+
+    /// How many API requests for leases the API server has answered since it started, by verb
+    /// (`GET`, `LIST`, `PUT`, `POST`, `WATCH`, ...), from its `apiserver_request_total` counter. The
+    /// control plane's own leases count too (a few per minute).
+    pub fn lease_requests(&self) -> Result<std::collections::BTreeMap<String, u64>, LaunchError> {
+        Ok(lease_requests_in(&self.metrics()?))
+    }
+
     /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
@@ -368,5 +384,49 @@ impl Drop for ControlPlane {
         drop(self.etcd.take());
         let _ = std::fs::remove_dir_all(&self.data_dir);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sum `apiserver_request_total` over every series for `resource="leases"`, by verb.
+fn lease_requests_in(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut by_verb = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        if !labels.split(',').any(|l| l == "resource=\"leases\"") {
+            continue;
+        }
+        let verb = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("verb=\""))
+            .map(|v| v.trim_end_matches('"').to_string())
+            .unwrap_or_default();
+        let n = value.trim().parse::<f64>().unwrap_or(0.0);
+        *by_verb.entry(verb).or_insert(0) += n as u64;
+    }
+    by_verb
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::lease_requests_in;
+
+    #[test]
+    fn lease_requests_sum_every_series_of_leases_by_verb() {
+        let text = r#"# HELP apiserver_request_total Counter of apiserver requests
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 120
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 3
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="namespace",subresource="",verb="LIST",version="v1"} 7
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="PUT",version="v1"} 99
+apiserver_request_total_other{resource="leases",verb="PUT"} 5
+"#;
+        let got = lease_requests_in(text);
+        assert_eq!(got.get("PUT"), Some(&123));
+        assert_eq!(got.get("LIST"), Some(&7));
+        assert_eq!(got.len(), 2);
     }
 }

@@ -1,0 +1,415 @@
+//! What an elector set costs as its locks grow: for N = 10, 100 and 1,000 Leases in one process (a lone
+//! member, so it holds them all), on the embedded API server and on a real kube-apiserver started through
+//! `testing::ControlPlane`. The set runs in a child process of its own, so its threads, RSS and CPU are
+//! its own, not the server's. For each N:
+//!
+//! - **threads**: the process's threads (the library's: the driver, the request pool, the watch), against
+//!   N single electors' (a renew and a watch thread each);
+//! - **RSS** and **CPU** seconds per second, over an idle window while every lock is held and renewed;
+//! - **requests/s** the API server answered over that window, against N / retry period (one renew per
+//!   lock per retry period, and nothing else);
+//! - **renew latency** p50/p99 per lock (from a renew's start, queueing in the set's request pool
+//!   included, to its answer), against a single elector's on the same server in the same run.
+//!
+//! With `--electors`, N single electors (N ≤ 100) run beside it for the comparison.
+//!
+//!     cargo run --release --example set_scale
+//!     cargo run --release --example set_scale -- --locks 10,100,1000 --seconds 10 --server both --electors
+//!
+//! `--server real` (or `both`) needs `KUBEBUILDER_ASSETS` naming a directory with `kube-apiserver` and
+//! `etcd` (envtest's assets). Timing is client-go's default (15 s lease, 10 s renew deadline, 2 s retry).
+
+#[path = "common/proc_stats.rs"]
+mod proc_stats;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube_elector::set::ElectorSet;
+use kube_elector::testing::{ApiServer, ControlPlane};
+use kube_elector::{Config, LeaderElector, LeaderStatus, Timing};
+use proc_stats::{cpu_time, rss_mib, threads_named};
+
+/// What the child measures: a set of N locks, one single elector, or N single electors.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Set,
+    Single,
+    Electors,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Role> {
+        match s {
+            "set" => Some(Role::Set),
+            "single" => Some(Role::Single),
+            "electors" => Some(Role::Electors),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Role::Set => "set",
+            Role::Single => "single",
+            Role::Electors => "electors",
+        }
+    }
+}
+
+/// What a child reports.
+#[derive(Debug, Default, Clone)]
+struct Report {
+    threads: usize,
+    lib_threads: usize,
+    rss_mib: f64,
+    cpu_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    renews: usize,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if let Ok(role) = std::env::var("SET_SCALE_ROLE") {
+        let role = Role::parse(&role).unwrap_or_else(|| panic!("unknown role {role}"));
+        if let Err(e) = child(role) {
+            eprintln!("set_scale ({}): {e}", role.name());
+            std::process::exit(1);
+        }
+        return;
+    }
+    parent();
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "set_scale: use --locks 10,100,1000 --seconds 10 --server embedded|real|both [--electors]"
+    );
+    std::process::exit(2)
+}
+
+fn parent() {
+    let mut locks = vec![10usize, 100, 1000];
+    let mut seconds = 10u64;
+    let mut electors = false;
+    let mut server = if ControlPlane::assets_from_env().is_some() {
+        "both".to_string()
+    } else {
+        "embedded".to_string()
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--electors" {
+            electors = true;
+            continue;
+        }
+        let v = args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--locks" => locks = v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+            "--seconds" => seconds = v.parse().unwrap_or_else(|_| usage()),
+            "--server" => server = v,
+            _ => usage(),
+        }
+    }
+    let timing = Timing::default();
+    println!(
+        "lease {:?}, renew deadline {:?}, retry {:?}; {seconds} s windows; each row a child process",
+        timing.lease_duration, timing.renew_deadline, timing.retry_period
+    );
+    println!(
+        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8} {:>9} {:>12} {:>11} {:>16} {:>16}",
+        "server",
+        "what",
+        "locks",
+        "threads",
+        "lib threads",
+        "rss MiB",
+        "cpu s/s",
+        "requests/s",
+        "N/retry",
+        "renew p50/p99",
+        "vs single p50/p99"
+    );
+    let embedded = matches!(server.as_str(), "embedded" | "both")
+        .then(|| ApiServer::start().expect("embedded API server"));
+    let real = matches!(server.as_str(), "real" | "both").then(|| {
+        ControlPlane::start().unwrap_or_else(|e| {
+            eprintln!("set_scale: {e}");
+            std::process::exit(1);
+        })
+    });
+    if embedded.is_none() && real.is_none() {
+        usage();
+    }
+    let dir = std::env::temp_dir().join(format!("kube-elector-set-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let mut targets: Vec<Target> = Vec::new();
+    if let Some(s) = &embedded {
+        targets.push(Target::Embedded(s));
+    }
+    if let Some(cp) = &real {
+        targets.push(Target::Real(cp));
+    }
+    for target in &targets {
+        let kubeconfig = dir.join(format!("{}.kubeconfig", target.label()));
+        std::fs::write(&kubeconfig, target.kubeconfig()).expect("writing the kubeconfig");
+        let single = measure(target, &kubeconfig, Role::Single, 1, seconds);
+        print_row(target, Role::Single, 1, &single, &single, timing);
+        for &n in &locks {
+            let r = measure(target, &kubeconfig, Role::Set, n, seconds);
+            print_row(target, Role::Set, n, &r, &single, timing);
+            if electors && n <= 100 {
+                let r = measure(target, &kubeconfig, Role::Electors, n, seconds);
+                print_row(target, Role::Electors, n, &r, &single, timing);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+enum Target<'a> {
+    Embedded(&'a ApiServer),
+    Real(&'a ControlPlane),
+}
+
+impl Target<'_> {
+    fn label(&self) -> &'static str {
+        match self {
+            Target::Embedded(_) => "embedded",
+            Target::Real(_) => "real",
+        }
+    }
+    fn kubeconfig(&self) -> String {
+        match self {
+            Target::Embedded(s) => s.kubeconfig(),
+            Target::Real(cp) => cp.kubeconfig(),
+        }
+    }
+    fn namespace(&self) -> &str {
+        match self {
+            Target::Embedded(_) => "default",
+            Target::Real(cp) => cp.namespace(),
+        }
+    }
+    /// Requests answered so far (the embedded server counts all; the real one, those for leases).
+    fn requests(&self) -> u64 {
+        match self {
+            Target::Embedded(s) => s.total_requests(),
+            Target::Real(cp) => cp
+                .lease_requests()
+                .map(|by_verb| by_verb.values().sum())
+                .unwrap_or_else(|e| {
+                    eprintln!("set_scale: {e}");
+                    0
+                }),
+        }
+    }
+}
+
+/// The requests/s the server answered while the child sat in its idle window; the child's report.
+struct Measured {
+    requests_per_sec: f64,
+    report: Report,
+}
+
+fn measure(
+    target: &Target,
+    kubeconfig: &std::path::Path,
+    role: Role,
+    n: usize,
+    seconds: u64,
+) -> Measured {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut child = Command::new(std::env::current_exe().expect("this example's path"))
+        .env("SET_SCALE_ROLE", role.name())
+        .env("SET_SCALE_LOCKS", n.to_string())
+        .env("SET_SCALE_SECONDS", seconds.to_string())
+        .env("SET_SCALE_NAME", format!("scale{run}"))
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAMESPACE", target.namespace())
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("the child process");
+    let mut lines = BufReader::new(child.stdout.take().expect("its stdout")).lines();
+    let mut next = || -> String {
+        match lines.next() {
+            Some(Ok(l)) => l,
+            _ => {
+                let status = child.wait();
+                eprintln!("set_scale: the {} child ended: {status:?}", role.name());
+                std::process::exit(1);
+            }
+        }
+    };
+    // The child holds every lock and has settled: the idle window starts.
+    assert_eq!(next(), "window", "the child's first line");
+    let (r0, t0) = (target.requests(), Instant::now());
+    assert_eq!(next(), "measured", "the child's second line");
+    let (r1, window) = (target.requests(), t0.elapsed());
+    let report = parse_report(&next());
+    let _ = child.wait();
+    Measured {
+        requests_per_sec: r1.saturating_sub(r0) as f64 / window.as_secs_f64(),
+        report,
+    }
+}
+
+fn print_row(target: &Target, role: Role, n: usize, m: &Measured, single: &Measured, t: Timing) {
+    let r = &m.report;
+    let s = &single.report;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    println!(
+        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8.1} {:>9.4} {:>12.1} {:>11.1} {:>7.1?}/{:<8.1?} {:>7.2}x/{:<7.2}x",
+        target.label(),
+        role.name(),
+        n,
+        r.threads,
+        r.lib_threads,
+        r.rss_mib,
+        r.cpu_per_sec,
+        m.requests_per_sec,
+        n as f64 / t.retry_period.as_secs_f64(),
+        r.p50,
+        r.p99,
+        ratio(r.p50, s.p50),
+        ratio(r.p99, s.p99),
+    );
+}
+
+fn parse_report(line: &str) -> Report {
+    let mut r = Report::default();
+    for kv in line.split_whitespace() {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        let ns = || Duration::from_nanos(v.parse().unwrap_or(0));
+        match k {
+            "threads" => r.threads = v.parse().unwrap_or(0),
+            "lib_threads" => r.lib_threads = v.parse().unwrap_or(0),
+            "rss_mib" => r.rss_mib = v.parse().unwrap_or(0.0),
+            "cpu_per_sec" => r.cpu_per_sec = v.parse().unwrap_or(0.0),
+            "p50_ns" => r.p50 = ns(),
+            "p99_ns" => r.p99 = ns(),
+            "renews" => r.renews = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    r
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Hold every lock, then: an idle window (threads, RSS, CPU; the parent counts the requests), then a
+/// window that samples every lock's renews for their latency.
+fn child(role: Role) -> Result<(), Box<dyn std::error::Error>> {
+    let n = env_num("SET_SCALE_LOCKS", 10) as usize;
+    let window = Duration::from_secs(env_num("SET_SCALE_SECONDS", 10));
+    let name = std::env::var("SET_SCALE_NAME").unwrap_or_else(|_| "scale".into());
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let config = Config::infer()?;
+    let timing = Timing::default();
+    let mut set = None;
+    let mut electors = Vec::new();
+    match role {
+        Role::Set => {
+            set = Some(
+                ElectorSet::builder(config, name)
+                    .shards(n)
+                    .namespace(namespace)
+                    .identity("bench")
+                    .timing(timing)
+                    .start()?,
+            );
+        }
+        Role::Single | Role::Electors => {
+            let count = if role == Role::Single { 1 } else { n };
+            for i in 0..count {
+                electors.push(
+                    LeaderElector::builder(config.clone(), format!("{name}-{i}"))
+                        .namespace(namespace.clone())
+                        .identity("bench")
+                        .timing(timing)
+                        .start()?,
+                );
+            }
+        }
+    }
+    let statuses: Vec<LeaderStatus> = match &set {
+        Some(s) => (0..s.len()).map(|i| s.status(i)).collect(),
+        None => electors.iter().map(|e| e.status()).collect(),
+    };
+    let held = Instant::now();
+    while !statuses.iter().all(LeaderStatus::is_leader) {
+        if held.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "only {} of {} locks held after 2 minutes",
+                statuses.iter().filter(|s| s.is_leader()).count(),
+                statuses.len()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Settle: the acquisitions' burst behind, every lock on its renew rhythm.
+    std::thread::sleep(timing.retry_period * 2);
+    let mut out = std::io::stdout();
+    writeln!(out, "window")?;
+    out.flush()?;
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    std::thread::sleep(window);
+    let cpu_per_sec = cpu_time().saturating_sub(cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let threads = threads_named("");
+    let lib_threads = threads_named("kube-elector");
+    let rss = rss_mib();
+    writeln!(out, "measured")?;
+    out.flush()?;
+    // Latency: each lock's last renew, read whenever its count of renews moves (every quarter retry).
+    let mut seen: Vec<u64> = statuses.iter().map(|s| s.stats().renews_ok).collect();
+    let mut latencies = Vec::new();
+    let t1 = Instant::now();
+    while t1.elapsed() < window {
+        std::thread::sleep(timing.retry_period / 4);
+        for (s, seen) in statuses.iter().zip(seen.iter_mut()) {
+            let stats = s.stats();
+            if stats.renews_ok > *seen {
+                *seen = stats.renews_ok;
+                if let Some(l) = stats.last_latency {
+                    latencies.push(l);
+                }
+            }
+        }
+    }
+    if !statuses.iter().all(LeaderStatus::is_leader) {
+        return Err("a lock was lost during the windows".into());
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    writeln!(
+        out,
+        "threads={threads} lib_threads={lib_threads} rss_mib={rss:.2} cpu_per_sec={cpu_per_sec:.5} p50_ns={} p99_ns={} renews={}",
+        pct(0.50).as_nanos(),
+        pct(0.99).as_nanos(),
+        latencies.len()
+    )?;
+    out.flush()?;
+    if let Some(s) = set {
+        s.stop()?;
+    }
+    for e in electors {
+        e.stop()?;
+    }
+    Ok(())
+}
