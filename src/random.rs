@@ -22,7 +22,6 @@ impl Rng {
     }
 
     /// A reproducible sequence (the simulation).
-    #[cfg(feature = "testing")]
     pub(crate) fn seeded(seed: u64) -> Self {
         let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         r.next_u64();

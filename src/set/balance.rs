@@ -1,6 +1,7 @@
 //! Balance, as pure functions: each member's fair share of the shards, the member a shard prefers
-//! (rendezvous hashing, so that a member joining or leaving moves few shards), and which shards a member
-//! over its share gives up.
+//! (rendezvous hashing, so that a member joining or leaving moves few shards), the member each shard is
+//! meant for when every member holds at most its share, and which shards a member over its share gives
+//! up.
 
 /// Each member's share: `ceil(shards / members)`, so the shares cover every shard.
 pub(crate) fn share(shards: usize, members: usize) -> usize {
@@ -26,6 +27,7 @@ fn stable_hash(parts: &[&str]) -> u64 {
 
 /// The member `shard` prefers among `members`: the one with the highest weight for it (rendezvous
 /// hashing). When a member leaves only its shards move; when one joins, only the shards it now wins.
+#[cfg(test)]
 pub(crate) fn preferred<'a>(shard: &str, members: &'a [String]) -> Option<&'a str> {
     members
         .iter()
@@ -33,22 +35,47 @@ pub(crate) fn preferred<'a>(shard: &str, members: &'a [String]) -> Option<&'a st
         .map(String::as_str)
 }
 
-/// Which of `owned` (our shards, by index) to give up to come down to `cap`: with `hashing`, first
-/// those another member prefers; then the highest-numbered.
-pub(crate) fn to_shed(
-    owned: &[usize],
-    names: &[&str],
-    cap: usize,
-    me: &str,
-    members: &[String],
-    hashing: bool,
-) -> Vec<usize> {
+/// The member each shard is meant for (an index into `members`) when no member holds more than `cap`:
+/// rendezvous hashing with bounded load. Every (shard, member) pair is weighed; the heaviest pairs are
+/// taken first, each shard going to the first member of its pairs that still has room. The same live
+/// members give every member the same answer, and a member that comes back with the same peers is meant
+/// for exactly the shards it had; without the bound a member that many shards prefer would be left to
+/// pick among them at random.
+pub(crate) fn targets(names: &[&str], members: &[String], cap: usize) -> Vec<Option<usize>> {
+    let mut pairs: Vec<(u64, usize, usize)> = Vec::with_capacity(names.len() * members.len());
+    for (s, name) in names.iter().enumerate() {
+        for (m, member) in members.iter().enumerate() {
+            pairs.push((stable_hash(&[name, member]), s, m));
+        }
+    }
+    // Heaviest first; ties (never in practice) by shard, then member name, so the order is total.
+    pairs.sort_unstable_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.cmp(&b.1))
+            .then(members[a.2].cmp(&members[b.2]))
+    });
+    let mut target = vec![None; names.len()];
+    let mut load = vec![0usize; members.len()];
+    let mut left = names.len();
+    for (_, s, m) in pairs {
+        if left == 0 {
+            break;
+        }
+        if target[s].is_none() && load[m] < cap {
+            target[s] = Some(m);
+            load[m] += 1;
+            left -= 1;
+        }
+    }
+    target
+}
+
+/// Which of `owned` (our shards, by index) to give up to come down to `cap`: with `mine` (whether a
+/// shard is meant for us), first those that are not; then the highest-numbered.
+pub(crate) fn to_shed(owned: &[usize], cap: usize, mine: impl Fn(usize) -> bool) -> Vec<usize> {
     let excess = owned.len().saturating_sub(cap);
     let mut order: Vec<usize> = owned.to_vec();
-    order.sort_by_key(|&i| {
-        let ours = !hashing || preferred(names[i], members) == Some(me);
-        (ours, std::cmp::Reverse(i))
-    });
+    order.sort_by_key(|&i| (mine(i), std::cmp::Reverse(i)));
     order.truncate(excess);
     order
 }
@@ -101,26 +128,49 @@ mod tests {
     }
 
     #[test]
-    fn shedding_gives_up_the_shards_others_prefer_first() {
-        let n = names(8);
+    fn targets_respect_the_share_and_come_back_the_same() {
+        let n = names(24);
         let n: Vec<&str> = n.iter().map(String::as_str).collect();
-        let members = vec!["a".to_string(), "b".to_string()];
-        let owned: Vec<usize> = (0..8).collect();
-        let shed = to_shed(&owned, &n, 4, "a", &members, true);
-        assert_eq!(shed.len(), 4);
-        let others_first = shed
-            .iter()
-            .take_while(|&&i| preferred(n[i], &members) != Some("a"))
+        let abc: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let t = targets(&n, &abc, share(24, 3));
+        for m in 0..3 {
+            assert_eq!(t.iter().filter(|x| **x == Some(m)).count(), 8);
+        }
+        // Another order of the same members: the same member for every shard.
+        let cba: Vec<String> = ["c", "b", "a"].map(String::from).to_vec();
+        let u = targets(&n, &cba, 8);
+        for (x, y) in t.iter().zip(&u) {
+            assert_eq!(x.map(|m| &abc[m]), y.map(|m| &cba[m]));
+        }
+        // Without the bound every shard goes to its preferred member.
+        let free = targets(&n, &abc, 24);
+        for (s, x) in free.iter().enumerate() {
+            assert_eq!(x.map(|m| abc[m].as_str()), preferred(n[s], &abc));
+        }
+        // Room for fewer than all: as many as fit, none twice.
+        let tight = targets(&n, &abc, 5);
+        assert_eq!(tight.iter().filter(|x| x.is_some()).count(), 15);
+        // A member leaving: with the bound lifted to fit, most of the others' shards stay theirs (a few
+        // move between them as the bound changes; here 14 of 16).
+        let ab: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let after = targets(&n, &ab, 12);
+        let stayed = (0..24)
+            .filter(|&s| t[s].is_some_and(|m| m < 2) && t[s] == after[s])
             .count();
-        let others = owned
-            .iter()
-            .filter(|&&i| preferred(n[i], &members) != Some("a"))
-            .count();
-        assert_eq!(others_first, others.min(4));
-        assert_eq!(
-            to_shed(&owned, &n, 8, "a", &members, true),
-            Vec::<usize>::new()
+        assert!(
+            stayed >= 12,
+            "a's and b's shards mostly stay theirs: {stayed} of 16"
         );
-        assert_eq!(to_shed(&[1, 5, 3], &n, 1, "a", &members, false), vec![5, 3]);
+    }
+
+    #[test]
+    fn shedding_gives_up_the_shards_meant_for_others_first() {
+        let owned: Vec<usize> = (0..8).collect();
+        let mine = |i: usize| i % 2 == 0;
+        let shed = to_shed(&owned, 4, mine);
+        assert_eq!(shed, vec![7, 5, 3, 1]);
+        assert_eq!(to_shed(&owned, 6, mine), vec![7, 5]);
+        assert_eq!(to_shed(&owned, 8, mine), Vec::<usize>::new());
+        assert_eq!(to_shed(&[1, 5, 3], 1, |_| true), vec![5, 3]);
     }
 }

@@ -47,6 +47,7 @@
 
 mod balance;
 mod driver;
+pub(crate) mod machine;
 mod members;
 mod pool;
 mod schedule;
@@ -59,17 +60,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use self::driver::{Driver, SetCommand, Shard};
-use self::members::{MEMBER_LABEL, Members, SET_LABEL, member_lease};
+use self::driver::{Driver, SetCommand};
+use self::machine::{SetMachine, SetSettings};
+use self::members::{MEMBER_LABEL, SET_LABEL, member_lease};
 use self::pool::Pool;
 use crate::client::RestClient;
 use crate::config::Config;
-use crate::election::{Defaulted, Election, ElectionConfig, Timing, later};
+use crate::election::{Defaulted, Timing, later};
 use crate::error::{Error, Result};
-use crate::events::{EventHub, LeaderEvent, StopReason};
+use crate::events::{LeaderEvent, StopReason};
 use crate::lock::{LeaseLock, LockKind};
-use crate::random::Rng;
-use crate::runner::{LeaderStatus, Owner, State};
+use crate::runner::{LeaderStatus, State};
 use crate::watch::Watcher;
 
 /// An event of one lock of a set.
@@ -258,43 +259,42 @@ impl ElectorSetBuilder {
         let mut member_labels = (*labels).clone();
         member_labels.insert(MEMBER_LABEL.to_string(), "true".into());
         let member_labels = Arc::new(member_labels);
-        let mut shards = Vec::with_capacity(self.locks.len() + 1);
-        let server = self.config.url().ok().map(|u| u.base().to_string());
-        for (i, name) in self
+        let locks: Vec<Option<Box<dyn crate::lock::Lock>>> = self
             .locks
             .iter()
             .chain(std::iter::once(&member))
             .enumerate()
-        {
-            let is_member = i == self.locks.len();
-            let labels = if is_member { &member_labels } else { &labels };
-            let lock = LeaseLock::with_client(client.clone(), &namespace, name, &identity)
-                .with_shared_labels(labels.clone());
-            let context = format!("leases {namespace}/{name} as {identity}");
-            let election =
-                Election::new(ElectionConfig::new(&identity, context.clone(), self.timing))?;
-            let hub = if is_member {
-                EventHub::default()
-            } else {
-                let (set_events, lock_name) = (self.events.clone(), name.clone());
-                EventHub::with_tap(move |e| {
-                    set_events.publish(ShardEvent {
-                        shard: i,
-                        lock: lock_name.clone(),
-                        event: e.clone(),
-                    })
-                })
-            };
-            let owner = Owner {
+            .map(|(i, name)| {
+                let labels = if i == self.locks.len() {
+                    &member_labels
+                } else {
+                    &labels
+                };
+                let lock = LeaseLock::with_client(client.clone(), &namespace, name, &identity)
+                    .with_shared_labels(labels.clone());
+                Some(Box::new(lock) as Box<dyn crate::lock::Lock>)
+            })
+            .collect();
+        let drain_timeout = self.drain_timeout.unwrap_or(self.timing.renew_deadline);
+        let machine = SetMachine::new(
+            SetSettings {
                 identity: identity.clone(),
-                context,
-                name: name.clone(),
-                server: server.clone(),
-            };
-            let state = Arc::new(State::new(self.timing, owner, Arc::new(hub), None));
-            shards.push(Shard::new(name.clone(), election, Box::new(lock), state));
-        }
-        let states: Vec<Arc<State>> = shards.iter().map(|s| s.state.clone()).collect();
+                locks: self.locks.clone(),
+                member,
+                member_prefix,
+                namespace: namespace.clone(),
+                timing: self.timing,
+                balance: self.balance,
+                hashing: self.hashing,
+                drain_timeout,
+                watch_silence: crate::runner::pacing::watch_silence(&self.timing, false),
+                server: self.config.url().ok().map(|u| u.base().to_string()),
+                events: self.events.clone(),
+            },
+            Instant::now(),
+            None,
+        )?;
+        let states = machine.states();
         let watcher = if self.watch {
             Watcher::start_labelled(
                 &self.config,
@@ -320,35 +320,16 @@ impl ElectorSetBuilder {
             self.name,
             MEMBER_LABEL.replace('/', "%2F"),
         );
-        let drain_timeout = self.drain_timeout.unwrap_or(self.timing.renew_deadline);
-        let schedule = schedule::Schedule::new(shards.len(), Instant::now());
         let driver = Driver {
-            shards,
-            by_name,
-            identity: identity.clone(),
-            timing: self.timing,
-            balance: self.balance,
-            hashing: self.hashing,
-            drain_timeout,
-            member_prefix,
-            members: Members::default(),
+            machine,
+            locks,
             pool,
             done,
             commands: commands_rx,
             watcher,
-            watch_silence: crate::runner::pacing::watch_silence(&self.timing, false),
             client,
             interrupter: interrupter.clone(),
             members_path,
-            next_listing: Instant::now(),
-            listing: false,
-            rng: Rng::new(),
-            last_shed: None,
-            epoch: Instant::now(),
-            schedule,
-            draining: Vec::new(),
-            rebalance: true,
-            next_balance: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("kube-elector-set".into())
@@ -519,12 +500,12 @@ impl Drop for ElectorSetHandle {
 
 /// The fan-out of every lock's events, each naming its lock.
 #[derive(Debug, Default)]
-struct SetEvents {
+pub(crate) struct SetEvents {
     subscribers: Mutex<(Vec<Sender<ShardEvent>>, bool)>,
 }
 
 impl SetEvents {
-    fn subscribe(&self) -> Receiver<ShardEvent> {
+    pub(crate) fn subscribe(&self) -> Receiver<ShardEvent> {
         let (tx, rx) = unbounded();
         let mut g = crate::runner::lock_mutex(&self.subscribers);
         if !g.1 {
@@ -533,7 +514,7 @@ impl SetEvents {
         rx
     }
 
-    fn publish(&self, event: ShardEvent) {
+    pub(crate) fn publish(&self, event: ShardEvent) {
         let mut g = crate::runner::lock_mutex(&self.subscribers);
         g.0.retain(|tx| tx.send(event.clone()).is_ok());
     }
