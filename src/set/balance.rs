@@ -25,6 +25,12 @@ fn stable_hash(parts: &[&str]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// A stable hash of a shard for one member: members with room for a few of many free shards order them
+/// by it, so they go for different ones.
+pub(crate) fn spread(shard: &str, member: &str) -> u64 {
+    stable_hash(&[member, shard])
+}
+
 /// The member `shard` prefers among `members`: the one with the highest weight for it (rendezvous
 /// hashing). When a member leaves only its shards move; when one joins, only the shards it now wins.
 #[cfg(test)]
@@ -35,13 +41,14 @@ pub(crate) fn preferred<'a>(shard: &str, members: &'a [String]) -> Option<&'a st
         .map(String::as_str)
 }
 
-/// The member each shard is meant for (an index into `members`) when no member holds more than `cap`:
-/// rendezvous hashing with bounded load. Every (shard, member) pair is weighed; the heaviest pairs are
-/// taken first, each shard going to the first member of its pairs that still has room. The same live
-/// members give every member the same answer, and a member that comes back with the same peers is meant
-/// for exactly the shards it had; without the bound a member that many shards prefer would be left to
-/// pick among them at random.
-pub(crate) fn targets(names: &[&str], members: &[String], cap: usize) -> Vec<Option<usize>> {
+/// The member each shard is meant for (an index into `members`), every member meant for
+/// `floor(shards / members)` or `ceil(shards / members)` of them: rendezvous hashing with bounded load.
+/// Every (shard, member) pair is weighed and the heaviest are taken first, a shard going to the first
+/// member of its pairs with room: first with room for `floor` each, then the shards left over (fewer
+/// than the members) with room for one more. The same live members give every member the same answer,
+/// and a member that comes back among the same peers is meant for exactly the shards it had; without
+/// the bound a member many shards prefer would be left to pick among them at random.
+pub(crate) fn targets(names: &[&str], members: &[String]) -> Vec<Option<usize>> {
     let mut pairs: Vec<(u64, usize, usize)> = Vec::with_capacity(names.len() * members.len());
     for (s, name) in names.iter().enumerate() {
         for (m, member) in members.iter().enumerate() {
@@ -56,15 +63,13 @@ pub(crate) fn targets(names: &[&str], members: &[String], cap: usize) -> Vec<Opt
     });
     let mut target = vec![None; names.len()];
     let mut load = vec![0usize; members.len()];
-    let mut left = names.len();
-    for (_, s, m) in pairs {
-        if left == 0 {
-            break;
-        }
-        if target[s].is_none() && load[m] < cap {
-            target[s] = Some(m);
-            load[m] += 1;
-            left -= 1;
+    let floor = names.len() / members.len().max(1);
+    for cap in [floor, floor + 1] {
+        for &(_, s, m) in &pairs {
+            if target[s].is_none() && load[m] < cap {
+                target[s] = Some(m);
+                load[m] += 1;
+            }
         }
     }
     target
@@ -128,32 +133,36 @@ mod tests {
     }
 
     #[test]
-    fn targets_respect_the_share_and_come_back_the_same() {
+    fn targets_give_every_member_its_floor_or_ceiling_and_come_back_the_same() {
         let n = names(24);
         let n: Vec<&str> = n.iter().map(String::as_str).collect();
         let abc: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let t = targets(&n, &abc, share(24, 3));
+        let t = targets(&n, &abc);
         for m in 0..3 {
             assert_eq!(t.iter().filter(|x| **x == Some(m)).count(), 8);
         }
         // Another order of the same members: the same member for every shard.
         let cba: Vec<String> = ["c", "b", "a"].map(String::from).to_vec();
-        let u = targets(&n, &cba, 8);
+        let u = targets(&n, &cba);
         for (x, y) in t.iter().zip(&u) {
             assert_eq!(x.map(|m| &abc[m]), y.map(|m| &cba[m]));
         }
-        // Without the bound every shard goes to its preferred member.
-        let free = targets(&n, &abc, 24);
-        for (s, x) in free.iter().enumerate() {
-            assert_eq!(x.map(|m| abc[m].as_str()), preferred(n[s], &abc));
+        // Uneven: 16 shards, 5 members: one meant for 4, four for 3; every shard meant for someone.
+        for count in [16usize, 17, 31, 2] {
+            let n16 = names(count);
+            let n16: Vec<&str> = n16.iter().map(String::as_str).collect();
+            let five: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+            let t16 = targets(&n16, &five);
+            assert!(t16.iter().all(Option::is_some));
+            for m in 0..5 {
+                let c = t16.iter().filter(|x| **x == Some(m)).count();
+                assert!((count / 5..=count.div_ceil(5)).contains(&c), "{count}: {c}");
+            }
         }
-        // Room for fewer than all: as many as fit, none twice.
-        let tight = targets(&n, &abc, 5);
-        assert_eq!(tight.iter().filter(|x| x.is_some()).count(), 15);
-        // A member leaving: with the bound lifted to fit, most of the others' shards stay theirs (a few
-        // move between them as the bound changes; here 14 of 16).
+        // A member leaving: most of the others' shards stay theirs (a few move between them as the
+        // bound changes; here 14 of 16).
         let ab: Vec<String> = ["a", "b"].map(String::from).to_vec();
-        let after = targets(&n, &ab, 12);
+        let after = targets(&n, &ab);
         let stayed = (0..24)
             .filter(|&s| t[s].is_some_and(|m| m < 2) && t[s] == after[s])
             .count();

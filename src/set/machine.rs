@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::balance::{share, targets, to_shed};
+use super::balance::{share, spread, targets, to_shed};
 use super::members::Members;
 use super::schedule::Schedule;
 use super::slots;
@@ -69,6 +69,15 @@ fn changed_hands(before: &Status, after: &Status) -> bool {
     holder(before) != holder(after)
 }
 
+/// Whether nobody holds a lock we see as `status`.
+fn is_free(status: &Status, now: Instant) -> bool {
+    match status {
+        Status::Following { holder: None, .. } => true,
+        Status::Following { expiry, .. } => expiry.is_none_or(|e| e <= now),
+        Status::Leading { .. } | Status::Holding { .. } => false,
+    }
+}
+
 /// One lock of the set.
 pub(crate) struct Shard {
     pub(crate) name: String,
@@ -76,6 +85,8 @@ pub(crate) struct Shard {
     pub(crate) state: Arc<State>,
     /// A request of it is out.
     in_flight: bool,
+    /// We campaign for it (not holding it yet).
+    candidate: bool,
     standing: Status,
     since: Instant,
     jitter: (f64, f64),
@@ -96,11 +107,7 @@ impl Shard {
 
     /// Nobody holds it, as far as we know: released, missing, or its holder's lease has run out.
     fn free(&self, now: Instant) -> bool {
-        match &self.standing {
-            Status::Following { holder: None, .. } => true,
-            Status::Following { expiry, .. } => expiry.is_none_or(|e| e <= now),
-            Status::Leading { .. } | Status::Holding { .. } => false,
-        }
+        is_free(&self.standing, now)
     }
 }
 
@@ -202,6 +209,7 @@ impl SetMachine {
                 election,
                 state,
                 in_flight: false,
+                candidate: false,
                 standing: Status::Following {
                     holder: None,
                     expiry: None,
@@ -247,7 +255,6 @@ impl SetMachine {
         self.shards.iter().map(|s| s.state.clone()).collect()
     }
 
-
     fn shard_count(&self) -> usize {
         self.shards.len() - 1
     }
@@ -256,17 +263,21 @@ impl SetMachine {
         i == self.shard_count()
     }
 
+    /// Steps finished so far, all locks together.
+    #[cfg(feature = "testing")]
+    pub(crate) fn steps(&self) -> u64 {
+        self.steps
+    }
+
     /// The longest a request may take.
     pub(crate) fn request_timeout(&self) -> Duration {
         self.timing.request_timeout_cap()
     }
 
-
     /// What the machine asks for, in order; the driver carries it out.
     pub(crate) fn take_out(&mut self) -> Vec<Out> {
         std::mem::take(&mut self.out)
     }
-
 
     /// The watch is up (or not) and last said anything at `last_activity`.
     pub(crate) fn set_watch(&mut self, healthy: bool, last_activity: Option<Instant>) {
@@ -298,7 +309,11 @@ impl SetMachine {
                 until = until.min(d.min(later(now, Duration::from_millis(5))));
             }
         }
-        until.min(self.next_listing).min(self.next_balance).max(now)
+        // A listing under way is waited for, not asked for again: its answer wakes us.
+        if !self.listing {
+            until = until.min(self.next_listing);
+        }
+        until.min(self.next_balance).max(now)
     }
 
     /// Our share, and what it asks: give shards up while over it, campaign only while under it.
@@ -318,7 +333,7 @@ impl SetMachine {
         // live members); it is worked out again only when they change.
         if self.hashing && self.meant_for.0 != live {
             let names: Vec<&str> = self.shards[..n].iter().map(|s| s.name.as_str()).collect();
-            let t = targets(&names, &live, cap);
+            let t = targets(&names, &live);
             let me = live.iter().position(|m| *m == self.identity);
             self.meant_for = (
                 live.clone(),
@@ -361,24 +376,70 @@ impl SetMachine {
             self.last_shed = Some(now);
             self.give_up(i, now);
         }
-        let room = owned.len() < cap;
+        let short = self.balance && owned.len() < n / live.len().max(1);
+        self.choose_candidates(n, cap.saturating_sub(owned.len()), short, now);
+    }
+
+    /// Campaign for as many shards as we have room for, and no more: a member with room for one that
+    /// campaigned for every free shard could win them all at once, be over its share at once, and give
+    /// them back (churn; and, with everyone doing it, shards every member is holding off from). Free shards
+    /// come first, those we already campaign for first among them (an attempt may be under way), then
+    /// those meant for us (with hashing); then held ones, the soonest to expire first (their holder may
+    /// be gone); ties are broken by a hash of shard and member, so members with room go for different
+    /// shards.
+    ///
+    /// A member short of its floor (`shards / members`) waits for nothing: it takes any free shard,
+    /// held off or meant for another, so the members over it that give a shard up for it see it taken.
+    fn choose_candidates(&mut self, n: usize, room: usize, short: bool, now: Instant) {
         let grace = self.timing.lease_duration;
+        let mut open: Vec<(bool, bool, bool, Option<Instant>, u64, usize)> = Vec::new();
         for i in 0..n {
             let s = &mut self.shards[i];
-            let held_off = s.hold_off.is_some_and(|h| h > now);
             if s.free(now) {
                 s.free_since.get_or_insert(now);
             } else {
                 s.free_since = None;
             }
+            if s.holds() || matches!(s.phase, Phase::Draining { .. } | Phase::Releasing) {
+                continue;
+            }
+            let held_off = s.hold_off.is_some_and(|h| h > now);
             // With hashing, a free shard meant for another live member is left to it for a lease
             // duration; after that anyone with room takes it, so none stays unowned.
+            let meant = self.meant_for.1.get(i).copied().flatten();
             let for_another = self.hashing
-                && self.meant_for.1.get(i).copied().flatten() == Some(false)
+                && meant == Some(false)
                 && s.free_since
                     .is_some_and(|t| now.saturating_duration_since(t) < grace);
-            s.election
-                .set_campaigning(room && !held_off && !for_another);
+            if (held_off || for_another) && !short {
+                continue;
+            }
+            let expiry = match &s.standing {
+                Status::Following { expiry, .. } => *expiry,
+                _ => None,
+            };
+            open.push((
+                !s.free(now),
+                !s.candidate,
+                !(self.hashing && meant == Some(true)),
+                expiry,
+                spread(&s.name, &self.identity),
+                i,
+            ));
+        }
+        open.sort_unstable();
+        let mut chosen = vec![false; n];
+        for c in open.iter().take(room) {
+            chosen[c.5] = true;
+        }
+        for (i, s) in self.shards[..n].iter_mut().enumerate() {
+            let campaign = s.holds() || chosen[i];
+            if campaign && !s.candidate && !s.holds() && s.phase == Phase::Idle && s.free(now) {
+                // Newly chosen and free: try now rather than at its next read.
+                self.schedule.set(i, now);
+            }
+            s.candidate = chosen[i];
+            s.election.set_campaigning(campaign);
         }
     }
 
@@ -541,7 +602,10 @@ impl SetMachine {
             });
             s.standing = s.election.status();
         }
-        if changed_hands(&before, &s.standing) {
+        // Balance looks again when a lock changed hands, or turned free for us to choose.
+        if changed_hands(&before, &s.standing)
+            || (!s.candidate && !is_free(&before, now) && is_free(&s.standing, now))
+        {
             self.rebalance = true;
         }
         let s = &mut self.shards[i];

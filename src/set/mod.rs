@@ -62,7 +62,8 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use self::driver::{Driver, SetCommand};
 use self::machine::{SetMachine, SetSettings};
-use self::members::{MEMBER_LABEL, SET_LABEL, member_lease};
+pub(crate) use self::members::member_lease;
+use self::members::{MEMBER_LABEL, SET_LABEL};
 use self::pool::Pool;
 use crate::client::RestClient;
 use crate::config::Config;

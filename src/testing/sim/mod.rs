@@ -15,6 +15,7 @@
 
 mod clock;
 pub mod model;
+pub mod sets;
 mod world;
 
 use std::fmt;
@@ -121,8 +122,12 @@ pub enum Invariant {
     /// the deadline passed begins a new term (with its events), never extends the old one.
     TermEnds,
     /// With a healthy server and a live candidate, a leader again within
-    /// `lease + 2.2 × retry` (plus latency and drift) after the last one ended.
+    /// `lease + 2.2 × retry` (plus latency and drift) after the last one ended; in a set, every shard
+    /// owned within about that after the last disturbance.
     Liveness,
+    /// In a set, after a quiet spell, every running member holds between `floor(shards / members)` and
+    /// `ceil(shards / members)` shards.
+    Balance,
 }
 
 /// A broken rule.

@@ -266,7 +266,7 @@ pub(crate) struct World {
     report: SimReport,
 }
 
-fn api(code: u16, reason: StatusReason, retry_after: Option<Duration>) -> Error {
+pub(super) fn api(code: u16, reason: StatusReason, retry_after: Option<Duration>) -> Error {
     Error::from(ApiError {
         context: "sim".into(),
         code,
@@ -276,7 +276,7 @@ fn api(code: u16, reason: StatusReason, retry_after: Option<Duration>) -> Error 
     })
 }
 
-fn transport() -> Error {
+pub(super) fn transport() -> Error {
     Error::Transport {
         context: "sim: connection reset".into(),
         source: Box::new(ureq::Error::Io(std::io::Error::from(
