@@ -47,6 +47,7 @@ fn a_million_steps_of_sets_under_faults_break_no_shard_invariant() {
     let start = Instant::now();
     let (mut steps, mut seeds, mut terms, mut faults, mut simulated) =
         (0u64, 0u64, 0u64, 0u64, 0f64);
+    let mut checks = 0u64;
     let mut seed = env("KUBE_ELECTOR_SET_SIM_FIRST_SEED").unwrap_or(0);
     while steps < total {
         let r = simulate_set(&SetSimConfig {
@@ -55,15 +56,23 @@ fn a_million_steps_of_sets_under_faults_break_no_shard_invariant() {
             ..SetSimConfig::default()
         });
         assert!(r.violations.is_empty(), "{}", explain(&r));
+        assert!(r.steps > 0 && r.terms > 0, "seed {seed}: nothing ran");
         steps += r.steps;
         terms += r.terms;
         faults += r.faults;
         simulated += r.simulated.as_secs_f64();
+        checks += r.balance_checks;
+        checks += r.balance_checks;
         seeds += 1;
         seed += 1;
     }
+    // The quiet spells must be long enough, often enough, for the balance to be judged at all.
+    assert!(
+        checks >= seeds * 10,
+        "{checks} balance checks over {seeds} seeds"
+    );
     println!(
-        "{steps} lock steps over {seeds} seeds ({simulated:.0} s simulated) in {:?}: {terms} terms, {faults} faults, 0 violations",
+        "{steps} lock steps over {seeds} seeds ({simulated:.0} s simulated) in {:?}: {terms} terms, {faults} faults, {checks} balance checks, 0 violations",
         start.elapsed()
     );
 }

@@ -87,6 +87,8 @@ pub(crate) struct Shard {
     in_flight: bool,
     /// We campaign for it (not holding it yet).
     candidate: bool,
+    /// A hash of the last other holder we saw, and when we saw it hold the lock.
+    last_holder: (u64, Option<Instant>),
     standing: Status,
     since: Instant,
     jitter: (f64, f64),
@@ -105,10 +107,38 @@ impl Shard {
         self.standing.hold_deadline().is_some()
     }
 
+    /// What we now see of the lock; returns what we saw before.
+    fn note_standing(&mut self, status: Status, now: Instant) -> Status {
+        if let Status::Following {
+            holder: Some(h), ..
+        } = &status
+        {
+            self.last_holder = (spread("", h), Some(now));
+        }
+        std::mem::replace(&mut self.standing, status)
+    }
+
+    /// Whether `member` held it until a moment ago (within `lately`): it gave it up, or is gone, so it
+    /// is not waited for, nor handed it back.
+    fn left_lately_by(&self, member: &str, now: Instant, lately: Duration) -> bool {
+        let (holder, at) = self.last_holder;
+        holder == spread("", member)
+            && at.is_some_and(|t| now.saturating_duration_since(t) < lately)
+    }
+
     /// Nobody holds it, as far as we know: released, missing, or its holder's lease has run out.
     fn free(&self, now: Instant) -> bool {
         is_free(&self.standing, now)
     }
+}
+
+/// How many shards a member may campaign for: any, up to its share; and, with hashing, as many more free
+/// ones meant for it as it holds shards meant for others. `short`: below its floor.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    any: usize,
+    home: usize,
+    short: bool,
 }
 
 /// What a set is made of: its locks, who campaigns, and how.
@@ -162,9 +192,9 @@ pub(crate) struct SetMachine {
     rebalance: bool,
     /// Balance is looked at again by then anyway, for what changes with time alone (expiries, hold-offs).
     next_balance: Instant,
-    /// With hashing: the live members the targets were worked out for, and for each shard whether it is
-    /// meant for us (`None`: for nobody, when the shares cannot cover every shard).
-    meant_for: (Vec<String>, Vec<Option<bool>>),
+    /// With hashing: the live members the targets were worked out for, and for each shard the one it is
+    /// meant for (an index into them).
+    meant_for: (Vec<String>, Vec<Option<usize>>),
     out: Vec<Out>,
     steps: u64,
 }
@@ -210,6 +240,7 @@ impl SetMachine {
                 state,
                 in_flight: false,
                 candidate: false,
+                last_holder: (0, None),
                 standing: Status::Following {
                     holder: None,
                     expiry: None,
@@ -299,6 +330,9 @@ impl SetMachine {
 
     /// When [`tick`](Self::tick) has something to do next, at the latest.
     pub(crate) fn next_wake(&mut self, now: Instant) -> Instant {
+        if self.rebalance {
+            return now;
+        }
         let mut until = later(now, self.timing.retry_period);
         if let Some(at) = self.schedule.earliest() {
             until = until.min(at);
@@ -333,36 +367,57 @@ impl SetMachine {
         // live members); it is worked out again only when they change.
         if self.hashing && self.meant_for.0 != live {
             let names: Vec<&str> = self.shards[..n].iter().map(|s| s.name.as_str()).collect();
-            let t = targets(&names, &live);
-            let me = live.iter().position(|m| *m == self.identity);
-            self.meant_for = (
-                live.clone(),
-                t.iter().map(|m| m.map(|m| Some(m) == me)).collect(),
-            );
+            self.meant_for = (live.clone(), targets(&names, &live));
         }
+        let me = live.iter().position(|m| *m == self.identity);
+        let (held, foreign) = self.holdings(&live, n, &owned, now);
+        // A member takes a shard meant for it if it has room, or holds shards meant for others (it then
+        // gives one of those up): a shard meant for a member waits for it only then.
+        let waits_for: Vec<bool> = (0..live.len())
+            .map(|m| Some(m) != me && (held[m] < cap || foreign[m] > 0))
+            .collect();
+        let floor = n / live.len().max(1);
         let meant = &self.meant_for.1;
-        let mine = |i: usize| !self.hashing || meant.get(i).copied().flatten() != Some(false);
+        let mine = |i: usize| !self.hashing || meant.get(i).copied().flatten() == me;
         let shed_over_cap = (owned.len() > cap).then(|| to_shed(&owned, cap, mine));
-        let shed_one = if shed_over_cap.is_none()
-            && self.balance
-            && self.short_member(&live, n, now)
-            && owned.len() > n / live.len()
+        // Beyond the share: one shard at a time, every couple of retries at most, and none while one
+        // is on its way out, so the members it is for take it rather than everyone.
+        let calm = self
+            .last_shed
+            .is_none_or(|t| now.saturating_duration_since(t) > self.timing.retry_period * 2);
+        let busy = (0..n).any(|i| {
+            matches!(
+                self.shards[i].phase,
+                Phase::Draining { .. } | Phase::Releasing
+            )
+        });
+        let idle = |i: &usize| self.shards[*i].phase == Phase::Idle;
+        let shed_one = if shed_over_cap.is_some() || !self.balance || !calm || busy {
+            None
+        } else if held
+            .iter()
+            .enumerate()
+            .any(|(m, c)| Some(m) != me && *c < floor)
+            && owned.len() > floor
+            && !(0..n).any(|i| self.shards[i].free(now))
         {
-            // Another member holds less than its floor while we hold more: give one shard up, and only
-            // one every couple of retries, so the members short of it take it rather than everyone.
-            let calm = self
-                .last_shed
-                .is_none_or(|t| now.saturating_duration_since(t) > self.timing.retry_period * 2);
-            let busy = (0..n).any(|i| {
-                matches!(
-                    self.shards[i].phase,
-                    Phase::Draining { .. } | Phase::Releasing
-                )
-            });
-            let shed = to_shed(&owned, owned.len() - 1, mine);
-            shed.first()
+            // Another member holds less than its floor while we hold more, and no shard is free for it
+            // to take: give one up. (Our view of the others lags: with a shard free, the one short
+            // takes that, and a member that just won the free shard does not hand it back.)
+            to_shed(&owned, owned.len() - 1, mine)
+                .first()
                 .copied()
-                .filter(|&i| calm && !busy && self.shards[i].phase == Phase::Idle)
+                .filter(idle)
+        } else if self.hashing && owned.len() > floor {
+            // Above our floor, a shard meant for another member that will take it goes home, so the set
+            // settles on the shards' preferred members (and a member that comes back gets its own
+            // shards back). At the floor we keep it: handing it over would leave us short.
+            owned.iter().rev().copied().filter(idle).find(|&i| {
+                meant.get(i).copied().flatten().is_some_and(|t| {
+                    waits_for[t]
+                        && !self.shards[i].left_lately_by(&live[t], now, self.timing.lease_duration)
+                })
+            })
         } else {
             None
         };
@@ -376,21 +431,37 @@ impl SetMachine {
             self.last_shed = Some(now);
             self.give_up(i, now);
         }
-        let short = self.balance && owned.len() < n / live.len().max(1);
-        self.choose_candidates(n, cap.saturating_sub(owned.len()), short, now);
+        let short = self.balance && owned.len() < floor;
+        let room = Room {
+            any: cap.saturating_sub(owned.len()),
+            home: me.map_or(0, |m| foreign[m]),
+            short,
+        };
+        self.choose_candidates(n, room, (me, &waits_for), now);
     }
 
     /// Campaign for as many shards as we have room for, and no more: a member with room for one that
     /// campaigned for every free shard could win them all at once, be over its share at once, and give
     /// them back (churn; and, with everyone doing it, shards every member is holding off from). Free shards
-    /// come first, those we already campaign for first among them (an attempt may be under way), then
-    /// those meant for us (with hashing); then held ones, the soonest to expire first (their holder may
+    /// come first, those meant for us first among them (with hashing), then those we already campaign
+    /// for (an attempt may be under way); then held ones, the soonest to expire first (their holder may
     /// be gone); ties are broken by a hash of shard and member, so members with room go for different
     /// shards.
     ///
     /// A member short of its floor (`shards / members`) waits for nothing: it takes any free shard,
     /// held off or meant for another, so the members over it that give a shard up for it see it taken.
-    fn choose_candidates(&mut self, n: usize, room: usize, short: bool, now: Instant) {
+    ///
+    /// With hashing, a member that holds shards meant for others may also campaign for as many free
+    /// shards meant for it (beyond its room): once it has one, it is over its share and gives one of
+    /// the others' up.
+    fn choose_candidates(
+        &mut self,
+        n: usize,
+        room: Room,
+        (me, waits_for): (Option<usize>, &[bool]),
+        now: Instant,
+    ) {
+        let short = room.short;
         let grace = self.timing.lease_duration;
         let mut open: Vec<(bool, bool, bool, Option<Instant>, u64, usize)> = Vec::new();
         for i in 0..n {
@@ -407,8 +478,16 @@ impl SetMachine {
             // With hashing, a free shard meant for another live member is left to it for a lease
             // duration; after that anyone with room takes it, so none stays unowned.
             let meant = self.meant_for.1.get(i).copied().flatten();
+            // (Not for a member that just gave it up: it holds off from it.)
             let for_another = self.hashing
-                && meant == Some(false)
+                && meant.is_some_and(|m| {
+                    waits_for.get(m).copied().unwrap_or(false)
+                        && !self
+                            .meant_for
+                            .0
+                            .get(m)
+                            .is_some_and(|id| s.left_lately_by(id, now, grace))
+                })
                 && s.free_since
                     .is_some_and(|t| now.saturating_duration_since(t) < grace);
             if (held_off || for_another) && !short {
@@ -420,8 +499,8 @@ impl SetMachine {
             };
             open.push((
                 !s.free(now),
+                !(self.hashing && meant.is_some() && meant == me),
                 !s.candidate,
-                !(self.hashing && meant == Some(true)),
                 expiry,
                 spread(&s.name, &self.identity),
                 i,
@@ -429,7 +508,16 @@ impl SetMachine {
         }
         open.sort_unstable();
         let mut chosen = vec![false; n];
-        for c in open.iter().take(room) {
+        let (mut any, mut home) = (room.any, room.home);
+        for c in &open {
+            let ours_and_free = !c.0 && !c.1;
+            if any > 0 {
+                any -= 1;
+            } else if home > 0 && ours_and_free {
+                home -= 1;
+            } else {
+                continue;
+            }
             chosen[c.5] = true;
         }
         for (i, s) in self.shards[..n].iter_mut().enumerate() {
@@ -443,25 +531,40 @@ impl SetMachine {
         }
     }
 
-    /// Whether a live member other than us holds fewer shards than its floor, `shards / members`, as our
-    /// observations of the shard leases show.
-    fn short_member(&self, live: &[String], n: usize, now: Instant) -> bool {
-        let floor = n / live.len().max(1);
-        let mut held: HashMap<&str, usize> = live.iter().map(|m| (m.as_str(), 0)).collect();
-        for s in &self.shards[..n] {
+    /// How many shards each live member holds (by index into `live`), as our observations of the shard
+    /// leases show (ours is `ours`), and with hashing how many of those are meant for another member.
+    fn holdings(
+        &self,
+        live: &[String],
+        n: usize,
+        ours: &[usize],
+        now: Instant,
+    ) -> (Vec<usize>, Vec<usize>) {
+        let mut held = vec![0; live.len()];
+        let mut foreign = vec![0; live.len()];
+        let meant = |i: usize| self.meant_for.1.get(i).copied().flatten();
+        for (i, s) in self.shards[..n].iter().enumerate() {
             if let Status::Following {
                 holder: Some(h),
                 expiry,
             } = &s.standing
             {
                 if expiry.is_some_and(|e| e > now) {
-                    if let Some(c) = held.get_mut(h.as_str()) {
-                        *c += 1;
+                    if let Ok(m) = live.binary_search(h) {
+                        held[m] += 1;
+                        foreign[m] += usize::from(self.hashing && meant(i) != Some(m));
                     }
                 }
             }
         }
-        held.iter().any(|(m, c)| *m != self.identity && *c < floor)
+        if let Ok(m) = live.binary_search(&self.identity) {
+            held[m] = ours.len();
+            foreign[m] = ours
+                .iter()
+                .filter(|&&i| self.hashing && meant(i) != Some(m))
+                .count();
+        }
+        (held, foreign)
     }
 
     /// Give shard `i` up: its term ends now; the release waits for its work.
@@ -584,7 +687,7 @@ impl SetMachine {
             _ => (now, false),
         };
         s.phase = Phase::Idle;
-        let before = std::mem::replace(&mut s.standing, outcome.status.clone());
+        let before = s.note_standing(outcome.status.clone(), now);
         let lapsed = outcome.lapsed();
         if !lapsed && !s.state.is_stopped() {
             let context = format!("{} as {}", s.name, self.identity);
@@ -691,7 +794,7 @@ impl SetMachine {
                     if changed_hands(&s.standing, &status) {
                         self.rebalance = true;
                     }
-                    s.standing = status;
+                    s.note_standing(status, now);
                 }
                 for event in reaction.events {
                     s.state.publish(event);

@@ -37,7 +37,8 @@ pub(crate) struct Members {
 }
 
 impl Members {
-    /// A member's lease as it is now (`None`: deleted); `now` restarts its countdown if it changed.
+    /// A member's lease as it is now (`None`: deleted); `now` restarts its countdown if it changed to a
+    /// later record.
     pub(crate) fn observe(
         &mut self,
         lease: &str,
@@ -50,6 +51,9 @@ impl Members {
             }
             Some(record) => match self.seen.get_mut(lease) {
                 Some(s) if s.record == record => {}
+                // An older record than the one we have (a listing answered just before a renew the
+                // watch has shown us already) is a stale read: it must not restart the countdown.
+                Some(s) if record.renew_time < s.record.renew_time => {}
                 Some(s) => {
                     s.record = record;
                     s.at = now;
@@ -120,6 +124,14 @@ mod tests {
             t + Duration::from_secs(3),
         );
         assert_eq!(m.live("a", t + Duration::from_secs(4)), ["a", "b"]);
+        // A stale read of an older record changes nothing: the countdown runs from the renew.
+        m.observe(
+            "x-member-1",
+            Some(record("b", 1)),
+            t + Duration::from_millis(4500),
+        );
+        assert_eq!(m.live("a", t + Duration::from_millis(4999)), ["a", "b"]);
+        assert_eq!(m.live("a", t + Duration::from_secs(5)), ["a"]);
         // Released or deleted: gone at once.
         m.observe(
             "x-member-1",

@@ -164,6 +164,9 @@ pub struct SimReport {
     /// Overlaps excused because a candidate whose first look at the lock object found its record
     /// cleared by an administrator took it (it cannot know who held it; see README, Guarantees).
     pub excused_blind_clears: u64,
+    /// In a set: the instants at which every shard was owned and the balance was checked (after a quiet
+    /// spell long enough for it).
+    pub balance_checks: u64,
     /// Broken rules.
     pub violations: Vec<Violation>,
     /// The history (with `trace`).

@@ -143,8 +143,8 @@ impl World {
         // A crashed member's leases run out (seen up to a poll late), then its member lease does, and
         // the others with room take its shards at their next step; with hashing a free shard waits a
         // lease for the member it is meant for.
-        let hashing_grace = if self.hashing { lease } else { 0 };
-        let owned_bound = (lease as f64 * drift) as u64 + 3 * retry + 100 * MS + hashing_grace;
+        let hashing_grace = 0;
+        let owned_bound = (lease as f64 * drift) as u64 + 22 * retry / 10 + 50 * MS + hashing_grace;
         let quiet = self.now.saturating_sub(self.quiet_from);
         // A shard moving between members is unowned for a moment: only one unowned for the whole bound
         // (since it was last seen owned, the world quiet throughout) breaks the rule.
@@ -176,6 +176,7 @@ impl World {
         if quiet < balance_bound || self.unowned_since.iter().any(Option::is_some) {
             return;
         }
+        self.report.balance_checks += 1;
         for &m in &running {
             let held = (0..self.shards).filter(|&i| self.leads(m, i)).count();
             if held < floor || held > ceil {
