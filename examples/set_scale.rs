@@ -262,7 +262,7 @@ fn print_row(target: &Target, role: Role, n: usize, m: &Measured, single: &Measu
     let s = &single.report;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
-        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8.1} {:>9.4} {:>12.1} {:>11.1} {:>7.1?}/{:<8.1?} {:>7.2}x/{:<7.2}x",
+        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8.1} {:>9.4} {:>12.1} {:>11.1} {:>7.1?}/{:<8.1?} {:>6.2}x/{:.2}x",
         target.label(),
         role.name(),
         n,

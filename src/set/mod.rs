@@ -8,12 +8,15 @@
 //! **Balance.** Each member keeps a Lease of its own (`<set>-member-<hash>`) so the others know who
 //! campaigns, and holds at most its share, `ceil(locks / members)`. A member over its share gives locks
 //! up the graceful way (the term ends, its leader work drains, then the lock is released), so a lock
-//! never has two owners' work at once; a member under its share takes free and expired locks, and a
-//! member at its share takes none. When a member leaves (a stop or a crash) its locks are taken once
-//! their leases run out. With [`consistent_hashing`](ElectorSetBuilder::consistent_hashing), each lock
-//! has a stable preferred member (rendezvous hashing): a free lock is left to the member it prefers for a
-//! lease duration, and a member over its share gives up first the locks others prefer, so a restart
-//! moves few locks.
+//! never has two owners' work at once; a member under its share campaigns for as many free or expired
+//! locks as it has room for, and no more (else it could win several at once and have to hand them
+//! back); a member short of its floor, `locks / members`, is given locks by those above theirs, one at
+//! a time. When a member leaves (a stop or a crash) its locks are taken once their leases run out. With
+//! [`consistent_hashing`](ElectorSetBuilder::consistent_hashing), each lock is meant for one member
+//! (rendezvous hashing with bounded load: every member meant for its floor or ceiling): a free lock
+//! waits a lease duration for the member it is meant for (while that member has room), a member over
+//! its share gives up first the locks meant for others, and one above its floor hands such locks home,
+//! so a restart moves few locks.
 //!
 //! ```
 //! use std::time::Duration;
