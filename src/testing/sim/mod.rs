@@ -13,6 +13,7 @@
 //! assert!(report.steps >= 2_000);
 //! ```
 
+mod agenda;
 mod clock;
 pub mod model;
 pub mod sets;

@@ -17,8 +17,7 @@ mod checks;
 mod life;
 mod network;
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,29 +117,6 @@ enum Ev {
     CheckTick,
 }
 
-struct Scheduled {
-    t: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t, self.seq) == (other.t, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.t, other.seq).cmp(&(self.t, self.seq))
-    }
-}
-
 /// Where a member is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
@@ -185,8 +161,7 @@ pub(crate) struct World {
     cfg: SetSimConfig,
     rng: Rng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: super::agenda::Agenda<Ev>,
     base: Instant,
     wall_base: DateTime<Utc>,
     timing: Timing,
@@ -228,8 +203,7 @@ impl World {
         let mut w = World {
             rng,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: super::agenda::Agenda::new(),
             base: Instant::now(),
             wall_base: Utc
                 .timestamp_opt(1_800_000_000, 0)
@@ -272,12 +246,7 @@ impl World {
     }
 
     fn schedule(&mut self, t: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            t: t.max(self.now),
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(t.max(self.now), ev);
     }
 
     fn trace(&mut self, line: impl FnOnce() -> String) {

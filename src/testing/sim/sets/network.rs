@@ -11,9 +11,20 @@ use crate::record::VersionedRecord;
 use crate::set::machine::Out;
 
 /// What a request asks.
+#[derive(Clone)]
 pub(super) enum What {
     Lock { shard: usize, request: Request },
     List,
+}
+
+impl What {
+    /// The answer that says this request failed with `e`.
+    fn failed(&self, e: Error) -> Answer {
+        match self {
+            What::List => Answer::List(Err(e)),
+            What::Lock { .. } => Answer::Lock(Reply::Failed(e)),
+        }
+    }
 }
 
 /// What the network does to one request.
@@ -281,10 +292,7 @@ impl World {
         if !r.received {
             r.received = true;
             if r.fate == Fate::DropRequest(true) {
-                r.answer = Some(match r.what {
-                    What::List => Answer::List(Err(transport())),
-                    What::Lock { .. } => Answer::Lock(Reply::Failed(transport())),
-                });
+                r.answer = Some(r.what.failed(transport()));
             }
             // Now and then (one answer in five) the client thread is descheduled between receiving the
             // answer and acting on it: its clock moves on before it takes the answer in.
@@ -318,21 +326,12 @@ impl World {
         }
         r.done = true;
         let (m, inc) = (r.m, r.inc);
-        let what = match &r.what {
-            What::List => What::List,
-            What::Lock { shard, request } => What::Lock {
-                shard: *shard,
-                request: request.clone(),
-            },
-        };
+        let what = r.what.clone();
         let timeout = Error::Timeout {
             context: "sim".into(),
             after: self.timing.request_timeout_cap(),
         };
-        let answer = match what {
-            What::List => Answer::List(Err(timeout)),
-            What::Lock { .. } => Answer::Lock(Reply::Failed(timeout)),
-        };
+        let answer = what.failed(timeout);
         // A request still on its way may yet take effect (its answer is then dropped); one that hangs
         // never will.
         if self
@@ -446,20 +445,11 @@ impl World {
         }
         r.done = true;
         let (m, inc) = (r.m, r.inc);
-        let what = match &r.what {
-            What::List => What::List,
-            What::Lock { shard, request } => What::Lock {
-                shard: *shard,
-                request: request.clone(),
-            },
-        };
+        let what = r.what.clone();
         if r.answer.is_some() || r.received || r.fate == Fate::DropRequest(false) {
             self.requests.remove(&id);
         }
-        let answer = match what {
-            What::List => Answer::List(Err(transport())),
-            What::Lock { .. } => Answer::Lock(Reply::Failed(transport())),
-        };
+        let answer = what.failed(transport());
         self.deliver(m, inc, what, answer);
     }
 }

@@ -9,8 +9,7 @@ mod network;
 mod setup;
 mod watches;
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -78,30 +77,6 @@ enum Ev {
     Process {
         id: u64,
     },
-}
-
-struct Scheduled {
-    t: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t, self.seq) == (other.t, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // A min-heap on (time, sequence).
-        (other.t, other.seq).cmp(&(self.t, self.seq))
-    }
 }
 
 /// What the network does to one request.
@@ -220,8 +195,7 @@ pub(crate) struct World {
     cfg: SimConfig,
     rng: Rng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: super::agenda::Agenda<Ev>,
     base: Instant,
     wall_base: DateTime<Utc>,
     model: LockModel,
@@ -310,8 +284,7 @@ impl World {
         let mut w = World {
             rng,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: super::agenda::Agenda::new(),
             base: Instant::now(),
             wall_base: Utc
                 .timestamp_opt(1_800_000_000, 0)
@@ -358,12 +331,7 @@ impl World {
     }
 
     fn schedule(&mut self, t: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            t: t.max(self.now),
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(t.max(self.now), ev);
     }
 
     fn trace(&mut self, line: impl FnOnce() -> String) {
