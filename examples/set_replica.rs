@@ -13,27 +13,13 @@
 #[path = "replica/items.rs"]
 mod items;
 
-use std::time::Duration;
-
-use items::one_item;
+use items::{one_item, timing_from_env};
+use kube_elector::Config;
 use kube_elector::set::ElectorSet;
-use kube_elector::{Config, Timing};
-
-fn millis(name: &str, default: Duration) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(default, Duration::from_millis)
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let defaults = Timing::default();
-    let timing = Timing {
-        lease_duration: millis("LEASE_DURATION", defaults.lease_duration),
-        renew_deadline: millis("RENEW_DEADLINE", defaults.renew_deadline),
-        retry_period: millis("RETRY_PERIOD", defaults.retry_period),
-    };
+    let timing = timing_from_env();
     let name = std::env::var("SET_NAME").unwrap_or_else(|_| "shard".into());
     let shards: usize = std::env::var("SHARDS")
         .ok()

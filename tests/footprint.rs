@@ -1,9 +1,12 @@
 //! Footprint: `is_leader()` allocates nothing, and an elector is one thread (two with a watch).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
+use common::threads_named;
 use kube_elector::LeaderElector;
 use kube_elector::testing::ApiServer;
 
@@ -28,19 +31,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.starts_with(prefix))
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
 
 #[test]
 fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {

@@ -6,23 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{timing, wait_until};
+use common::{threads_named, timing, wait_until};
 use kube_elector::set::ElectorSet;
 use kube_elector::testing::ApiServer;
-
-/// Threads of this process whose name starts with `prefix` (Linux truncates names to 15 bytes).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim().starts_with(prefix))
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
 
 #[test]
 fn a_set_runs_on_a_fixed_number_of_threads_whatever_its_size() {

@@ -6,6 +6,26 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kube_elector::Timing;
+
+/// The timing from `LEASE_DURATION`, `RENEW_DEADLINE` and `RETRY_PERIOD` (milliseconds), client-go's
+/// defaults for those not set: the replica processes of the tests run on short timings.
+#[allow(dead_code)] // readme_service.rs shares this file and keeps the README's timing
+pub fn timing_from_env() -> Timing {
+    let millis = |name: &str, default: Duration| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(default, Duration::from_millis)
+    };
+    let defaults = Timing::default();
+    Timing {
+        lease_duration: millis("LEASE_DURATION", defaults.lease_duration),
+        renew_deadline: millis("RENEW_DEADLINE", defaults.renew_deadline),
+        retry_period: millis("RETRY_PERIOD", defaults.retry_period),
+    }
+}
+
 /// How long one item takes.
 pub const ITEM: Duration = Duration::from_millis(50);
 

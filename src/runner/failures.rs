@@ -20,15 +20,23 @@ pub(crate) fn repeat_every(retry_period: Duration) -> Duration {
 impl Failures {
     /// Log a step's error (or its success) as part of a streak. A lost write race (another candidate
     /// wrote first) is part of the algorithm, not a failure.
-    pub(crate) fn note(&mut self, context: &str, error: Option<&Error>, retry_period: Duration) {
-        let now = Instant::now();
+    /// `context` names the lock in the messages (made only when something is logged); `now` is the
+    /// caller's clock reading, so a set's state machine, which reads no clock, can use it too.
+    pub(crate) fn note(
+        &mut self,
+        context: impl Fn() -> String,
+        error: Option<&Error>,
+        retry_period: Duration,
+        now: Instant,
+    ) {
         match (error, self.streak) {
             (Some(e), _) if e.is_conflict() || e.is_already_exists() => {
-                log::debug!("{context}: another candidate wrote first: {e}");
+                log::debug!("{}: another candidate wrote first: {e}", context());
             }
             (Some(e), None) => {
                 log::warn!(
-                    "{context}: {e} (retrying every {retry_period:?}; logged again every {:?} while it lasts)",
+                    "{}: {e} (retrying every {retry_period:?}; logged again every {:?} while it lasts)",
+                    context(),
                     repeat_every(retry_period)
                 );
                 self.streak = Some((now, 1, now));
@@ -36,20 +44,22 @@ impl Failures {
             (Some(e), Some((since, n, warned))) => {
                 if now.saturating_duration_since(warned) >= repeat_every(retry_period) {
                     log::warn!(
-                        "{context}: still failing, {} attempts over {:?}: {e}",
+                        "{}: still failing, {} attempts over {:?}: {e}",
+                        context(),
                         n + 1,
-                        since.elapsed()
+                        now.saturating_duration_since(since)
                     );
                     self.streak = Some((since, n + 1, now));
                 } else {
-                    log::debug!("{context}: still failing ({} in a row): {e}", n + 1);
+                    log::debug!("{}: still failing ({} in a row): {e}", context(), n + 1);
                     self.streak = Some((since, n + 1, warned));
                 }
             }
             (None, Some((since, n, _))) => {
                 log::info!(
-                    "{context}: the API server answers again, after {n} failed attempts over {:?}",
-                    since.elapsed()
+                    "{}: the API server answers again, after {n} failed attempts over {:?}",
+                    context(),
+                    now.saturating_duration_since(since)
                 );
                 self.streak = None;
             }

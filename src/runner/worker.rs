@@ -128,10 +128,12 @@ impl Worker {
             // A lapse sent nothing: it neither ends nor extends a streak of failures. A request cut by
             // `stop()` is no failure of the server.
             if !outcome.lapsed() && !self.state.is_stopped() {
+                let context = &self.context;
                 self.failures.note(
-                    &self.context,
+                    || context.clone(),
                     outcome.error.as_ref(),
                     self.timing.retry_period,
+                    Instant::now(),
                 );
                 let answered = server_answered(outcome.error.as_ref());
                 if answered {

@@ -690,9 +690,13 @@ impl SetMachine {
         let before = s.note_standing(outcome.status.clone(), now);
         let lapsed = outcome.lapsed();
         if !lapsed && !s.state.is_stopped() {
-            let context = format!("{} as {}", s.name, self.identity);
-            s.failures
-                .note(&context, outcome.error.as_ref(), self.timing.retry_period);
+            let (name, identity) = (&s.name, &self.identity);
+            s.failures.note(
+                || format!("{name} as {identity}"),
+                outcome.error.as_ref(),
+                self.timing.retry_period,
+                now,
+            );
             if server_answered(outcome.error.as_ref()) {
                 s.state.note_answer(now);
             }

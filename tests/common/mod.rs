@@ -230,3 +230,18 @@ impl Trap {
         self.heads.lock().unwrap().clone()
     }
 }
+
+/// Threads of this process whose name starts with `prefix` (Linux truncates names to 15 bytes; none
+/// elsewhere).
+pub fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim().starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
