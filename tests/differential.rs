@@ -532,3 +532,98 @@ fn watches_agree() {
     }
     assert_eq!(types[1], types[0], "embedded (left) vs real (right)");
 }
+
+#[test]
+fn label_and_field_selectors_agree() {
+    let Some(pair) = Pair::new() else { return };
+    let (real, embedded) = pair.clients("admin");
+    let labelled = |name: &str, labels: Value| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": name, "labels": labels}, "spec": held("a")})
+    };
+    let mut answers = Vec::new();
+    for client in [&real, &embedded] {
+        client.call(
+            "POST",
+            &leases(),
+            Some(&labelled("d-sel-0", json!({"d-sel": "set", "shard": "0"}))),
+        );
+        client.call(
+            "POST",
+            &leases(),
+            Some(&labelled("d-sel-1", json!({"d-sel": "set", "shard": "1"}))),
+        );
+        client.call(
+            "POST",
+            &leases(),
+            Some(&labelled(
+                "d-sel-m",
+                json!({"d-sel": "set", "example.com/member": "true"}),
+            )),
+        );
+        client.call(
+            "POST",
+            &leases(),
+            Some(&labelled("d-sel-x", json!({"d-sel": "other"}))),
+        );
+        let mut seen = Vec::new();
+        for query in [
+            "labelSelector=d-sel%3Dset",
+            "labelSelector=d-sel%3Dset%2Cexample.com%2Fmember%3Dtrue",
+            "labelSelector=d-sel%20in%20(set%2Cother)%2C!example.com%2Fmember",
+            "labelSelector=d-sel%2Cshard!%3D0",
+            "labelSelector=d-sel%2Cd-sel%20notin%20(set)",
+            "labelSelector=d-sel&fieldSelector=metadata.name%3Dd-sel-1",
+            "labelSelector=d-sel&fieldSelector=metadata.name!%3Dd-sel-1",
+        ] {
+            let a = client.call("GET", &format!("{}?{query}", leases()), None);
+            let names: Vec<String> = a.body["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            seen.push((query, a.status, names));
+        }
+        // Refused selectors: the same status and reason.
+        for query in [
+            "labelSelector=a%20b",
+            "fieldSelector=spec.holderIdentity%3Da",
+        ] {
+            let a = client.call("GET", &format!("{}?{query}", leases()), None);
+            seen.push((query, a.status, vec![a.body["reason"].to_string()]));
+        }
+        // A watch by label: the matching objects only.
+        let path = format!(
+            "{}?watch=true&timeoutSeconds=2&labelSelector=d-sel%3Dset%2Cshard",
+            leases()
+        );
+        let (status, events) = client.watch(&path, 2, Duration::from_secs(2), || {});
+        let mut watched: Vec<String> = events
+            .iter()
+            .map(|e| format!("{} {}", e["type"], e["object"]["metadata"]["name"]))
+            .collect();
+        watched.sort();
+        seen.push(("watch", status, watched));
+        for name in ["d-sel-0", "d-sel-1", "d-sel-m", "d-sel-x"] {
+            client.call("DELETE", &lease_path(name), None);
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[1], answers[0], "embedded (left) vs real (right)");
+    // And the answers are the ones Kubernetes documents (so the comparison cannot pass on two empty lists).
+    let names = |i: usize| answers[0][i].2.join(",");
+    assert_eq!(names(0), "d-sel-0,d-sel-1,d-sel-m");
+    assert_eq!(names(1), "d-sel-m");
+    assert_eq!(names(2), "d-sel-0,d-sel-1,d-sel-x");
+    assert_eq!(names(3), "d-sel-1,d-sel-m,d-sel-x");
+    assert_eq!(names(4), "d-sel-x");
+    assert_eq!(names(5), "d-sel-1");
+    assert_eq!(names(6), "d-sel-0,d-sel-m,d-sel-x");
+    assert_eq!(answers[0][7].1, 400);
+    assert_eq!(answers[0][8].1, 400);
+    assert_eq!(answers[0][9].2.len(), 2);
+}

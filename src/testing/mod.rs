@@ -20,6 +20,7 @@ mod coordinator;
 mod faults;
 mod http;
 mod listener;
+mod selector;
 mod server;
 mod shared;
 pub mod sim;

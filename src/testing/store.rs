@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::record::time::parse_micro_time_strict;
+use crate::testing::selector::Selector;
 
 /// A resource kind the server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -242,13 +243,15 @@ impl Store {
         });
     }
 
-    /// The changes after `rv` to objects of `resource` in `ns` (and named `name`, if given).
+    /// The changes after `rv` to the selected objects of `resource` in `ns`, each judged by the object it
+    /// carries (a deletion by the object as it was deleted). Unlike the real API server, an object whose
+    /// labels change so that it stops matching is not reported as deleted to a label-selected watch.
     pub(crate) fn changes_after(
         &self,
         rv: u64,
         resource: Resource,
         ns: &str,
-        name: Option<&str>,
+        selector: &Selector,
     ) -> Vec<Change> {
         self.history
             .iter()
@@ -256,7 +259,7 @@ impl Store {
                 c.rv > rv
                     && c.resource == resource
                     && c.namespace == ns
-                    && name.is_none_or(|n| c.name == n)
+                    && selector.matches(&c.name, &c.object)
             })
             .cloned()
             .collect()
@@ -306,13 +309,18 @@ impl Store {
             .collect()
     }
 
-    pub(crate) fn list(&self, r: Resource, ns: &str) -> Reply {
-        let items: Vec<Value> = self
-            .objects
+    /// The selected objects of a kind in a namespace.
+    pub(crate) fn selected(&self, r: Resource, ns: &str, selector: &Selector) -> Vec<Value> {
+        self.objects
             .iter()
-            .filter(|((res, n, _), _)| *res == r && n == ns)
+            .filter(|((res, n, name), o)| *res == r && n == ns && selector.matches(name, o))
             .map(|(_, v)| v.clone())
-            .collect();
+            .collect()
+    }
+
+    /// The selected objects of a kind in a namespace, as a `List`.
+    pub(crate) fn list(&self, r: Resource, ns: &str, selector: &Selector) -> Reply {
+        let items = self.selected(r, ns, selector);
         reply(
             200,
             json!({

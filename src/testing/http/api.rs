@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::Request;
 use crate::testing::Inner;
 use crate::testing::faults::Verdict;
+use crate::testing::selector::Selector;
 use crate::testing::store::{Reply, Resource, status, status_for_code};
 
 /// What the connection loop should do after a request.
@@ -13,7 +14,7 @@ use crate::testing::store::{Reply, Resource, status, status_for_code};
 pub(crate) struct Watch {
     pub(crate) resource: Resource,
     pub(crate) namespace: String,
-    pub(crate) name: Option<String>,
+    pub(crate) selector: Selector,
     pub(crate) from: Option<u64>,
     pub(crate) bookmarks: bool,
     pub(crate) timeout: std::time::Duration,
@@ -224,7 +225,10 @@ fn route(inner: &Inner, req: &Request) -> Reply {
     let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
     match (req.method.as_str(), name) {
         ("GET", Some(name)) => store.read(resource, ns, name),
-        ("GET", None) => store.list(resource, ns),
+        ("GET", None) => match selector(req) {
+            Ok(selector) => store.list(resource, ns, &selector),
+            Err(refused) => refused,
+        },
         ("POST", None) => store.create(resource, ns, &req.body),
         ("PUT", Some(name)) => store.replace(resource, ns, name, &req.body),
         ("DELETE", Some(name)) => store.delete(resource, ns, name),
@@ -242,7 +246,19 @@ fn route(inner: &Inner, req: &Request) -> Reply {
     }
 }
 
-/// `GET .../namespaces/{ns}/{plural}?watch=true[&fieldSelector=metadata.name=x][&resourceVersion=N]`.
+/// The request's label and field selectors; a `400 BadRequest` reply when one does not parse.
+fn selector(req: &Request) -> Result<Selector, Reply> {
+    Selector::parse(
+        req.param("labelSelector").as_deref(),
+        req.param("fieldSelector").as_deref(),
+    )
+    .map_err(|message| Reply {
+        code: 400,
+        body: status(400, "BadRequest", &message, None),
+    })
+}
+
+/// `GET .../namespaces/{ns}/{plural}?watch=true[&labelSelector=..][&fieldSelector=..][&resourceVersion=N]`.
 fn watch_request(req: &Request, inner: &Inner) -> Option<Outcome> {
     if req.method != "GET" || !matches!(req.param("watch").as_deref(), Some("true" | "1")) {
         return None;
@@ -255,9 +271,10 @@ fn watch_request(req: &Request, inner: &Inner) -> Option<Outcome> {
         _ => return None,
     };
     let resource = Resource::from_path(&gv, plural)?;
-    let name = req
-        .param("fieldSelector")
-        .and_then(|f| f.strip_prefix("metadata.name=").map(str::to_string));
+    let selector = match selector(req) {
+        Ok(s) => s,
+        Err(refused) => return Some(respond(refused.code, &refused.body)),
+    };
     let from = req
         .param("resourceVersion")
         .filter(|v| !v.is_empty() && v != "0")
@@ -269,7 +286,7 @@ fn watch_request(req: &Request, inner: &Inner) -> Option<Outcome> {
     Some(Outcome::Watch(Watch {
         resource,
         namespace: ns.to_string(),
-        name,
+        selector,
         from,
         bookmarks: req.param("allowWatchBookmarks").as_deref() == Some("true"),
         timeout: std::time::Duration::from_secs(timeout),

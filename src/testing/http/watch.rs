@@ -27,7 +27,6 @@ pub(crate) fn stream<W: Write>(inner: &Inner, w: &mut W, watch: &Watch) -> io::R
     w.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
     )?;
-    let name = watch.name.as_deref();
     let mut store = lock(&inner.store);
     let mut last = match watch.from {
         Some(rv) if rv < store.compacted_rv => {
@@ -44,11 +43,7 @@ pub(crate) fn stream<W: Write>(inner: &Inner, w: &mut W, watch: &Watch) -> io::R
         }
         Some(rv) => rv,
         None => {
-            let current: Vec<Value> = store
-                .all(watch.resource, &watch.namespace)
-                .into_iter()
-                .filter(|o| name.is_none_or(|n| o["metadata"]["name"] == n))
-                .collect();
+            let current = store.selected(watch.resource, &watch.namespace, &watch.selector);
             let rv = store.last_rv;
             drop(store);
             for o in current {
@@ -60,7 +55,7 @@ pub(crate) fn stream<W: Write>(inner: &Inner, w: &mut W, watch: &Watch) -> io::R
     };
     let mut next_bookmark = std::time::Instant::now() + std::time::Duration::from_secs(1);
     loop {
-        let changes = store.changes_after(last, watch.resource, &watch.namespace, name);
+        let changes = store.changes_after(last, watch.resource, &watch.namespace, &watch.selector);
         if let Some(c) = changes.last() {
             last = c.rv;
             drop(store);
