@@ -142,20 +142,28 @@ fn check_value(value: &str, part: &str) -> Result<String, String> {
     }
 }
 
+/// `a=b`, `a==b` or `a!=b`, split: the left side, whether it says equal, the right side.
+fn split_equality(part: &str) -> Option<(&str, bool, &str)> {
+    [("!=", false), ("==", true), ("=", true)]
+        .iter()
+        .find_map(|(op, equal)| {
+            part.split_once(op)
+                .map(|(l, r)| (l.trim(), *equal, r.trim()))
+        })
+}
+
 fn label_requirement(part: &str) -> Result<Requirement, String> {
     if let Some(key) = part.strip_prefix('!') {
         return Ok(Requirement::Absent(check_key(key.trim(), part)?));
     }
-    for (op, equal) in [("!=", false), ("==", true), ("=", true)] {
-        if let Some((k, v)) = part.split_once(op) {
-            let key = check_key(k.trim(), part)?;
-            let value = check_value(v.trim(), part)?;
-            return Ok(if equal {
-                Requirement::Equals(key, value)
-            } else {
-                Requirement::NotEquals(key, value)
-            });
-        }
+    if let Some((k, equal, v)) = split_equality(part) {
+        let key = check_key(k, part)?;
+        let value = check_value(v, part)?;
+        return Ok(if equal {
+            Requirement::Equals(key, value)
+        } else {
+            Requirement::NotEquals(key, value)
+        });
     }
     let mut words = part.splitn(2, char::is_whitespace);
     let key = words.next().unwrap_or("");
@@ -187,12 +195,7 @@ fn label_requirement(part: &str) -> Result<Requirement, String> {
 }
 
 fn field_requirement(part: &str) -> Result<FieldRequirement, String> {
-    let (field, equal, value) = [("!=", false), ("==", true), ("=", true)]
-        .iter()
-        .find_map(|(op, equal)| {
-            part.split_once(op)
-                .map(|(f, v)| (f.trim(), *equal, v.trim()))
-        })
+    let (field, equal, value) = split_equality(part)
         .ok_or_else(|| format!("invalid selector: {part:?}; can't understand {part:?}"))?;
     let field = match field {
         "metadata.name" => Field::Name,
