@@ -3,8 +3,9 @@
 //! A real HTTP/1.1 server on 127.0.0.1 with an ephemeral port, plain or TLS (with a generated CA), with
 //! bearer-token authentication and the Lease endpoints with the real API server's semantics:
 //! `resourceVersion` checks (409 Conflict), 409 AlreadyExists, 404 NotFound, 422 Invalid with causes,
-//! strict MicroTime parsing, lists and watches narrowed by `labelSelector` and `fieldSelector`. Faults can be injected per client (by bearer token), and per-verb request
-//! counters let a test assert exactly which requests a step made.
+//! strict MicroTime parsing, lists and watches narrowed by `labelSelector` and `fieldSelector`. Faults
+//! can be injected per client (by bearer token), and per-verb request counters let a test assert exactly
+//! which requests a step made.
 //!
 //! ```
 //! use kube_elector::testing::ApiServer;

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use super::store::valid_subdomain;
+
 /// What one label must satisfy.
 #[derive(Debug, Clone, PartialEq)]
 enum Requirement {
@@ -69,16 +71,15 @@ impl Selector {
         Ok(selector)
     }
 
-    /// Whether `object`, stored under `name`, is one of the selected objects. The store's key is the
-    /// name (a test may plant an object whose body names another).
-    pub(crate) fn matches(&self, name: &str, object: &Value) -> bool {
-        let metadata = &object["metadata"];
-        let labels = metadata["labels"].as_object();
+    /// Whether `object`, stored as `namespace/name`, is one of the selected objects. The fields are
+    /// judged by the store's key, not the body (a test may plant an object whose body names another).
+    pub(crate) fn matches(&self, namespace: &str, name: &str, object: &Value) -> bool {
+        let labels = object["metadata"]["labels"].as_object();
         self.labels.iter().all(|r| r.holds(labels))
             && self.fields.iter().all(|f| {
                 let value = match f.field {
                     Field::Name => name,
-                    Field::Namespace => metadata["namespace"].as_str().unwrap_or(""),
+                    Field::Namespace => namespace,
                 };
                 (value == f.value) == f.equal
             })
@@ -111,9 +112,9 @@ fn unparsable(part: &str, why: &str) -> String {
 
 /// A label key: an optional DNS-subdomain prefix and `/`, then a name of up to 63 characters of
 /// alphanumerics, `-`, `_` and `.`, beginning and ending with an alphanumeric.
-fn check_key<'a>(key: &'a str, part: &str) -> Result<String, String> {
-    let name: &'a str = match key.split_once('/') {
-        Some((prefix, name)) if !prefix.is_empty() && prefix.len() <= 253 => name,
+fn check_key(key: &str, part: &str) -> Result<String, String> {
+    let name = match key.split_once('/') {
+        Some((prefix, name)) if valid_subdomain(prefix) => name,
         Some(_) => return Err(unparsable(part, "invalid label key prefix")),
         None => key,
     };
@@ -242,9 +243,9 @@ mod tests {
             let sel_ = select(sel, "");
             assert_eq!(
                 (
-                    sel_.matches("m-a", &member),
-                    sel_.matches("s-0", &shard),
-                    sel_.matches("x", &bare)
+                    sel_.matches("default", "m-a", &member),
+                    sel_.matches("default", "s-0", &shard),
+                    sel_.matches("default", "x", &bare)
                 ),
                 (m, s, b),
                 "{sel}"
@@ -255,15 +256,26 @@ mod tests {
     #[test]
     fn field_selectors_on_name_and_namespace() {
         let a = lease("a", json!({}));
-        assert!(select("", "metadata.name=a").matches("a", &a));
-        assert!(!select("", "metadata.name=b").matches("a", &a));
-        assert!(select("", "metadata.name!=b,metadata.namespace==default").matches("a", &a));
-        assert!(!select("", "metadata.namespace=other").matches("a", &a));
+        assert!(select("", "metadata.name=a").matches("default", "a", &a));
+        assert!(!select("", "metadata.name=b").matches("default", "a", &a));
+        assert!(
+            select("", "metadata.name!=b,metadata.namespace==default").matches("default", "a", &a)
+        );
+        assert!(!select("", "metadata.namespace=other").matches("default", "a", &a));
     }
 
     #[test]
     fn malformed_selectors_are_refused_with_the_reason() {
-        for bad in ["a b", "k in a,b", "=v", "k=v v", "-k", "k in (a", "k=v!"] {
+        for bad in [
+            "a b",
+            "k in a,b",
+            "=v",
+            "k=v v",
+            "-k",
+            "k in (a",
+            "k=v!",
+            "Example.com/k",
+        ] {
             let e = Selector::parse(Some(bad), None).unwrap_err();
             assert!(e.starts_with("unable to parse requirement"), "{bad}: {e}");
         }

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
+use super::selector::Selector;
 use super::store::Resource;
 use crate::config::Config;
 
@@ -176,8 +177,9 @@ impl ApiServer {
 
     /// Every stored object of a kind (by its plural) in a namespace, e.g. the `events` posted.
     pub fn objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
-        Resource::from_plural(plural)
-            .map_or_else(Vec::new, |r| lock(&self.inner.store).all(r, namespace))
+        Resource::from_plural(plural).map_or_else(Vec::new, |r| {
+            lock(&self.inner.store).selected(r, namespace, &Selector::default())
+        })
     }
 
     /// Store any object as given (by its plural), bypassing validation, with a new resourceVersion.

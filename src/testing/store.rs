@@ -259,7 +259,7 @@ impl Store {
                 c.rv > rv
                     && c.resource == resource
                     && c.namespace == ns
-                    && selector.matches(&c.name, &c.object)
+                    && selector.matches(&c.namespace, &c.name, &c.object)
             })
             .cloned()
             .collect()
@@ -300,20 +300,11 @@ impl Store {
             .collect()
     }
 
-    /// Every object of a kind in a namespace.
-    pub(crate) fn all(&self, r: Resource, ns: &str) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|((res, n, _), _)| *res == r && n == ns)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// The selected objects of a kind in a namespace.
+    /// The selected objects of a kind in a namespace (`Selector::default()`: all of them).
     pub(crate) fn selected(&self, r: Resource, ns: &str, selector: &Selector) -> Vec<Value> {
         self.objects
             .iter()
-            .filter(|((res, n, name), o)| *res == r && n == ns && selector.matches(name, o))
+            .filter(|((res, n, name), o)| *res == r && n == ns && selector.matches(n, name, o))
             .map(|(_, v)| v.clone())
             .collect()
     }
@@ -622,9 +613,9 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
     Ok(object)
 }
 
-/// Field validation with 422 Invalid and `details.causes`, as the API server does.
-/// A DNS-1123 subdomain: what the API server requires of most object names.
-fn valid_subdomain(name: &str) -> bool {
+/// A DNS-1123 subdomain: what the API server requires of most object names (and of a label key's
+/// prefix).
+pub(crate) fn valid_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -637,6 +628,7 @@ fn valid_subdomain(name: &str) -> bool {
         })
 }
 
+/// Field validation with 422 Invalid and `details.causes`, as the API server does.
 fn validate(r: Resource, name: &str, object: &Value) -> Result<(), Reply> {
     // (field, reason, message), as the API server's field errors read.
     let mut causes: Vec<(&str, &str, String)> = Vec::new();
