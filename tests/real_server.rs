@@ -215,6 +215,64 @@ fn every_lock_kind_acquires_renews_with_one_write_per_object_releases_and_is_tak
     );
 }
 
+/// The lock caches its object without `managedFields` (the server keeps them when an update leaves
+/// them out): renews keep the server's record of who manages what, and what others wrote stays.
+#[test]
+fn renews_leave_managed_fields_and_what_others_wrote_in_place() {
+    let cp = need_cp!();
+    let path = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases/managed",
+        cp.namespace()
+    );
+    let lock = kube_elector::lock::LeaseLock::new(&cp.user(), cp.namespace(), "managed", "m-1")
+        .unwrap()
+        .with_labels([("owner".to_string(), "elector".to_string())].into());
+    let mut e = Elector::new(lock, fast()).unwrap();
+    assert!(e.step().is_leading());
+    // Another writer (the admin) adds a label and an annotation of its own.
+    let admin = common::raw::Raw::new(cp.url(), Some(cp.ca_pem()), Some(cp.admin_token()));
+    let mut object = get_json(cp, &path).unwrap();
+    object["metadata"]["labels"]["team"] = "storage".into();
+    object["metadata"]["annotations"]["note"] = "kept".into();
+    assert_eq!(admin.call("PUT", &path, Some(&object)).status, 200);
+    // The next renew meets the admin's version (one re-read), the ones after are single PUTs.
+    assert!(e.step().is_leading());
+    for _ in 0..3 {
+        let o = e.step();
+        assert!(o.renewed && !o.slow_path, "{o:?}");
+    }
+    let lease = get_json(cp, &path).unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "m-1");
+    assert_eq!(lease["metadata"]["labels"]["team"], "storage");
+    assert_eq!(lease["metadata"]["labels"]["owner"], "elector");
+    assert_eq!(lease["metadata"]["annotations"]["note"], "kept");
+    let managers: Vec<&str> = lease["metadata"]["managedFields"]
+        .as_array()
+        .expect("the server kept the managed fields")
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(
+        managers.iter().any(|m| m.starts_with("kube-elector")) && managers.len() >= 2,
+        "both writers stay recorded: {managers:?}"
+    );
+    let ours = lease["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["manager"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("kube-elector"))
+        })
+        .unwrap();
+    assert!(
+        ours["fieldsV1"]["f:spec"]["f:renewTime"].is_object(),
+        "our entry still claims the record: {ours}"
+    );
+    assert!(e.release().unwrap());
+}
+
 #[test]
 fn three_electors_racing_elect_one_and_hand_over_gracefully() {
     let cp = need_cp!();

@@ -97,22 +97,36 @@ impl RestClient {
     }
 }
 
+/// Each pooled connection's buffers. ureq's default is 128 KiB each way, sized for downloads; an API
+/// server's answer headers are well under 1 KiB, bodies stream through the input buffer, and a request
+/// is written a header line at a time, so 16 KiB holds any header line a cluster's credentials make
+/// (bearer tokens are a few KiB at most). An elector keeps one or two connections; a set, one per
+/// request thread.
+const CONNECTION_BUFFER: usize = 16 * 1024;
+
 /// One ureq agent for a config: its TLS settings, our resolver, statuses as values.
 fn build_agent(config: &Config) -> Result<Agent> {
-    let tls = tls::tls_config(config)?;
+    let url = config.url()?;
+    // Always explicit: ureq's own proxy environment handling differs from Go's rules.
+    let proxy = proxy::for_config(config)?;
+    let tls_used = url.is_https()
+        || proxy
+            .as_ref()
+            .is_some_and(|p| p.protocol() == ureq::ProxyProtocol::Https);
+    let tls = tls::tls_config(config, tls_used)?;
     let agent_config = Agent::config_builder()
         .http_status_as_error(false)
         // An API server never redirects an elector's requests: a 3xx is a failed request (and so
         // credentials never follow one to another host).
         .max_redirects(0)
         .tls_config(tls)
-        // Always explicit: ureq's own proxy environment handling differs from Go's rules.
-        .proxy(proxy::for_config(config)?)
+        .proxy(proxy)
         .user_agent(concat!("kube-elector/", env!("CARGO_PKG_VERSION")))
         .accept("application/json")
         .max_idle_connections_per_host(2)
+        .input_buffer_size(CONNECTION_BUFFER)
+        .output_buffer_size(CONNECTION_BUFFER)
         .build();
-    let url = config.url()?;
     match config
         .tls_server_name()
         .filter(|_| url.is_https() && !config.insecure_skip_tls_verify())

@@ -49,8 +49,9 @@ fn system_roots() -> Option<&'static [CertificateDer<'static>]> {
 }
 
 /// The TLS config for a connection config: its CA only when one is given (else the system roots), and
-/// its client certificate.
-pub(crate) fn tls_config(config: &crate::config::Config) -> Result<TlsConfig> {
+/// its client certificate. `tls_used`: some connection (to the server or to an https proxy) is TLS;
+/// without one the system roots are neither read nor copied (a plain-HTTP test server).
+pub(crate) fn tls_config(config: &crate::config::Config, tls_used: bool) -> Result<TlsConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut builder = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
@@ -58,7 +59,7 @@ pub(crate) fn tls_config(config: &crate::config::Config) -> Result<TlsConfig> {
     if let Some(pem) = config.ca_pem() {
         let certs = certificates(pem, "certificate authority")?;
         builder = builder.root_certs(RootCerts::from(certs));
-    } else if let Some(roots) = system_roots() {
+    } else if let Some(roots) = tls_used.then(system_roots).flatten() {
         builder = builder.root_certs(RootCerts::from(
             roots
                 .iter()

@@ -34,18 +34,21 @@ pub trait LockObject: Send + 'static {
 pub struct ObjectLock<K> {
     /// Its own, or shared with the other locks of an elector set.
     client: Arc<RestClient>,
-    namespace: String,
-    name: String,
-    identity: String,
-    /// Built once, as are the request contexts below: renews are hot.
+    /// Shared, as is the identity, by the locks of an elector set: a process may hold a thousand locks,
+    /// so a lock keeps only what is its own (its name and path, its cached object).
+    namespace: Arc<str>,
+    name: Arc<str>,
+    identity: Arc<str>,
+    /// Built once: renews are hot. (The collection path only serves a create, and a request's context
+    /// for messages is built when the request is made.)
     item_path: String,
-    collection_path: String,
-    get_context: String,
-    update_context: String,
-    /// The whole object last read or written, as the server sent it: sent back on update, unknown
-    /// fields included. Kept as its JSON text, not as a parsed tree: a fifth of the memory, which counts
-    /// when one process holds a thousand locks; an update parses it again (a few microseconds).
-    cached: Option<Box<[u8]>>,
+    /// The whole object last read or written, as the server sent it but for its managed fields (see
+    /// `accept`): sent back on update, unknown fields included. Kept as its JSON text, not as a parsed
+    /// tree: a fifth of the memory, which counts when one process holds a thousand locks; an update
+    /// parses it again (a few microseconds). Empty when there is none. Rewritten in place: a renew's
+    /// answer is the same size as the last, so the buffer stays where it is, with no new allocation
+    /// among each renew's short-lived ones.
+    cached: Vec<u8>,
     /// Labels the holder puts on the object when it writes (shared by the locks of an elector set).
     labels: Arc<BTreeMap<String, String>>,
     kind: PhantomData<fn() -> K>,
@@ -83,33 +86,28 @@ impl<K: LockObject> ObjectLock<K> {
     ) -> Result<Self> {
         Ok(Self::with_client(
             Arc::new(RestClient::new(config)?),
-            namespace,
-            name,
-            identity,
+            namespace.into(),
+            name.into(),
+            identity.into(),
         ))
     }
 
-    /// A lock on a client shared with other locks (an elector set's: one connection pool for all).
+    /// A lock on a client shared with other locks (an elector set's: one connection pool for all, and
+    /// one namespace and identity).
     pub(crate) fn with_client(
         client: Arc<RestClient>,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-        identity: impl Into<String>,
+        namespace: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        identity: impl Into<Arc<str>>,
     ) -> Self {
         let (namespace, name) = (namespace.into(), name.into());
-        let collection_path = collection_path::<K>(&namespace);
-        let get_context = format!("get {} {namespace}/{name}", K::PLURAL);
-        let update_context = format!("update {} {namespace}/{name}", K::PLURAL);
         ObjectLock {
             client,
-            item_path: format!("{collection_path}/{name}"),
-            collection_path,
-            get_context,
-            update_context,
+            item_path: format!("{}/{name}", collection_path::<K>(&namespace)),
             namespace,
             name,
             identity: identity.into(),
-            cached: None,
+            cached: Vec::new(),
             labels: Arc::default(),
             kind: PhantomData,
         }
@@ -158,18 +156,36 @@ impl<K: LockObject> ObjectLock<K> {
     }
 
     /// Decode a body, cache the object and return its record. (Error contexts are only built on errors.)
+    ///
+    /// The cache leaves out `metadata.managedFields`: the API server keeps an object's managed fields
+    /// when an update omits them (so clients unaware of them never strip them), and they are often half
+    /// of a Lease's bytes, sent on every renew and held for every lock.
     fn accept(&mut self, body: &[u8]) -> Result<VersionedRecord> {
-        let object: Value = serde_json::from_slice(body)
+        let mut object: Value = serde_json::from_slice(body)
             .map_err(|e| self.decode_error(format!("not JSON: {e}")))?;
         let versioned = decode::<K>(&object).map_err(|m| self.decode_error(m))?;
-        self.cached = Some(body.into());
+        let managed = object
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(|m| m.remove("managedFields"));
+        let stripped;
+        let bytes = match managed {
+            Some(_) => {
+                stripped = to_vec(&object);
+                &stripped
+            }
+            None => body,
+        };
+        self.cached.clear();
+        self.cached.reserve_exact(bytes.len());
+        self.cached.extend_from_slice(bytes);
         Ok(versioned)
     }
 
     /// The cached object, parsed (it was valid JSON when cached).
     fn cached_object(&self) -> Option<Value> {
-        self.cached
-            .as_deref()
+        Some(&self.cached)
+            .filter(|b| !b.is_empty())
             .and_then(|b| serde_json::from_slice(b).ok())
     }
 }
@@ -242,10 +258,13 @@ fn to_vec(v: &Value) -> Vec<u8> {
 
 impl<K: LockObject> Lock for ObjectLock<K> {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
-        match self.client.get(&self.item_path, timeout, &self.get_context) {
+        match self
+            .client
+            .get(&self.item_path, timeout, &self.context("get"))
+        {
             Ok(body) => self.accept(&body).map(Some),
             Err(e) if e.is_not_found() => {
-                self.cached = None;
+                self.cached = Vec::new();
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -260,11 +279,11 @@ impl<K: LockObject> Lock for ObjectLock<K> {
         let mut object = json!({
             "apiVersion": K::API_VERSION,
             "kind": K::KIND,
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {"name": &*self.name, "namespace": &*self.namespace},
         });
         self.write(&mut object, record);
         let answer = self.client.post(
-            &self.collection_path,
+            &collection_path::<K>(&self.namespace),
             &to_vec(&object),
             timeout,
             &self.context("create"),
@@ -283,7 +302,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             json!({
                 "apiVersion": K::API_VERSION,
                 "kind": K::KIND,
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {"name": &*self.name, "namespace": &*self.namespace},
             })
         });
         self.write(&mut object, record);
@@ -295,7 +314,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             &self.item_path,
             &to_vec(&object),
             timeout,
-            &self.update_context,
+            &self.context("update"),
         )?;
         self.accept(&answer)
     }
@@ -316,8 +335,8 @@ impl<K: LockObject> Lock for ObjectLock<K> {
         Some(ObjectReference {
             api_version: K::API_VERSION.to_string(),
             kind: K::KIND.to_string(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
             uid: self
                 .cached_object()
                 .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string)),

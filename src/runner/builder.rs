@@ -396,10 +396,10 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
     let context = format!("{} as {identity}", p.locks.describe());
     let elector = Elector::new(p.locks, p.timing)?.coordinated(p.coordinated)?;
     let owner = Owner {
-        identity,
+        identity: identity.into(),
         context: context.clone(),
-        name: p.name,
-        server: p.server,
+        name: p.name.into(),
+        server: p.server.map(Into::into),
     };
     let state = Arc::new(State::new(p.timing, owner, p.events, p.recorder));
     let (commands, commands_rx) = unbounded();

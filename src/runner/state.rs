@@ -66,13 +66,14 @@ pub(crate) struct State {
     /// Posts Kubernetes Events, when enabled; dropped (its thread drains and ends) when the elector
     /// ends, however long statuses and terms outlive it.
     recorder: Mutex<Option<EventRecorder>>,
-    pub(crate) identity: String,
-    /// The lock object, for Events.
-    lock_ref: Mutex<Option<ObjectReference>>,
+    pub(crate) identity: Arc<str>,
+    /// The lock object, for Events (boxed: only electors that record Events fill it, and an elector set
+    /// keeps a state per lock).
+    lock_ref: Mutex<Option<Box<ObjectReference>>>,
     /// The lock and our identity, for log lines: `leases default/my-app as pod-a`.
     pub(crate) context: String,
     /// The lock's name: the `name` label of the metrics.
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     /// The number of the current (or last) term. A term's number is published before its deadline, so
     /// a reader who sees the deadline sees the number too.
     term_seq: AtomicU64,
@@ -85,7 +86,7 @@ pub(crate) struct State {
     /// step that got an answer, or the watch bringing anything.
     answered: AtomicU64,
     /// The API server, for messages (`None` for a lock the caller built).
-    server: Option<String>,
+    server: Option<Arc<str>>,
     /// The deadline the last term had when it was ended early (a step-down or a stop), in nanoseconds
     /// since `base`: until then its work may still be waited for before the lock is released.
     ended_deadline: AtomicU64,
@@ -109,12 +110,13 @@ pub(crate) struct TermSlot {
 }
 
 /// Who the state belongs to.
+/// (Shared where they can be: an elector set's locks have one identity and one server.)
 pub(crate) struct Owner {
-    pub(crate) identity: String,
+    pub(crate) identity: Arc<str>,
     pub(crate) context: String,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     /// The API server's URL, when the elector built its lock from a config.
-    pub(crate) server: Option<String>,
+    pub(crate) server: Option<Arc<str>>,
 }
 
 impl State {
@@ -518,7 +520,7 @@ impl State {
         self.events
             .publish(LeaderEvent::StartedLeading { transitions });
         if let Some(r) = lock(&self.recorder).as_ref() {
-            *lock(&self.lock_ref) = object.clone();
+            *lock(&self.lock_ref) = object.clone().map(Box::new);
             r.record(object, format!("{} became leader", self.identity));
         }
     }
@@ -530,7 +532,7 @@ impl State {
             log::info!("{}: stopped leading: {reason}", self.context);
             self.events.publish(LeaderEvent::StoppedLeading { reason });
             if let Some(r) = lock(&self.recorder).as_ref() {
-                let object = lock(&self.lock_ref).clone();
+                let object = lock(&self.lock_ref).as_deref().cloned();
                 r.record(object, format!("{} stopped leading", self.identity));
             }
         }

@@ -80,7 +80,7 @@ fn is_free(status: &Status, now: Instant) -> bool {
 
 /// One lock of the set.
 pub(crate) struct Shard {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     election: Election,
     pub(crate) state: Arc<State>,
     /// A request of it is out.
@@ -144,8 +144,8 @@ struct Room {
 /// What a set is made of: its locks, who campaigns, and how.
 pub(crate) struct SetSettings {
     pub(crate) identity: String,
-    /// The shard locks' names.
-    pub(crate) locks: Vec<String>,
+    /// The shard locks' names (shared with their locks and the handle).
+    pub(crate) locks: Vec<Arc<str>>,
     /// Our member lease's name, and the prefix every member lease's name has.
     pub(crate) member: String,
     pub(crate) member_prefix: String,
@@ -165,7 +165,7 @@ pub(crate) struct SetSettings {
 pub(crate) struct SetMachine {
     /// The shard locks, then our member lease (last).
     shards: Vec<Shard>,
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<Arc<str>, usize>,
     identity: String,
     timing: Timing,
     balance: bool,
@@ -207,7 +207,11 @@ impl SetMachine {
         let count = s.locks.len() + 1;
         let mut shards = Vec::with_capacity(count);
         let mut by_name = HashMap::with_capacity(count);
-        for (i, name) in s.locks.iter().chain(std::iter::once(&s.member)).enumerate() {
+        // One copy of what every lock shares, and of each lock's name.
+        let identity: Arc<str> = s.identity.as_str().into();
+        let server: Option<Arc<str>> = s.server.as_deref().map(Into::into);
+        let member: Arc<str> = s.member.as_str().into();
+        for (i, name) in s.locks.iter().chain(std::iter::once(&member)).enumerate() {
             let context = format!("leases {}/{name} as {}", s.namespace, s.identity);
             let mut config = ElectionConfig::new(&s.identity, context.clone(), s.timing);
             if seed.is_some() {
@@ -221,16 +225,16 @@ impl SetMachine {
                 EventHub::with_tap(move |e| {
                     set_events.publish(ShardEvent {
                         shard: i,
-                        lock: lock.clone(),
+                        lock: lock.to_string(),
                         event: e.clone(),
                     })
                 })
             };
             let owner = Owner {
-                identity: s.identity.clone(),
+                identity: identity.clone(),
                 context,
                 name: name.clone(),
-                server: s.server.clone(),
+                server: server.clone(),
             };
             let state = Arc::new(State::new(s.timing, owner, Arc::new(hub), None));
             by_name.insert(name.clone(), i);
@@ -366,7 +370,7 @@ impl SetMachine {
         // With hashing, the member each shard is meant for (the same in every member that sees the same
         // live members); it is worked out again only when they change.
         if self.hashing && self.meant_for.0 != live {
-            let names: Vec<&str> = self.shards[..n].iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<&str> = self.shards[..n].iter().map(|s| &*s.name).collect();
             self.meant_for = (live.clone(), targets(&names, &live));
         }
         let me = live.iter().position(|m| *m == self.identity);
@@ -773,7 +777,9 @@ impl SetMachine {
             Ok(items) => {
                 let mut names = Vec::new();
                 for (name, v) in items {
-                    if name.starts_with(&self.member_prefix) && !self.by_name.contains_key(&name) {
+                    if name.starts_with(&self.member_prefix)
+                        && !self.by_name.contains_key(name.as_str())
+                    {
                         self.members.observe(&name, Some(v.record), now);
                         names.push(name);
                     }

@@ -263,10 +263,16 @@ impl ElectorSetBuilder {
         let mut member_labels = (*labels).clone();
         member_labels.insert(MEMBER_LABEL.to_string(), "true".into());
         let member_labels = Arc::new(member_labels);
-        let locks: Vec<Option<Box<dyn crate::lock::Lock>>> = self
-            .locks
+        let (shared_namespace, shared_identity) = (
+            Arc::<str>::from(namespace.as_str()),
+            Arc::<str>::from(identity.as_str()),
+        );
+        // Each name once, shared by its lock, its election and state, and the handle.
+        let names: Vec<Arc<str>> = self.locks.iter().map(|n| Arc::from(n.as_str())).collect();
+        let member_name: Arc<str> = member.as_str().into();
+        let locks: Vec<Option<Box<dyn crate::lock::Lock>>> = names
             .iter()
-            .chain(std::iter::once(&member))
+            .chain(std::iter::once(&member_name))
             .enumerate()
             .map(|(i, name)| {
                 let labels = if i == self.locks.len() {
@@ -274,8 +280,13 @@ impl ElectorSetBuilder {
                 } else {
                     &labels
                 };
-                let lock = LeaseLock::with_client(client.clone(), &namespace, name, &identity)
-                    .with_shared_labels(labels.clone());
+                let lock = LeaseLock::with_client(
+                    client.clone(),
+                    shared_namespace.clone(),
+                    name.clone(),
+                    shared_identity.clone(),
+                )
+                .with_shared_labels(labels.clone());
                 Some(Box::new(lock) as Box<dyn crate::lock::Lock>)
             })
             .collect();
@@ -283,7 +294,7 @@ impl ElectorSetBuilder {
         let machine = SetMachine::new(
             SetSettings {
                 identity: identity.clone(),
-                locks: self.locks.clone(),
+                locks: names.clone(),
                 member,
                 member_prefix,
                 namespace: namespace.clone(),
@@ -339,7 +350,6 @@ impl ElectorSetBuilder {
             .name("kube-elector-set".into())
             .spawn(move || driver.run())
             .map_err(|e| Error::spawn("elector set driver", e))?;
-        let names = self.locks.clone();
         let events = self.events.clone();
         Ok(ElectorSetHandle {
             states,
@@ -360,7 +370,7 @@ impl ElectorSetBuilder {
 pub struct ElectorSetHandle {
     /// One per lock, then our member lease's.
     states: Vec<Arc<State>>,
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
     identity: String,
     commands: Sender<SetCommand>,
     thread: Mutex<Option<JoinHandle<()>>>,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{Election, Known, Observation, Seen, View};
+use super::{Election, Ghost, Known, Observation, Seen, Slots, View};
 use crate::election::protocol::{Action, ElectionConfig, Slot, UNKNOWN_LEADER};
 use crate::error::Error;
 use crate::events::{LeaderEvent, StopReason};
@@ -341,7 +341,7 @@ impl Election {
         // the second write of a pair lost a race): the countdown starts now.
         let wrote = self.step.wrote;
         let mut changed = false;
-        for (i, (s, k)) in o.seen.iter_mut().zip(&self.slots).enumerate() {
+        for (i, (s, k)) in o.seen.iter_mut().zip(self.slots.iter()).enumerate() {
             if !s.matches(k) {
                 let ours_now = wrote[i] && k.object().is_some_and(|v| judge.mine(&v.record));
                 changed |= !ours_now;
@@ -382,7 +382,7 @@ impl Election {
 ///   saw took it in between.
 ///
 /// The first time we see the object, we cannot know who held it: free.
-fn cleared_ghost(before: &Known, now: &LeaderElectionRecord) -> Option<LeaderElectionRecord> {
+fn cleared_ghost(before: &Known, now: &LeaderElectionRecord) -> Option<Ghost> {
     if !now.holder_identity.is_empty() {
         return None;
     }
@@ -391,12 +391,14 @@ fn cleared_ghost(before: &Known, now: &LeaderElectionRecord) -> Option<LeaderEle
         Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some(g.clone()),
         Known::Cleared { ghost, .. } if !released => Some(ghost.clone()),
         Known::Present(p) if !released && !p.record.holder_identity.is_empty() => {
-            Some(p.record.clone())
+            Some(Box::new(p.record.clone()))
         }
-        Known::Present(p) if !released && p.record != *now => Some(LeaderElectionRecord {
-            holder_identity: UNKNOWN_LEADER.to_string(),
-            ..now.clone()
-        }),
+        Known::Present(p) if !released && p.record != *now => {
+            Some(Box::new(LeaderElectionRecord {
+                holder_identity: UNKNOWN_LEADER.to_string(),
+                ..now.clone()
+            }))
+        }
         _ => None,
     }
 }
@@ -406,11 +408,11 @@ fn cleared_ghost(before: &Known, now: &LeaderElectionRecord) -> Option<LeaderEle
 /// its lease runs out (a live holder re-creates or rewrites it within a retry); whoever re-creates a
 /// deleted one after that leads only after a quarantine (see `Term::from`). A released ghost holds
 /// nothing.
-fn record_in(slots: &[Known; 2], slot: Slot) -> Option<(&LeaderElectionRecord, bool)> {
+fn record_in(slots: &Slots, slot: Slot) -> Option<(&LeaderElectionRecord, bool)> {
     match &slots[slot.index()] {
         Known::Present(v) => Some((&v.record, false)),
-        Known::Cleared { ghost, .. } => Some((ghost, true)),
-        Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((g, true)),
+        Known::Cleared { ghost, .. } => Some((&**ghost, true)),
+        Known::Missing { ghost: Some(g) } if !g.holder_identity.is_empty() => Some((&**g, true)),
         _ => None,
     }
 }
@@ -452,7 +454,7 @@ fn judged<'a>(
 
 /// What the objects say together, or `None` when none exists. In a pair, two records naming different
 /// holders read as [`UNKNOWN_LEADER`], and the longest duration either advertises counts.
-fn view_of<'a>(slots: &'a [Known; 2], judge: Judge<'_>) -> Option<View<'a>> {
+fn view_of<'a>(slots: &'a Slots, judge: Judge<'_>) -> Option<View<'a>> {
     let primary = record_in(slots, Slot::Primary);
     let secondary = if judge.config.pair {
         record_in(slots, Slot::Secondary)

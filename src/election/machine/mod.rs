@@ -26,13 +26,14 @@ mod tests;
 const REREADS_PER_STEP: u8 = 1;
 
 /// What we know of one lock object.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 enum Known {
+    #[default]
     Unread,
     /// The object does not exist. `ghost`: the last record we saw in it, if it named a holder: an
     /// administrator's delete does not end that holder's lease, so we judge it as still there.
     Missing {
-        ghost: Option<LeaderElectionRecord>,
+        ghost: Option<Ghost>,
     },
     Present(VersionedRecord),
     /// The object exists, but its record lost its holder without a release by that holder (a tool or an
@@ -40,9 +41,13 @@ enum Known {
     /// record naming a holder, is judged as still there.
     Cleared {
         object: VersionedRecord,
-        ghost: LeaderElectionRecord,
+        ghost: Ghost,
     },
 }
+
+/// A record kept after its object was deleted or cleared: rare, so boxed (every lock pays for the size
+/// of `Known` twice, and a process may hold a thousand locks).
+type Ghost = Box<LeaderElectionRecord>;
 
 impl Known {
     /// The object as the server holds it, if it exists.
@@ -54,6 +59,43 @@ impl Known {
     }
 }
 
+/// What we know of the lock's objects, by [`Slot::index`](crate::election::Slot): the primary's, and a
+/// migration pair's secondary's, boxed, since most locks are one object (an elector set keeps an
+/// election per lock, and this is the largest part of one).
+#[derive(Debug, Default)]
+struct Slots {
+    primary: Known,
+    secondary: Option<Box<Known>>,
+}
+
+/// The secondary of a lock that has none.
+static UNREAD: Known = Known::Unread;
+
+impl Slots {
+    fn iter(&self) -> impl Iterator<Item = &Known> {
+        [&self.primary, self.secondary.as_deref().unwrap_or(&UNREAD)].into_iter()
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Known;
+    fn index(&self, i: usize) -> &Known {
+        match i {
+            0 => &self.primary,
+            _ => self.secondary.as_deref().unwrap_or(&UNREAD),
+        }
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, i: usize) -> &mut Known {
+        match i {
+            0 => &mut self.primary,
+            _ => self.secondary.get_or_insert_with(Box::default),
+        }
+    }
+}
+
 /// What one object said when we last looked, for telling a change: its record, or that it was not
 /// there. Only the record counts: a write that leaves it alone (a label, another controller's key in a
 /// shared ConfigMap) changes the object's version but is no renew of the holder's.
@@ -61,14 +103,15 @@ impl Known {
 enum Seen {
     #[default]
     Absent,
-    Record(LeaderElectionRecord),
+    /// Boxed: most locks are one object, and the second slot's `Seen` then costs a pointer.
+    Record(Box<LeaderElectionRecord>),
 }
 
 impl Seen {
     fn matches(&self, known: &Known) -> bool {
         match (self, known.object()) {
             (Seen::Absent, None) => true,
-            (Seen::Record(r), Some(v)) => *r == v.record,
+            (Seen::Record(r), Some(v)) => **r == v.record,
             _ => false,
         }
     }
@@ -76,8 +119,8 @@ impl Seen {
     /// Become what `known` says, reusing the buffers already held.
     fn take(&mut self, known: &Known) {
         match (&mut *self, known.object()) {
-            (Seen::Record(r), Some(v)) => r.clone_from(&v.record),
-            (_, Some(v)) => *self = Seen::Record(v.record.clone()),
+            (Seen::Record(r), Some(v)) => (**r).clone_from(&v.record),
+            (_, Some(v)) => *self = Seen::Record(Box::new(v.record.clone())),
             (_, None) => *self = Seen::Absent,
         }
     }
@@ -147,10 +190,11 @@ struct ServerClock {
 #[derive(Debug)]
 enum Phase {
     Idle,
-    /// Fast-path renew: writing the cached objects.
+    /// Fast-path renew: writing the cached objects. (The records are boxed: every lock carries a
+    /// `Phase`, idle most of the time.)
     Renew {
         slot: Slot,
-        record: LeaderElectionRecord,
+        record: Box<LeaderElectionRecord>,
         sent: String,
     },
     /// Reading the objects to judge them.
@@ -161,7 +205,7 @@ enum Phase {
     Write {
         slots: Vec<Slot>,
         index: usize,
-        record: LeaderElectionRecord,
+        record: Box<LeaderElectionRecord>,
         sent: Option<String>,
     },
     ReleaseRead {
@@ -220,7 +264,7 @@ struct StepState {
 #[derive(Debug)]
 pub struct Election {
     config: ElectionConfig,
-    slots: [Known; 2],
+    slots: Slots,
     observed: Option<Observation>,
     leading: Option<Term>,
     /// The holder last reported in a `NewLeader` event.
@@ -277,7 +321,7 @@ impl Election {
         }
         Ok(Election {
             config,
-            slots: [Known::Unread, Known::Unread],
+            slots: Slots::default(),
             observed: None,
             leading: None,
             reported: None,
@@ -389,14 +433,16 @@ impl Election {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             // A reply without a request: nothing to continue.
             Phase::Idle => self.finish(now),
-            Phase::Renew { slot, record, sent } => self.on_renewed(slot, record, &sent, reply, now),
+            Phase::Renew { slot, record, sent } => {
+                self.on_renewed(slot, *record, &sent, reply, now)
+            }
             Phase::Read { slot } => self.on_read(slot, reply, now, wall),
             Phase::Write {
                 slots,
                 index,
                 record,
                 sent,
-            } => self.on_written(slots, index, record, sent, reply, now),
+            } => self.on_written(slots, index, *record, sent, reply, now),
             Phase::ReleaseRead { slot } => self.on_release_read(slot, reply, now, wall),
             Phase::ReleaseWrite { slots, index, sent } => {
                 self.on_release_written(slots, index, &sent, reply, now, wall)

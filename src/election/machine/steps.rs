@@ -93,7 +93,7 @@ impl Election {
     /// The object was found missing: remember that it existed, and what it said.
     pub(super) fn gone(&mut self, slot: Slot) {
         let ghost = match &self.slots[slot.index()] {
-            Known::Present(v) => Some(v.record.clone()),
+            Known::Present(v) => Some(Box::new(v.record.clone())),
             Known::Cleared { ghost, .. } => Some(ghost.clone()),
             Known::Missing { ghost } => ghost.clone(),
             Known::Unread => None,
@@ -205,6 +205,7 @@ impl Election {
         };
         let sent = v.resource_version.clone();
         let (r, rv) = (record.clone(), sent.clone());
+        let record = Box::new(record);
         self.send(Phase::Renew { slot, record, sent }, now, move |timeout| {
             Request::Update {
                 slot,
@@ -242,7 +243,7 @@ impl Election {
             Phase::Write {
                 slots,
                 index,
-                record,
+                record: Box::new(record),
                 sent,
             },
             now,
@@ -295,12 +296,12 @@ impl Election {
         // was deleted or cleared (a re-created object reading as before is no change to them).
         let seen = match &self.slots[slot.index()] {
             Known::Present(b) => Some(&b.record),
-            Known::Cleared { object, ghost } => Some(if *ghost == v.record {
-                ghost
+            Known::Cleared { object, ghost } => Some(if **ghost == v.record {
+                &**ghost
             } else {
                 &object.record
             }),
-            Known::Missing { ghost } => ghost.as_ref(),
+            Known::Missing { ghost } => ghost.as_deref(),
             Known::Unread => None,
         };
         if sent.is_some_and(|s| s == v.resource_version) || seen.is_some_and(|r| *r == v.record) {

@@ -370,7 +370,9 @@ impl World {
         let local = self.members[m].clock.instant(self.base, at);
         let settings = SetSettings {
             identity: identity.clone(),
-            locks: (0..self.shards).map(|i| format!("{SET}-{i}")).collect(),
+            locks: (0..self.shards)
+                .map(|i| format!("{SET}-{i}").into())
+                .collect(),
             member: crate::set::member_lease(SET, &identity),
             member_prefix: format!("{SET}-member-"),
             namespace: "sim".into(),
