@@ -343,7 +343,7 @@ fn watch_loop(
             Some(v) => format!("{path}&resourceVersion={v}"),
             None => path.to_string(),
         };
-        match client.stream(&url, Duration::from_secs(WATCH_SECONDS + 30), context) {
+        match client.stream(&url, Duration::from_secs(WATCH_SECONDS + 30), &context) {
             Ok(reader) => {
                 if failures > 0 && warned {
                     log::info!("{context}: watching again after {failures} failures");

@@ -68,7 +68,11 @@ impl RestClient {
 
     /// The agent for a request: the current one, or a new one when an exec plugin handed us another
     /// client certificate or the old one was shut down by an interrupt.
-    pub(super) fn agent(&self, cert: Option<&Arc<ClientIdentity>>, context: &str) -> Result<Agent> {
+    pub(super) fn agent(
+        &self,
+        cert: Option<&Arc<ClientIdentity>>,
+        context: &dyn std::fmt::Display,
+    ) -> Result<Agent> {
         let mut slot = self.agent.lock().unwrap_or_else(|p| p.into_inner());
         if slot.interrupted {
             return Err(Error::Interrupted {

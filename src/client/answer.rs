@@ -34,7 +34,11 @@ pub(super) fn parse_date(raw: &RawDate) -> Option<DateTime<Utc>> {
 }
 
 /// A failed request: a timeout, or a transport error.
-pub(super) fn transport_error(e: ureq::Error, timeout: Duration, context: &str) -> Error {
+pub(super) fn transport_error(
+    e: ureq::Error,
+    timeout: Duration,
+    context: &dyn std::fmt::Display,
+) -> Error {
     match e {
         ureq::Error::Timeout(_) => Error::Timeout {
             context: context.to_string(),
@@ -64,7 +68,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 pub(super) fn read_answer(
     mut response: ureq::http::Response<ureq::Body>,
     timeout: Duration,
-    context: &str,
+    context: &dyn std::fmt::Display,
 ) -> Result<(u16, Option<Duration>, Vec<u8>)> {
     let status = response.status().as_u16();
     let retry_after = response
@@ -84,7 +88,7 @@ pub(super) fn read_answer(
 /// A 3xx answer as the error it is: the agent follows no redirect, and an API server sends none.
 pub(super) fn refuse_redirect(
     response: &ureq::http::Response<ureq::Body>,
-    context: &str,
+    context: &dyn std::fmt::Display,
 ) -> Result<()> {
     let code = response.status().as_u16();
     if !(300..400).contains(&code) {
@@ -107,7 +111,7 @@ pub(super) fn refuse_redirect(
 pub(super) fn finish(
     result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     timeout: Duration,
-    context: &str,
+    context: &dyn std::fmt::Display,
 ) -> Result<Vec<u8>> {
     let response = result.map_err(|e| transport_error(e, timeout, context))?;
     refuse_redirect(&response, context)?;

@@ -85,7 +85,7 @@ impl RestClient {
         &self,
         path: &str,
         max: Duration,
-        context: &str,
+        context: &dyn std::fmt::Display,
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
         self.open_stream(path, max, context)
             .map_err(|e| e.on_server(&self.base))
@@ -95,7 +95,7 @@ impl RestClient {
         &self,
         path: &str,
         max: Duration,
-        context: &str,
+        context: &dyn std::fmt::Display,
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
         let url = format!("{}{}", self.base, path);
         let resolved = self.credentials.resolve(&Bound {
@@ -149,7 +149,12 @@ impl RestClient {
     }
 
     /// GET `path`; `Ok(body)` for 2xx.
-    pub(crate) fn get(&self, path: &str, timeout: Duration, context: &str) -> Result<Vec<u8>> {
+    pub(crate) fn get(
+        &self,
+        path: &str,
+        timeout: Duration,
+        context: &dyn std::fmt::Display,
+    ) -> Result<Vec<u8>> {
         self.request("GET", path, None, timeout, context)
     }
 
@@ -159,7 +164,7 @@ impl RestClient {
         path: &str,
         body: &[u8],
         timeout: Duration,
-        context: &str,
+        context: &dyn std::fmt::Display,
     ) -> Result<Vec<u8>> {
         self.request("POST", path, Some(body), timeout, context)
     }
@@ -170,7 +175,7 @@ impl RestClient {
         path: &str,
         body: &[u8],
         timeout: Duration,
-        context: &str,
+        context: &dyn std::fmt::Display,
     ) -> Result<Vec<u8>> {
         self.request("PUT", path, Some(body), timeout, context)
     }
@@ -183,7 +188,7 @@ impl RestClient {
         path: &str,
         body: Option<&[u8]>,
         timeout: Duration,
-        context: &str,
+        context: &dyn std::fmt::Display,
     ) -> Result<Vec<u8>> {
         let start = Instant::now();
         let first = self.attempt(verb, path, body, timeout, context);
@@ -209,7 +214,7 @@ impl RestClient {
         path: &str,
         body: Option<&[u8]>,
         timeout: Duration,
-        context: &str,
+        context: &dyn std::fmt::Display,
     ) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
         // An exec plugin that has to run takes its time from the request's, never more.

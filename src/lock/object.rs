@@ -144,8 +144,15 @@ impl<K: LockObject> ObjectLock<K> {
         }
     }
 
-    fn context(&self, verb: &str) -> String {
-        format!("{verb} {} {}/{}", K::PLURAL, self.namespace, self.name)
+    /// A request's context for messages, `update leases default/my-app`: written out only when a
+    /// message needs it, not on every renew.
+    fn context(&self, verb: &'static str) -> RequestContext<'_> {
+        RequestContext {
+            verb,
+            plural: K::PLURAL,
+            namespace: &self.namespace,
+            name: &self.name,
+        }
     }
 
     fn decode_error(&self, message: String) -> Error {
@@ -187,6 +194,26 @@ impl<K: LockObject> ObjectLock<K> {
         Some(&self.cached)
             .filter(|b| !b.is_empty())
             .and_then(|b| serde_json::from_slice(b).ok())
+    }
+}
+
+/// What a lock's request is about, for messages (see [`ObjectLock::context`]).
+struct RequestContext<'a> {
+    verb: &'static str,
+    plural: &'static str,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl fmt::Display for RequestContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let RequestContext {
+            verb,
+            plural,
+            namespace,
+            name,
+        } = self;
+        write!(f, "{verb} {plural} {namespace}/{name}")
     }
 }
 
@@ -258,10 +285,10 @@ fn to_vec(v: &Value) -> Vec<u8> {
 
 impl<K: LockObject> Lock for ObjectLock<K> {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
-        match self
+        let answer = self
             .client
-            .get(&self.item_path, timeout, &self.context("get"))
-        {
+            .get(&self.item_path, timeout, &self.context("get"));
+        match answer {
             Ok(body) => self.accept(&body).map(Some),
             Err(e) if e.is_not_found() => {
                 self.cached = Vec::new();
