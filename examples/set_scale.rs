@@ -1,11 +1,13 @@
 //! What an elector set costs as its locks grow: for N = 10, 100 and 1,000 Leases in one process (a lone
 //! member, so it holds them all), on the embedded API server and on a real kube-apiserver started through
-//! `testing::ControlPlane`. The set runs in a child process of its own, so its threads, RSS and CPU are
-//! its own, not the server's. For each N:
+//! `testing::ControlPlane`. The set runs in a child process of its own (`examples/set_scale_child.rs`, a
+//! binary with only the library in it, as a user's would be), so its threads, RSS and CPU are its own,
+//! not the server's. For each N:
 //!
 //! - **threads**: the process's threads (the library's: the driver, the request pool, the watch), against
 //!   N single electors' (a renew and a watch thread each);
-//! - **RSS** and **CPU** seconds per second, over an idle window while every lock is held and renewed;
+//! - **RSS**, **heap** (the bytes allocated and live, and per lock beyond a single elector's) and **CPU**
+//!   seconds per second, over an idle window while every lock is held and renewed;
 //! - **requests/s** the API server answered over that window, against N / retry period (one renew per
 //!   lock per retry period, and nothing else);
 //! - **renew latency** p50/p99 per lock (from a renew's start, queueing in the set's request pool
@@ -16,20 +18,19 @@
 //!     cargo run --release --example set_scale
 //!     cargo run --release --example set_scale -- --locks 10,100,1000 --seconds 10 --server both --electors
 //!
+//! The child is built on first use (`cargo build --example set_scale_child`, in the same profile) when it
+//! is not beside this binary already.
+//!
 //! `--server real` (or `both`) needs `KUBEBUILDER_ASSETS` naming a directory with `kube-apiserver` and
 //! `etcd` (envtest's assets). Timing is client-go's default (15 s lease, 10 s renew deadline, 2 s retry).
 
-#[path = "common/proc_stats.rs"]
-mod proc_stats;
-
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kube_elector::set::ElectorSet;
+use kube_elector::Timing;
 use kube_elector::testing::{ApiServer, ControlPlane};
-use kube_elector::{Config, LeaderElector, LeaderStatus, Timing};
-use proc_stats::{cpu_time, rss_mib, threads_named};
 
 /// What the child measures: a set of N locks, one single elector, or N single electors.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,14 +41,6 @@ enum Role {
 }
 
 impl Role {
-    fn parse(s: &str) -> Option<Role> {
-        match s {
-            "set" => Some(Role::Set),
-            "single" => Some(Role::Single),
-            "electors" => Some(Role::Electors),
-            _ => None,
-        }
-    }
     fn name(self) -> &'static str {
         match self {
             Role::Set => "set",
@@ -63,6 +56,7 @@ struct Report {
     threads: usize,
     lib_threads: usize,
     rss_mib: f64,
+    heap_bytes: f64,
     cpu_per_sec: f64,
     p50: Duration,
     p99: Duration,
@@ -71,15 +65,35 @@ struct Report {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    if let Ok(role) = std::env::var("SET_SCALE_ROLE") {
-        let role = Role::parse(&role).unwrap_or_else(|| panic!("unknown role {role}"));
-        if let Err(e) = child(role) {
-            eprintln!("set_scale ({}): {e}", role.name());
-            std::process::exit(1);
-        }
-        return;
-    }
     parent();
+}
+
+/// The child's binary: beside this one, else built now in the same profile.
+fn child_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("this example's path");
+    let dir = me.parent().expect("the examples directory");
+    let child = dir.join(format!("set_scale_child{}", std::env::consts::EXE_SUFFIX));
+    if child.exists() {
+        return child;
+    }
+    let release = dir.parent().and_then(Path::file_name) == Some("release".as_ref());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("set_scale: building the measured child (cargo build --example set_scale_child)");
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "--example", "set_scale_child"]);
+    if release {
+        build.arg("--release");
+    }
+    let built = build.status().is_ok_and(|s| s.success());
+    if !built || !child.exists() {
+        eprintln!(
+            "set_scale: could not build {}; run `cargo build{} --example set_scale_child` first",
+            child.display(),
+            if release { " --release" } else { "" }
+        );
+        std::process::exit(1);
+    }
+    child
 }
 
 fn usage() -> ! {
@@ -117,14 +131,17 @@ fn parent() {
         "lease {:?}, renew deadline {:?}, retry {:?}; {seconds} s windows; each row a child process",
         timing.lease_duration, timing.renew_deadline, timing.retry_period
     );
+    let child = child_binary();
     println!(
-        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8} {:>9} {:>12} {:>11} {:>16} {:>16}",
+        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8} {:>9} {:>10} {:>9} {:>12} {:>11} {:>16} {:>16}",
         "server",
         "what",
         "locks",
         "threads",
         "lib threads",
         "rss MiB",
+        "heap MiB",
+        "heap/lock",
         "cpu s/s",
         "requests/s",
         "N/retry",
@@ -154,13 +171,13 @@ fn parent() {
     for target in &targets {
         let kubeconfig = dir.join(format!("{}.kubeconfig", target.label()));
         std::fs::write(&kubeconfig, target.kubeconfig()).expect("writing the kubeconfig");
-        let single = measure(target, &kubeconfig, Role::Single, 1, seconds);
+        let single = measure(&child, target, &kubeconfig, Role::Single, 1, seconds);
         print_row(target, Role::Single, 1, &single, &single, timing);
         for &n in &locks {
-            let r = measure(target, &kubeconfig, Role::Set, n, seconds);
+            let r = measure(&child, target, &kubeconfig, Role::Set, n, seconds);
             print_row(target, Role::Set, n, &r, &single, timing);
             if electors && n <= 100 {
-                let r = measure(target, &kubeconfig, Role::Electors, n, seconds);
+                let r = measure(&child, target, &kubeconfig, Role::Electors, n, seconds);
                 print_row(target, Role::Electors, n, &r, &single, timing);
             }
         }
@@ -214,15 +231,16 @@ struct Measured {
 }
 
 fn measure(
+    child: &Path,
     target: &Target,
-    kubeconfig: &std::path::Path,
+    kubeconfig: &Path,
     role: Role,
     n: usize,
     seconds: u64,
 ) -> Measured {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut child = Command::new(std::env::current_exe().expect("this example's path"))
+    let mut child = Command::new(child)
         .env("SET_SCALE_ROLE", role.name())
         .env("SET_SCALE_LOCKS", n.to_string())
         .env("SET_SCALE_SECONDS", seconds.to_string())
@@ -261,14 +279,22 @@ fn print_row(target: &Target, role: Role, n: usize, m: &Measured, single: &Measu
     let r = &m.report;
     let s = &single.report;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    // The heap each lock adds beyond what one elector's process holds.
+    let per_lock = if role == Role::Single {
+        String::from("-")
+    } else {
+        format!("{:.0} B", (r.heap_bytes - s.heap_bytes) / n as f64)
+    };
     println!(
-        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8.1} {:>9.4} {:>12.1} {:>11.1} {:>7.1?}/{:<8.1?} {:>6.2}x/{:.2}x",
+        "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8.1} {:>9.2} {:>10} {:>9.4} {:>12.1} {:>11.1} {:>7.1?}/{:<8.1?} {:>6.2}x/{:.2}x",
         target.label(),
         role.name(),
         n,
         r.threads,
         r.lib_threads,
         r.rss_mib,
+        r.heap_bytes / (1024.0 * 1024.0),
+        per_lock,
         r.cpu_per_sec,
         m.requests_per_sec,
         n as f64 / t.retry_period.as_secs_f64(),
@@ -290,6 +316,7 @@ fn parse_report(line: &str) -> Report {
             "threads" => r.threads = v.parse().unwrap_or(0),
             "lib_threads" => r.lib_threads = v.parse().unwrap_or(0),
             "rss_mib" => r.rss_mib = v.parse().unwrap_or(0.0),
+            "heap_bytes" => r.heap_bytes = v.parse().unwrap_or(0.0),
             "cpu_per_sec" => r.cpu_per_sec = v.parse().unwrap_or(0.0),
             "p50_ns" => r.p50 = ns(),
             "p99_ns" => r.p99 = ns(),
@@ -298,118 +325,4 @@ fn parse_report(line: &str) -> Report {
         }
     }
     r
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Hold every lock, then: an idle window (threads, RSS, CPU; the parent counts the requests), then a
-/// window that samples every lock's renews for their latency.
-fn child(role: Role) -> Result<(), Box<dyn std::error::Error>> {
-    let n = env_num("SET_SCALE_LOCKS", 10) as usize;
-    let window = Duration::from_secs(env_num("SET_SCALE_SECONDS", 10));
-    let name = std::env::var("SET_SCALE_NAME").unwrap_or_else(|_| "scale".into());
-    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let config = Config::infer()?;
-    let timing = Timing::default();
-    let mut set = None;
-    let mut electors = Vec::new();
-    match role {
-        Role::Set => {
-            set = Some(
-                ElectorSet::builder(config, name)
-                    .shards(n)
-                    .namespace(namespace)
-                    .identity("bench")
-                    .timing(timing)
-                    .start()?,
-            );
-        }
-        Role::Single | Role::Electors => {
-            let count = if role == Role::Single { 1 } else { n };
-            for i in 0..count {
-                electors.push(
-                    LeaderElector::builder(config.clone(), format!("{name}-{i}"))
-                        .namespace(namespace.clone())
-                        .identity("bench")
-                        .timing(timing)
-                        .start()?,
-                );
-            }
-        }
-    }
-    let statuses: Vec<LeaderStatus> = match &set {
-        Some(s) => (0..s.len()).map(|i| s.status(i)).collect(),
-        None => electors.iter().map(|e| e.status()).collect(),
-    };
-    let held = Instant::now();
-    while !statuses.iter().all(LeaderStatus::is_leader) {
-        if held.elapsed() > Duration::from_secs(120) {
-            return Err(format!(
-                "only {} of {} locks held after 2 minutes",
-                statuses.iter().filter(|s| s.is_leader()).count(),
-                statuses.len()
-            )
-            .into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Settle: the acquisitions' burst behind, every lock on its renew rhythm.
-    std::thread::sleep(timing.retry_period * 2);
-    let mut out = std::io::stdout();
-    writeln!(out, "window")?;
-    out.flush()?;
-    let (cpu0, t0) = (cpu_time(), Instant::now());
-    std::thread::sleep(window);
-    let cpu_per_sec = cpu_time().saturating_sub(cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
-    let threads = threads_named("");
-    let lib_threads = threads_named("kube-elector");
-    let rss = rss_mib();
-    writeln!(out, "measured")?;
-    out.flush()?;
-    // Latency: each lock's last renew, read whenever its count of renews moves (every quarter retry).
-    let mut seen: Vec<u64> = statuses.iter().map(|s| s.stats().renews_ok).collect();
-    let mut latencies = Vec::new();
-    let t1 = Instant::now();
-    while t1.elapsed() < window {
-        std::thread::sleep(timing.retry_period / 4);
-        for (s, seen) in statuses.iter().zip(seen.iter_mut()) {
-            let stats = s.stats();
-            if stats.renews_ok > *seen {
-                *seen = stats.renews_ok;
-                if let Some(l) = stats.last_latency {
-                    latencies.push(l);
-                }
-            }
-        }
-    }
-    if !statuses.iter().all(LeaderStatus::is_leader) {
-        return Err("a lock was lost during the windows".into());
-    }
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    writeln!(
-        out,
-        "threads={threads} lib_threads={lib_threads} rss_mib={rss:.2} cpu_per_sec={cpu_per_sec:.5} p50_ns={} p99_ns={} renews={}",
-        pct(0.50).as_nanos(),
-        pct(0.99).as_nanos(),
-        latencies.len()
-    )?;
-    out.flush()?;
-    if let Some(s) = set {
-        s.stop()?;
-    }
-    for e in electors {
-        e.stop()?;
-    }
-    Ok(())
 }

@@ -172,9 +172,9 @@ impl Election {
     /// The lock's transition counter is at `i32::MAX`: a new term's fencing token could not be larger
     /// than the last one, so we do not take the lock.
     fn refuse_term(&mut self, now: Instant) -> Action {
-        self.step.error = Some(Error::TermLimit {
+        self.step.error = Some(Box::new(Error::TermLimit {
             lock: self.config.lock.clone(),
-        });
+        }));
         if !std::mem::replace(&mut self.term_limit_reported, true) {
             self.step.events.push(LeaderEvent::TermLimitReached {
                 transitions: i32::MAX,
@@ -187,10 +187,10 @@ impl Election {
     /// after the last one we saw (a deleted lock keeps fencing tokens growing for those who saw it).
     pub(super) fn judge_missing(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
         if self.config.coordinated {
-            self.step.error = Some(Error::Coordinated(format!(
+            self.step.error = Some(Box::new(Error::Coordinated(format!(
                 "{} does not exist: the API server's coordinated election creates it (is the CoordinatedLeaderElection feature on?)",
                 self.config.lock
-            )));
+            ))));
             return self.finish(now);
         }
         if !self.campaigning {

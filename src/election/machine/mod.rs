@@ -229,7 +229,8 @@ struct StepState {
     observable: bool,
     renewed: bool,
     rereads: u8,
-    error: Option<Error>,
+    /// (Boxed: set only when a step fails, and every lock carries its `StepState`.)
+    error: Option<Box<Error>>,
     /// A release gives up at this instant.
     give_up: Option<Instant>,
     /// The writes re-create an object we have seen before (deleted since): the term they begin waits

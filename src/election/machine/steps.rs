@@ -42,7 +42,7 @@ impl Election {
         wall: DateTime<Utc>,
     ) -> Action {
         if let Err(e) = self.take_in_read(slot, reply) {
-            self.step.error = Some(e);
+            self.step.error = Some(Box::new(e));
             return self.finish(now);
         }
         match self.next_slot(slot) {
@@ -73,7 +73,7 @@ impl Election {
             Reply::NotFound => self.lost_race(Error::lock_gone(&self.config.lock), now),
             Reply::Failed(e) if e.is_conflict() || e.is_already_exists() => self.lost_race(e, now),
             Reply::Failed(e) => {
-                self.step.error = Some(e);
+                self.step.error = Some(Box::new(e));
                 self.finish(now)
             }
         }
@@ -187,7 +187,7 @@ impl Election {
             None => {
                 let e = self.deadline_error();
                 if self.step.error.is_none() {
-                    self.step.error = Some(e);
+                    self.step.error = Some(Box::new(e));
                 }
                 self.finish(now)
             }
@@ -271,14 +271,14 @@ impl Election {
             self.config.identity
         );
         self.step.slow_path = true;
-        self.step.error = Some(e);
+        self.step.error = Some(Box::new(e));
         self.read(Slot::Primary, now)
     }
 
     /// A write lost a race (409, or the object vanished): read again and judge again, once per step. A race
     /// never means "still leader": if we cannot judge again, we stop leading.
     pub(super) fn lost_race(&mut self, e: Error, now: Instant) -> Action {
-        self.step.error = Some(e);
+        self.step.error = Some(Box::new(e));
         if self.step.rereads > 0 {
             self.step.rereads -= 1;
             self.step.observable = true;

@@ -143,7 +143,7 @@ impl Election {
             if let Some(e) = self
                 .step
                 .error
-                .as_ref()
+                .as_deref()
                 .filter(|e| !matches!(e, Error::DeadlineExceeded { .. }))
             {
                 self.last_error = Some(e.to_string());
@@ -174,7 +174,7 @@ impl Election {
             events: step.events,
             renewed: step.renewed,
             slow_path: step.slow_path,
-            error: step.error,
+            error: step.error.map(|e| *e),
         })
     }
 }
