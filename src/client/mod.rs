@@ -83,7 +83,7 @@ impl RestClient {
     /// API errors as usual.
     pub(crate) fn stream(
         &self,
-        path: &str,
+        path: &dyn std::fmt::Display,
         max: Duration,
         context: &dyn std::fmt::Display,
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
@@ -93,7 +93,7 @@ impl RestClient {
 
     fn open_stream(
         &self,
-        path: &str,
+        path: &dyn std::fmt::Display,
         max: Duration,
         context: &dyn std::fmt::Display,
     ) -> Result<Box<dyn std::io::BufRead + Send>> {
@@ -151,7 +151,7 @@ impl RestClient {
     /// GET `path`; `Ok(body)` for 2xx.
     pub(crate) fn get(
         &self,
-        path: &str,
+        path: &dyn std::fmt::Display,
         timeout: Duration,
         context: &dyn std::fmt::Display,
     ) -> Result<Vec<u8>> {
@@ -161,7 +161,7 @@ impl RestClient {
     /// POST a JSON body to `path`.
     pub(crate) fn post(
         &self,
-        path: &str,
+        path: &dyn std::fmt::Display,
         body: &[u8],
         timeout: Duration,
         context: &dyn std::fmt::Display,
@@ -172,7 +172,7 @@ impl RestClient {
     /// PUT a JSON body to `path`.
     pub(crate) fn put(
         &self,
-        path: &str,
+        path: &dyn std::fmt::Display,
         body: &[u8],
         timeout: Duration,
         context: &dyn std::fmt::Display,
@@ -185,7 +185,7 @@ impl RestClient {
     fn request(
         &self,
         verb: &str,
-        path: &str,
+        path: &dyn std::fmt::Display,
         body: Option<&[u8]>,
         timeout: Duration,
         context: &dyn std::fmt::Display,
@@ -211,7 +211,7 @@ impl RestClient {
     fn attempt(
         &self,
         verb: &str,
-        path: &str,
+        path: &dyn std::fmt::Display,
         body: Option<&[u8]>,
         timeout: Duration,
         context: &dyn std::fmt::Display,

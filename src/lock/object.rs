@@ -34,14 +34,12 @@ pub trait LockObject: Send + 'static {
 pub struct ObjectLock<K> {
     /// Its own, or shared with the other locks of an elector set.
     client: Arc<RestClient>,
-    /// Shared, as is the identity, by the locks of an elector set: a process may hold a thousand locks,
-    /// so a lock keeps only what is its own (its name and path, its cached object).
+    /// Shared, as are the name and the identity, with the rest of an elector set: a process may hold a
+    /// thousand locks, so a lock keeps only what is its own (its cached object). Paths and a request's
+    /// context for messages are written out as a request is made, into its URL and its messages.
     namespace: Arc<str>,
     name: Arc<str>,
     identity: Arc<str>,
-    /// Built once: renews are hot. (The collection path only serves a create, and a request's context
-    /// for messages is built when the request is made.)
-    item_path: String,
     /// The whole object last read or written, as the server sent it but for its managed fields (see
     /// `accept`): sent back on update, unknown fields included. Kept as its JSON text, not as a parsed
     /// tree: a fifth of the memory, which counts when one process holds a thousand locks; an update
@@ -67,12 +65,45 @@ impl<K> fmt::Debug for ObjectLock<K> {
 
 /// `/apis/{group}/{version}/namespaces/{ns}/{plural}` (or `/api/v1/...` for core kinds).
 pub(crate) fn collection_path<K: LockObject>(namespace: &str) -> String {
-    let api = if K::API_VERSION.contains('/') {
-        format!("/apis/{}", K::API_VERSION)
-    } else {
-        format!("/api/{}", K::API_VERSION)
-    };
-    format!("{api}/namespaces/{namespace}/{}", K::PLURAL)
+    ObjectPath::<K>::new(namespace, None).to_string()
+}
+
+/// A collection's path, or with a name an object's, written out where it is used (a request's URL).
+struct ObjectPath<'a, K> {
+    namespace: &'a str,
+    name: Option<&'a str>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<'a, K> ObjectPath<'a, K> {
+    fn new(namespace: &'a str, name: Option<&'a str>) -> Self {
+        ObjectPath {
+            namespace,
+            name,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: LockObject> fmt::Display for ObjectPath<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let api = if K::API_VERSION.contains('/') {
+            "apis"
+        } else {
+            "api"
+        };
+        write!(
+            f,
+            "/{api}/{}/namespaces/{}/{}",
+            K::API_VERSION,
+            self.namespace,
+            K::PLURAL
+        )?;
+        match self.name {
+            Some(name) => write!(f, "/{name}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<K: LockObject> ObjectLock<K> {
@@ -103,7 +134,6 @@ impl<K: LockObject> ObjectLock<K> {
         let (namespace, name) = (namespace.into(), name.into());
         ObjectLock {
             client,
-            item_path: format!("{}/{name}", collection_path::<K>(&namespace)),
             namespace,
             name,
             identity: identity.into(),
@@ -142,6 +172,10 @@ impl<K: LockObject> ObjectLock<K> {
                 object["metadata"]["labels"][k] = json!(v);
             }
         }
+    }
+
+    fn item_path(&self) -> ObjectPath<'_, K> {
+        ObjectPath::new(&self.namespace, Some(&self.name))
     }
 
     /// A request's context for messages, `update leases default/my-app`: written out only when a
@@ -287,7 +321,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
     fn get(&mut self, timeout: Duration) -> Result<Option<VersionedRecord>> {
         let answer = self
             .client
-            .get(&self.item_path, timeout, &self.context("get"));
+            .get(&self.item_path(), timeout, &self.context("get"));
         match answer {
             Ok(body) => self.accept(&body).map(Some),
             Err(e) if e.is_not_found() => {
@@ -310,7 +344,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
         });
         self.write(&mut object, record);
         let answer = self.client.post(
-            &collection_path::<K>(&self.namespace),
+            &ObjectPath::<K>::new(&self.namespace, None),
             &to_vec(&object),
             timeout,
             &self.context("create"),
@@ -338,7 +372,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             object["metadata"]["resourceVersion"] = json!(resource_version);
         }
         let answer = self.client.put(
-            &self.item_path,
+            &self.item_path(),
             &to_vec(&object),
             timeout,
             &self.context("update"),

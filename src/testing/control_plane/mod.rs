@@ -184,7 +184,7 @@ impl ControlPlane {
                     )));
                 }
             }
-            match client.get("/readyz", Duration::from_secs(2), &"readyz") {
+            match client.get(&"/readyz", Duration::from_secs(2), &"readyz") {
                 Ok(_) => return Ok(()),
                 Err(e) => last = e.to_string(),
             }
@@ -259,7 +259,7 @@ impl ControlPlane {
     pub fn metrics(&self) -> Result<String, LaunchError> {
         let client = RestClient::new(&self.admin()).map_err(err)?;
         let body = client
-            .get("/metrics", Duration::from_secs(10), &"metrics")
+            .get(&"/metrics", Duration::from_secs(10), &"metrics")
             .map_err(err)?;
         String::from_utf8(body).map_err(|e| err(format!("metrics: {e}")))
     }
