@@ -8,7 +8,8 @@
 //! Environment: `KUBECONFIG` (or in-cluster), `POD_NAMESPACE`, `POD_NAME`, `SET_NAME` (default `shard`),
 //! `SHARDS` (default 32), `HASHING` (`1` for consistent hashing), `LEASE_DURATION`, `RENEW_DEADLINE`,
 //! `RETRY_PERIOD` (milliseconds; client-go's defaults otherwise), `ITEMS` (where items leave their
-//! trace).
+//! trace), `OWNED` (where a sampler writes, every 10 ms, which shards this member leads and in which
+//! term: a line `pid time_ns shard:term ...`).
 
 #[path = "replica/items.rs"]
 mod items;
@@ -39,7 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ]);
-    let set = builder.start()?;
+    let set = std::sync::Arc::new(builder.start()?);
+    if let Some(path) = std::env::var_os("OWNED") {
+        let set = set.clone();
+        std::thread::spawn(move || sample_owned(&set, &path));
+    }
     for shard in 0..set.len() {
         set.status(shard).run_while_leading(move |term| {
             while !term.is_cancelled() {
@@ -51,4 +56,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every term ends now; the items in flight finish; then the shards are released.
     set.stop()?;
     Ok(())
+}
+
+/// Every 10 ms, the shards this member leads and the term of each, appended to `path` as one line (one
+/// `write` on a file opened for appending, so lines from several members never interleave).
+fn sample_owned(set: &kube_elector::set::ElectorSetHandle, path: &std::ffi::OsStr) {
+    use std::io::Write;
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut line = format!("{} {now}", std::process::id());
+        for shard in 0..set.len() {
+            if let Some(term) = set.status(shard).term() {
+                line.push_str(&format!(" {shard}:{}", term.transitions()));
+            }
+        }
+        line.push('\n');
+        if file.write_all(line.as_bytes()).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

@@ -1,7 +1,8 @@
 //! Members of an elector set as processes (`examples/set_replica.rs`) on the embedded API server, 32
 //! shards, 50 ms items per shard: balanced within one shard of `ceil(32 / members)` after every join,
-//! leave and crash; every shard owned again within a lease duration and 2.2 retries after a crash; and
-//! no two members' items ever overlap on one shard.
+//! leave and crash; every shard owned again within a lease duration and 2.2 retries after a crash; no
+//! two members ever lead one shard at once (each member samples its terms every 10 ms); and no two
+//! members' items ever overlap on one shard.
 #![cfg(unix)]
 
 mod common;
@@ -42,6 +43,7 @@ struct World {
     server: ApiServer,
     kubeconfig: std::path::PathBuf,
     items: std::path::PathBuf,
+    owned: std::path::PathBuf,
     dir: std::path::PathBuf,
     members: Vec<Member>,
     next: usize,
@@ -58,6 +60,7 @@ impl World {
             .env("POD_NAMESPACE", "default")
             .env("POD_NAME", &id)
             .env("ITEMS", &self.items)
+            .env("OWNED", &self.owned)
             .env("SHARDS", SHARDS.to_string())
             .env("LEASE_DURATION", LEASE.as_millis().to_string())
             .env("RENEW_DEADLINE", "1500")
@@ -152,6 +155,7 @@ fn members_join_leave_and_crash_balanced_and_never_overlapping() {
         server,
         kubeconfig,
         items: dir.join("items"),
+        owned: dir.join("owned"),
         dir: dir.clone(),
         members: Vec::new(),
         next: 0,
@@ -195,7 +199,69 @@ fn members_join_leave_and_crash_balanced_and_never_overlapping() {
     }
     let items = check_no_overlap(&w.items, &w.ended, true);
     assert!(items > 200, "{items} items");
-    println!(
-        "balanced {joined:?} after a join, {left:?} after a leave; every shard owned again {owned_again:?} after a crash; {items} items, 0 overlapping"
+    let (samples, terms) = check_one_owner(&w.owned);
+    assert!(
+        samples > 1000 && terms >= SHARDS,
+        "{samples} samples, {terms} terms"
     );
+    println!(
+        "balanced {joined:?} after a join, {left:?} after a leave; every shard owned again {owned_again:?} after a crash; {items} items, 0 overlapping; {terms} terms in {samples} samples, never two owners"
+    );
+}
+
+/// From the members' samples (`pid time shard:term ...`), each member's terms of each shard as the span
+/// from their first to their last sample (a term, once ended, never comes back): no two members' spans
+/// on one shard may overlap. Returns the number of samples and of terms.
+fn check_one_owner(owned: &std::path::Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(owned).unwrap();
+    // (shard, pid, term) -> (first, last) sample time.
+    let mut spans: HashMap<(u32, u32, i32), (u128, u128)> = HashMap::new();
+    let mut samples = 0;
+    for line in text.lines() {
+        let mut f = line.split(' ');
+        let (Some(pid), Some(t)) = (f.next(), f.next()) else {
+            panic!("a malformed sample: {line:?}");
+        };
+        let (pid, t): (u32, u128) = (pid.parse().unwrap(), t.parse().unwrap());
+        samples += 1;
+        for held in f {
+            let (shard, term) = held.split_once(':').unwrap();
+            let key = (shard.parse().unwrap(), pid, term.parse().unwrap());
+            let span = spans.entry(key).or_insert((t, t));
+            span.0 = span.0.min(t);
+            span.1 = span.1.max(t);
+        }
+    }
+    let mut by_shard: Vec<((u32, u32, i32), (u128, u128))> = spans.into_iter().collect();
+    by_shard.sort_by_key(|((shard, _, _), (first, _))| (*shard, *first));
+    for (i, ((shard, pid, term), (_, last))) in by_shard.iter().enumerate() {
+        for ((other_shard, other_pid, other_term), (other_first, _)) in &by_shard[i + 1..] {
+            if other_shard != shard || other_first > last {
+                break;
+            }
+            assert!(
+                other_pid == pid,
+                "shard {shard} had two owners: process {pid} (term {term}) was seen leading until {last}, process {other_pid} (term {other_term}) from {other_first}"
+            );
+        }
+    }
+    (samples, by_shard.len())
+}
+
+#[test]
+#[should_panic(expected = "shard 3 had two owners")]
+fn the_owner_check_finds_two_members_leading_one_shard() {
+    let dir = common::temp_dir("set-owner-check");
+    let owned = dir.join("owned");
+    // Process 1 leads shard 3 in term 4 from t=100 to t=300; process 2 is seen leading it at t=200.
+    std::fs::write(&owned, "1 100 3:4\n2 150\n1 300 3:4 5:1\n2 200 3:5\n").unwrap();
+    check_one_owner(&owned);
+}
+
+#[test]
+fn the_owner_check_accepts_a_handoff() {
+    let dir = common::temp_dir("set-owner-check");
+    let owned = dir.join("owned");
+    std::fs::write(&owned, "1 100 3:4\n1 300 3:4\n2 301 3:5\n2 400 3:5\n").unwrap();
+    assert_eq!(check_one_owner(&owned), (4, 2));
 }
