@@ -209,13 +209,17 @@ fn members_join_leave_and_crash_balanced_and_never_overlapping() {
     );
 }
 
+/// A member's term of a shard: (shard, pid, term).
+type MemberTerm = (u32, u32, i32);
+/// The first and last sample time that saw it.
+type Span = (u128, u128);
+
 /// From the members' samples (`pid time shard:term ...`), each member's terms of each shard as the span
 /// from their first to their last sample (a term, once ended, never comes back): no two members' spans
 /// on one shard may overlap. Returns the number of samples and of terms.
 fn check_one_owner(owned: &std::path::Path) -> (usize, usize) {
     let text = std::fs::read_to_string(owned).unwrap();
-    // (shard, pid, term) -> (first, last) sample time.
-    let mut spans: HashMap<(u32, u32, i32), (u128, u128)> = HashMap::new();
+    let mut spans: HashMap<MemberTerm, Span> = HashMap::new();
     let mut samples = 0;
     for line in text.lines() {
         let mut f = line.split(' ');
@@ -232,7 +236,7 @@ fn check_one_owner(owned: &std::path::Path) -> (usize, usize) {
             span.1 = span.1.max(t);
         }
     }
-    let mut by_shard: Vec<((u32, u32, i32), (u128, u128))> = spans.into_iter().collect();
+    let mut by_shard: Vec<(MemberTerm, Span)> = spans.into_iter().collect();
     by_shard.sort_by_key(|((shard, _, _), (first, _))| (*shard, *first));
     for (i, ((shard, pid, term), (_, last))) in by_shard.iter().enumerate() {
         for ((other_shard, other_pid, other_term), (other_first, _)) in &by_shard[i + 1..] {
