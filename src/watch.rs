@@ -366,8 +366,11 @@ fn watch_loop(
             Err(e) => {
                 failures += 1;
                 // One warning per streak of failures, and only while other requests work: when the API
-                // server answers nothing, the renew thread's warning says so. The rest at debug level.
-                if shared.stop.load(Ordering::Acquire) {
+                // server answers nothing, the renew thread's warning says so. The rest at debug level,
+                // and nothing for a stop (which interrupts the client a moment before it sets `stop`).
+                if shared.stop.load(Ordering::Acquire)
+                    || matches!(e, crate::error::Error::Interrupted { .. })
+                {
                 } else if !warned && shared.requests_ok.load(Ordering::Acquire) {
                     warned = true;
                     // The error names the watch already: no second prefix.
