@@ -98,7 +98,7 @@ fn child_binary() -> PathBuf {
 
 fn usage() -> ! {
     eprintln!(
-        "set_scale: use --locks 10,100,1000 --seconds 10 --server embedded|real|both [--electors]"
+        "set_scale: use --locks 10,100,1000 --seconds 10 --server embedded|real|both [--io-threads N] [--electors]"
     );
     std::process::exit(2)
 }
@@ -107,6 +107,7 @@ fn parent() {
     let mut locks = vec![10usize, 100, 1000];
     let mut seconds = 10u64;
     let mut electors = false;
+    let mut io_threads = None;
     let mut server = if ControlPlane::assets_from_env().is_some() {
         "both".to_string()
     } else {
@@ -123,6 +124,7 @@ fn parent() {
             "--locks" => locks = v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
             "--seconds" => seconds = v.parse().unwrap_or_else(|_| usage()),
             "--server" => server = v,
+            "--io-threads" => io_threads = Some(v.parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
@@ -131,7 +133,14 @@ fn parent() {
         "lease {:?}, renew deadline {:?}, retry {:?}; {seconds} s windows; each row a child process",
         timing.lease_duration, timing.renew_deadline, timing.retry_period
     );
-    let child = child_binary();
+    let child = Child {
+        path: child_binary(),
+        seconds,
+        io_threads,
+    };
+    if let Some(n) = io_threads {
+        println!("sets with {n} request threads");
+    }
     println!(
         "{:<9} {:<9} {:>6} {:>8} {:>11} {:>8} {:>9} {:>10} {:>9} {:>12} {:>11} {:>16} {:>16}",
         "server",
@@ -171,13 +180,13 @@ fn parent() {
     for target in &targets {
         let kubeconfig = dir.join(format!("{}.kubeconfig", target.label()));
         std::fs::write(&kubeconfig, target.kubeconfig()).expect("writing the kubeconfig");
-        let single = measure(&child, target, &kubeconfig, Role::Single, 1, seconds);
+        let single = measure(&child, target, &kubeconfig, Role::Single, 1);
         print_row(target, Role::Single, 1, &single, &single, timing);
         for &n in &locks {
-            let r = measure(&child, target, &kubeconfig, Role::Set, n, seconds);
+            let r = measure(&child, target, &kubeconfig, Role::Set, n);
             print_row(target, Role::Set, n, &r, &single, timing);
             if electors && n <= 100 {
-                let r = measure(&child, target, &kubeconfig, Role::Electors, n, seconds);
+                let r = measure(&child, target, &kubeconfig, Role::Electors, n);
                 print_row(target, Role::Electors, n, &r, &single, timing);
             }
         }
@@ -230,20 +239,25 @@ struct Measured {
     report: Report,
 }
 
-fn measure(
-    child: &Path,
-    target: &Target,
-    kubeconfig: &Path,
-    role: Role,
-    n: usize,
+/// How to run the measured child.
+struct Child {
+    path: PathBuf,
     seconds: u64,
-) -> Measured {
+    /// A set's request threads (`None`: its default).
+    io_threads: Option<usize>,
+}
+
+fn measure(child: &Child, target: &Target, kubeconfig: &Path, role: Role, n: usize) -> Measured {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut child = Command::new(child)
+    let mut command = Command::new(&child.path);
+    if let Some(t) = child.io_threads {
+        command.env("SET_SCALE_IO_THREADS", t.to_string());
+    }
+    let mut child = command
         .env("SET_SCALE_ROLE", role.name())
         .env("SET_SCALE_LOCKS", n.to_string())
-        .env("SET_SCALE_SECONDS", seconds.to_string())
+        .env("SET_SCALE_SECONDS", child.seconds.to_string())
         .env("SET_SCALE_NAME", format!("scale{run}"))
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAMESPACE", target.namespace())

@@ -9,7 +9,8 @@
 //! renew latency p50/p99.
 //!
 //! Environment: `SET_SCALE_ROLE` (`set`, `single` or `electors`), `SET_SCALE_LOCKS`, `SET_SCALE_SECONDS`,
-//! `SET_SCALE_NAME` (the locks' name prefix), `POD_NAMESPACE`, `KUBECONFIG`.
+//! `SET_SCALE_NAME` (the locks' name prefix), `SET_SCALE_IO_THREADS` (a set's request threads; its default
+//! otherwise), `POD_NAMESPACE`, `KUBECONFIG`.
 
 #[path = "common/proc_stats.rs"]
 mod proc_stats;
@@ -88,14 +89,18 @@ fn run(role: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut electors = Vec::new();
     match role {
         "set" => {
-            set = Some(
-                ElectorSet::builder(config, name)
-                    .shards(n)
-                    .namespace(namespace)
-                    .identity("bench")
-                    .timing(timing)
-                    .start()?,
-            );
+            let mut builder = ElectorSet::builder(config, name)
+                .shards(n)
+                .namespace(namespace)
+                .identity("bench")
+                .timing(timing);
+            if let Some(threads) = std::env::var("SET_SCALE_IO_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                builder = builder.io_threads(threads);
+            }
+            set = Some(builder.start()?);
         }
         "single" | "electors" => {
             let count = if role == "single" { 1 } else { n };

@@ -42,6 +42,7 @@ impl Driver {
     pub(crate) fn run(mut self) {
         loop {
             let now = Instant::now();
+            self.pool.adjust(now);
             self.note_watch();
             self.machine.tick(now, Utc::now());
             self.carry_out();
