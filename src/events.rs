@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 
+use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 /// What the renew thread reports.
@@ -174,7 +175,7 @@ impl EventHub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
         // A panic while holding this lock cannot leave the hub inconsistent: keep using it.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 }
 

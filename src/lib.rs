@@ -66,6 +66,7 @@ mod random;
 pub mod record;
 pub mod runner;
 pub mod set;
+mod sync;
 mod watch;
 
 #[cfg(feature = "testing")]

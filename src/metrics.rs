@@ -29,6 +29,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use crate::runner::LeaderStatus;
+use crate::sync::lock;
 
 const MASTER: &str = "leader_election_master_status";
 const MASTER_HELP: &str =
@@ -60,14 +61,11 @@ impl Metrics {
 
     /// Report this elector too (it keeps being reported, as following, after it stops).
     pub fn add(&self, status: LeaderStatus) {
-        self.electors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(status);
+        lock(&self.electors).push(status);
     }
 
     fn samples(&self) -> BTreeMap<String, Sample> {
-        let electors = self.electors.lock().unwrap_or_else(|p| p.into_inner());
+        let electors = lock(&self.electors);
         let mut samples = BTreeMap::<String, Sample>::new();
         for status in electors.iter() {
             let s = samples.entry(status.lock_name().to_string()).or_default();
@@ -140,6 +138,7 @@ mod prom {
     use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
     use super::{MASTER, MASTER_HELP, Metrics, SLOWPATH, SLOWPATH_HELP};
+    use crate::sync::lock;
 
     pub(super) struct Families {
         master: IntGaugeVec,
@@ -176,7 +175,7 @@ mod prom {
 
         fn collect(&self) -> Vec<MetricFamily> {
             let f = &*self.families;
-            let _one_at_a_time = f.scraping.lock().unwrap_or_else(|p| p.into_inner());
+            let _one_at_a_time = lock(&f.scraping);
             for (name, s) in self.samples() {
                 f.master
                     .with_label_values(&[name.as_str()])

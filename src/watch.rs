@@ -20,6 +20,7 @@ use crate::election::Watched;
 use crate::error::{Error, Result};
 use crate::lock::{ConfigMap, Endpoints, Lease, LockKind};
 use crate::record::VersionedRecord;
+use crate::sync::lock;
 
 /// The longest watch event we read: lock objects are a few kilobytes; a server that sends more is
 /// treated as broken (the stream is dropped and opened again) rather than buffered without bound.
@@ -252,11 +253,7 @@ impl Watcher {
 
     /// When the stream last brought anything, or opened.
     pub(crate) fn last_activity(&self) -> Option<Instant> {
-        *self
-            .shared
-            .activity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *lock(&self.shared.activity)
     }
 
     /// Whether the stream is open but has brought nothing since `since` (when a live holder's renew
@@ -292,7 +289,7 @@ impl Watcher {
 
     /// The next change to take in and the name of the object it is about.
     pub(crate) fn take_named(&self) -> Option<(String, Watched)> {
-        let mut mailboxes = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mailboxes = lock(&self.shared.latest);
         let change = mailboxes.take();
         if !mailboxes.is_empty() {
             // More to come: wake the renew thread again.
@@ -314,15 +311,11 @@ impl Drop for Watcher {
 }
 
 fn touch(shared: &Shared) {
-    *shared.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    *lock(&shared.activity) = Some(Instant::now());
 }
 
 fn publish(shared: &Shared, wake: &Sender<()>, name: &str, update: Watched) {
-    shared
-        .latest
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .put(name, update);
+    lock(&shared.latest).put(name, update);
     let _ = wake.try_send(());
 }
 

@@ -9,6 +9,7 @@ use ureq::Agent;
 use super::{RestClient, proxy, resolver, tls, tls_connector};
 use crate::config::{ClientIdentity, Config};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// The agent of a client, and the exec-plugin client certificate it was built with (rebuilt when that
 /// changes).
@@ -34,7 +35,7 @@ impl std::fmt::Debug for Interrupter {
 impl Interrupter {
     /// Interrupt whatever is in flight (ureq's `Agent::shutdown`) and refuse new requests.
     pub(crate) fn interrupt(&self) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.0);
         slot.interrupted = true;
         slot.closed = true;
         slot.agent.clone().shutdown();
@@ -42,7 +43,7 @@ impl Interrupter {
 
     /// Accept requests again, on a fresh connection.
     pub(crate) fn resume(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).interrupted = false;
+        lock(&self.0).interrupted = false;
     }
 }
 
@@ -60,10 +61,7 @@ impl AgentSlot {
 impl RestClient {
     /// Whether `stop()` has interrupted this client (it refuses requests until resumed).
     pub(super) fn is_interrupted(&self) -> bool {
-        self.agent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .interrupted
+        lock(&self.agent).interrupted
     }
 
     /// The agent for a request: the current one, or a new one when an exec plugin handed us another
@@ -73,7 +71,7 @@ impl RestClient {
         cert: Option<&Arc<ClientIdentity>>,
         context: &dyn std::fmt::Display,
     ) -> Result<Agent> {
-        let mut slot = self.agent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.agent);
         if slot.interrupted {
             return Err(Error::Interrupted {
                 context: context.to_string(),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::exec::{Bound, ExecCredential, ExecProvider};
 use crate::config::{Auth, ClientIdentity, read_token};
 use crate::error::Result;
+use crate::sync::lock;
 
 /// How often a token file is re-read: kubelet rotates projected service-account tokens well before
 /// they expire, and client-go re-reads about every minute.
@@ -67,7 +68,7 @@ fn shared<K: Eq + Hash, V>(
     key: K,
     make: impl FnOnce() -> Result<V>,
 ) -> Result<Arc<V>> {
-    let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(registry);
     if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
         return Ok(live);
     }
@@ -182,7 +183,7 @@ impl TokenFile {
     }
 
     fn header(&self) -> Result<Arc<str>> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         let fresh = st.read_at.is_some_and(|t| t.elapsed() < TOKEN_FILE_REFRESH);
         if !fresh {
             match read_token(&self.path) {
@@ -205,7 +206,7 @@ impl TokenFile {
     }
 
     fn invalidate(&self) -> bool {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         let before = st.token.clone();
         st.read_at = None;
         drop(st);

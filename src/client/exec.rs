@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ClientIdentity, ExecConfig};
 use crate::error::{ConfigErrorKind, Error, Result};
+use crate::sync::{lock, wait};
 
 /// The longest a plugin may run, whatever time the request has left. Plugins that talk to a cloud's IAM
 /// take seconds.
@@ -104,7 +105,7 @@ impl ExecProvider {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The cached credential while it is valid, else a fresh one from the plugin, within `bound`: a run
@@ -124,11 +125,7 @@ impl ExecProvider {
             if bound.over() {
                 return Err(self.gave_up(bound, "waiting for another request's run of it"));
             }
-            state = self
-                .ran
-                .wait_timeout(state, POLL.max(Duration::from_millis(20)))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            state = wait(&self.ran, state, Some(POLL.max(Duration::from_millis(20))));
         }
         state.running = true;
         drop(state);
@@ -383,7 +380,7 @@ impl Pipe {
                         match p.read(&mut chunk) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
-                                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                                let mut st = lock(state);
                                 if st.bytes.len() + n > max {
                                     st.overflowed = true;
                                     break;
@@ -393,51 +390,37 @@ impl Pipe {
                         }
                     }
                 }
-                state.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+                lock(state).done = true;
                 cv.notify_all();
             });
         if spawned.is_err() {
             // No thread to read it: the run ends as a plugin with no output would.
-            let mut st = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = lock(&shared.0);
             st.done = true;
         }
         Pipe { shared }
     }
 
     fn overflowed(&self) -> bool {
-        self.shared
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .overflowed
+        lock(&self.shared.0).overflowed
     }
 
     /// Whether the pipe reached its end by `until`.
     fn finished_by(&self, until: Instant) -> bool {
         let (state, cv) = &*self.shared;
-        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(state);
         while !st.done && !st.overflowed {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            st = cv
-                .wait_timeout(st, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            st = wait(cv, st, Some(left));
         }
         true
     }
 
     fn take(&self) -> Vec<u8> {
-        std::mem::take(
-            &mut self
-                .shared
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .bytes,
-        )
+        std::mem::take(&mut lock(&self.shared.0).bytes)
     }
 }
 

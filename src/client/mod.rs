@@ -26,6 +26,7 @@ use self::credentials::Credentials;
 use self::exec::Bound;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
+use crate::sync::lock;
 
 /// A blocking client for one API server, with one pooled connection.
 pub(crate) struct RestClient {
@@ -67,11 +68,7 @@ impl RestClient {
 
     /// The API server's clock in its last answer (its `Date` header, whole seconds).
     pub(crate) fn last_server_date(&self) -> Option<DateTime<Utc>> {
-        self.last_date
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(parse_date)
+        lock(&self.last_date).as_ref().and_then(parse_date)
     }
 
     /// A handle that interrupts this client's requests from another thread.
@@ -258,7 +255,7 @@ impl RestClient {
         };
         if let Ok(response) = &result {
             if let Some(date) = raw_date(response) {
-                *self.last_date.lock().unwrap_or_else(|p| p.into_inner()) = Some(date);
+                *lock(&self.last_date) = Some(date);
             }
         }
         finish(result, timeout, context)

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -48,14 +49,13 @@ impl Resolver for FastResolver {
             return Ok(out);
         }
         let key = format!("{host}:{port}");
-        if let Some((k, addrs, at)) = &*self.cache.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((k, addrs, at)) = &*lock(&self.cache) {
             if *k == key && at.elapsed() < NAME_TTL {
                 return Ok(addrs.clone());
             }
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((key, addrs.clone(), Instant::now()));
+        *lock(&self.cache) = Some((key, addrs.clone(), Instant::now()));
         Ok(addrs)
     }
 }

@@ -1,12 +1,12 @@
 //! Leader work in flight, counted so that a handoff waits for it: `run_while_leading` calls and
-//! [`WorkGuard`]s. A stop, a step-down or a loss first ends the term (every token is cancelled at once),
-//! then waits for the count to reach zero, bounded, before the lock is released.
+//! [`WorkGuard`](super::WorkGuard)s. A stop, a step-down or a loss first ends the term (every token is
+//! cancelled at once), then waits for the count to reach zero, bounded, before the lock is released.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use super::state::{State, lock};
+use crate::sync::{lock, wait};
 
 /// The count of leader work in flight.
 #[derive(Debug, Default)]
@@ -19,7 +19,7 @@ pub(crate) struct Drain {
 impl Drain {
     /// Register one unit of work. Sequentially consistent with the end of a term, so that of a work
     /// that begins and a term that ends at the same moment, either the drain sees the work or the work
-    /// sees the term over (see [`State::begin_work`]).
+    /// sees the term over (see `State::begin_work`).
     pub(crate) fn enter(&self) {
         self.running.fetch_add(1, Ordering::SeqCst);
     }
@@ -47,33 +47,7 @@ impl Drain {
             if left.is_zero() {
                 return false;
             }
-            guard = self
-                .done
-                .wait_timeout(guard, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            guard = wait(&self.done, guard, Some(left));
         }
-    }
-}
-
-/// One unit of leader work in flight, registered with its term (see
-/// [`Term::begin_work`](crate::Term::begin_work)): while it lives, a graceful handoff waits before it
-/// releases the lock. Drop it when the unit is done.
-#[must_use = "the work counts as running only while the guard lives"]
-pub struct WorkGuard {
-    pub(crate) state: Arc<State>,
-}
-
-impl Drop for WorkGuard {
-    fn drop(&mut self) {
-        self.state.drain.leave();
-    }
-}
-
-impl std::fmt::Debug for WorkGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkGuard")
-            .field("identity", &self.state.identity)
-            .finish()
     }
 }

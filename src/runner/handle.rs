@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::state::{ElectorStats, State, lock};
+use super::state::{ElectorStats, State};
 use super::term::Term;
 use super::worker::{Command, Finish, StopMode};
 use crate::candidate::CandidateKeeper;
@@ -14,6 +14,7 @@ use crate::client::Interrupter;
 use crate::election::later;
 use crate::error::{DrainTimeout, Error, Result};
 use crate::events::LeaderEvent;
+use crate::sync::lock;
 
 /// A running elector. Dropping it stops the elector (and releases the lock if so configured), so keep
 /// it for as long as you campaign. Every method takes `&self`: share it (`Arc<LeaderHandle>`) between,

@@ -14,10 +14,9 @@ mod validate;
 mod worker;
 
 pub use builder::{CustomLock, LeaderElector, LeaderElectorBuilder, Managed};
-pub use drain::WorkGuard;
 pub use handle::{LeaderHandle, LeaderStatus};
 pub use state::ElectorStats;
-pub use term::Term;
+pub use term::{Term, WorkGuard};
 
 pub(crate) use failures::{Failures, server_answered};
-pub(crate) use state::{Owner, State, lock as lock_mutex};
+pub(crate) use state::{Owner, State};

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent, StopReason};
 use crate::lock::ObjectReference;
+use crate::sync::{lock, wait};
 
 const NOT_LEADING: u64 = 0;
 /// Terminal: set by `stop()`, never left.
@@ -41,11 +42,6 @@ pub struct ElectorStats {
     pub last_error: Option<String>,
     /// Whether we lead (client-go's `leader_election_master_status`).
     pub is_leader: bool,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every value here is consistent between statements: a panic elsewhere cannot leave it half-written.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The state of one running elector.
@@ -256,15 +252,8 @@ impl State {
         guard: MutexGuard<'a, TermSlot>,
         until: Option<Instant>,
     ) -> MutexGuard<'a, TermSlot> {
-        let woken = match until {
-            None => self.changed.wait(guard),
-            Some(t) => self
-                .changed
-                .wait_timeout(guard, t.saturating_duration_since(Instant::now()))
-                .map(|(g, _)| g)
-                .map_err(|p| std::sync::PoisonError::new(p.into_inner().0)),
-        };
-        woken.unwrap_or_else(|p| p.into_inner())
+        let timeout = until.map(|t| t.saturating_duration_since(Instant::now()));
+        wait(&self.changed, guard, timeout)
     }
 
     /// Begin a term: its number first, then its deadline. False when stopped. The caller announces

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::drain::WorkGuard;
 use super::state::{State, TermSlot};
 
 /// One term of leadership, handed to worker threads (see
@@ -109,6 +108,28 @@ impl std::fmt::Debug for Term {
             .field("identity", &self.state.identity)
             .field("transitions", &self.slot.transitions)
             .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// One unit of leader work in flight, registered with its term (see
+/// [`Term::begin_work`](crate::Term::begin_work)): while it lives, a graceful handoff waits before it
+/// releases the lock. Drop it when the unit is done.
+#[must_use = "the work counts as running only while the guard lives"]
+pub struct WorkGuard {
+    pub(crate) state: Arc<State>,
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        self.state.drain.leave();
+    }
+}
+
+impl std::fmt::Debug for WorkGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkGuard")
+            .field("identity", &self.state.identity)
             .finish()
     }
 }

@@ -471,7 +471,7 @@ impl ElectorSetHandle {
     }
 
     fn end(&self, graceful: bool) -> Result<()> {
-        let Some(thread) = crate::runner::lock_mutex(&self.thread).take() else {
+        let Some(thread) = crate::sync::lock(&self.thread).take() else {
             return Ok(());
         };
         let now = Instant::now();
@@ -544,7 +544,7 @@ pub(crate) struct SetEvents {
 impl SetEvents {
     pub(crate) fn subscribe(&self) -> Receiver<ShardEvent> {
         let (tx, rx) = unbounded();
-        let mut g = crate::runner::lock_mutex(&self.subscribers);
+        let mut g = crate::sync::lock(&self.subscribers);
         if !g.1 {
             g.0.push(tx);
         }
@@ -552,12 +552,12 @@ impl SetEvents {
     }
 
     pub(crate) fn publish(&self, event: ShardEvent) {
-        let mut g = crate::runner::lock_mutex(&self.subscribers);
+        let mut g = crate::sync::lock(&self.subscribers);
         g.0.retain(|tx| tx.send(event.clone()).is_ok());
     }
 
     fn close(&self) {
-        let mut g = crate::runner::lock_mutex(&self.subscribers);
+        let mut g = crate::sync::lock(&self.subscribers);
         g.1 = true;
         g.0.clear();
     }

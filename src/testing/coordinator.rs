@@ -12,9 +12,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::Inner;
 use super::store::{Resource, Store};
-use super::{Inner, lock};
 use crate::record::{format_micro_time, parse_time_lenient};
+use crate::sync::lock;
 
 /// How often candidates are pinged, and how recently they must have answered to be eligible.
 const PING_EVERY: Duration = Duration::from_millis(500);

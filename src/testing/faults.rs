@@ -1,5 +1,6 @@
 //! Fault rules: what the test server does to requests instead of (or before) answering them.
 
+use crate::sync::{lock, wait};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -178,7 +179,7 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub(crate) fn add(&self, fault: Fault) -> FaultId {
-        let mut g = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = lock(&self.rules);
         g.0 += 1;
         let id = g.0;
         g.1.push((id, fault));
@@ -186,20 +187,12 @@ impl Faults {
     }
 
     pub(crate) fn remove(&self, id: FaultId) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .retain(|(i, _)| *i != id.0);
+        lock(&self.rules).1.retain(|(i, _)| *i != id.0);
         self.changed.notify_all();
     }
 
     pub(crate) fn clear(&self) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clear();
+        lock(&self.rules).1.clear();
         self.changed.notify_all();
     }
 
@@ -220,7 +213,7 @@ impl Faults {
         let mut hangs = Vec::new();
         let mut verdict = Verdict::Proceed;
         {
-            let mut g = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = lock(&self.rules);
             for (id, rule) in g.1.iter_mut() {
                 // A used-up hang stays listed (its requests still wait) but matches no more.
                 if rule.remaining == Some(0) || !rule.matches(token, verb, path) {
@@ -270,13 +263,9 @@ impl Faults {
             std::thread::sleep(delay);
         }
         if !hangs.is_empty() {
-            let mut g = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = lock(&self.rules);
             while !abort.load(Ordering::Acquire) && g.1.iter().any(|(id, _)| hangs.contains(id)) {
-                g = self
-                    .changed
-                    .wait_timeout(g, Duration::from_millis(100))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                g = wait(&self.changed, g, Some(Duration::from_millis(100)));
             }
         }
         verdict

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Inner, http, lock};
+use super::{Inner, http};
+use crate::sync::{lock, wait};
 
 pub(super) fn bind_again(addr: SocketAddr) -> Option<TcpListener> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -48,11 +49,7 @@ pub(super) fn accept_loop(inner: Arc<Inner>, mut first: Option<TcpListener>) {
         inner.set_listening(false);
         let mut g = lock(&inner.listening);
         while inner.down.load(Ordering::Acquire) && !inner.stopped.load(Ordering::Acquire) {
-            g = inner
-                .listening_cv
-                .wait_timeout(g, Duration::from_millis(50))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            g = wait(&inner.listening_cv, g, Some(Duration::from_millis(50)));
         }
         drop(g);
         if inner.stopped.load(Ordering::Acquire) {

@@ -21,6 +21,7 @@ mod coordinator;
 mod faults;
 mod http;
 mod listener;
+mod names;
 mod selector;
 mod server;
 mod shared;
@@ -42,10 +43,4 @@ pub mod codec {
     pub use crate::record::time::{
         format_micro_time, format_seconds_time, parse_micro_time_strict, parse_time_lenient,
     };
-}
-
-use std::sync::{Mutex, MutexGuard};
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

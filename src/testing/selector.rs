@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::store::valid_subdomain;
+use super::names::valid_subdomain;
 
 /// What one label must satisfy.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,8 @@ use super::selector::Selector;
 use super::store::Resource;
 use crate::config::Config;
 
-use super::{ApiServerBuilder, Fault, FaultId, Inner, lock};
+use super::{ApiServerBuilder, Fault, FaultId, Inner};
+use crate::sync::lock;
 
 /// The embedded API server. Dropping it stops it and closes every connection.
 pub struct ApiServer {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use super::faults::Faults;
 use super::store::Store;
 
-use super::{lock, tls};
+use super::tls;
+use crate::sync::{lock, wait};
 
 pub(crate) struct Inner {
     pub(crate) store: Mutex<Store>,
@@ -92,11 +93,7 @@ impl Inner {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut g = lock(&self.listening);
         while *g != want && Instant::now() < deadline && !self.stopped.load(Ordering::Acquire) {
-            g = self
-                .listening_cv
-                .wait_timeout(g, Duration::from_millis(50))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            g = wait(&self.listening_cv, g, Some(Duration::from_millis(50)));
         }
     }
 }

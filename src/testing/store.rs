@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::record::time::parse_micro_time_strict;
+use crate::testing::names::valid_subdomain;
 use crate::testing::selector::Selector;
 
 /// A resource kind the server knows.
@@ -611,21 +612,6 @@ fn decode(r: Resource, body: &[u8]) -> Result<Value, Reply> {
         }
     }
     Ok(object)
-}
-
-/// A DNS-1123 subdomain: what the API server requires of most object names (and of a label key's
-/// prefix).
-pub(crate) fn valid_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// Field validation with 422 Invalid and `details.causes`, as the API server does.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -121,13 +122,10 @@ impl TlsMaterial {
             params.distinguished_name.push(DnType::OrganizationName, *g);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let g = self.issuer.lock().unwrap_or_else(|p| p.into_inner());
+        let g = lock(&self.issuer);
         let cert = params.signed_by(&key, &g.0, &g.1).map_err(io_err)?;
         drop(g);
-        self.client_users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cert.der().to_vec(), user.to_string());
+        lock(&self.client_users).insert(cert.der().to_vec(), user.to_string());
         Ok((cert.pem(), key.serialize_pem()))
     }
 }

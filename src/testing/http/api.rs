@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Request;
+use crate::sync::lock;
 use crate::testing::Inner;
 use crate::testing::faults::Verdict;
 use crate::testing::selector::Selector;
@@ -93,10 +94,7 @@ fn note_impersonation(inner: &Inner, req: &Request) {
         .cloned()
         .collect();
     if !impersonation.is_empty() {
-        *inner
-            .last_impersonation
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = impersonation;
+        *lock(&inner.last_impersonation) = impersonation;
     }
 }
 
@@ -222,7 +220,7 @@ fn route(inner: &Inner, req: &Request) -> Reply {
     let Some(resource) = Resource::from_path(&gv, plural) else {
         return not_found_path();
     };
-    let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut store = lock(&inner.store);
     match (req.method.as_str(), name) {
         ("GET", Some(name)) => store.read(resource, ns, name),
         ("GET", None) => match selector(req) {

@@ -22,7 +22,7 @@ fn chunk<W: Write>(w: &mut W, event: &Value) -> io::Result<()> {
 /// happen, bookmarks every second when asked, until the timeout; `410 Gone` (as an ERROR event, as the
 /// real API server sends it) for a compacted version.
 pub(crate) fn stream<W: Write>(inner: &Inner, w: &mut W, watch: &Watch) -> io::Result<()> {
-    use crate::testing::lock;
+    use crate::sync::{lock, wait};
     let deadline = std::time::Instant::now() + watch.timeout;
     w.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -78,11 +78,11 @@ pub(crate) fn stream<W: Write>(inner: &Inner, w: &mut W, watch: &Watch) -> io::R
             store = lock(&inner.store);
             continue;
         }
-        store = inner
-            .store_changed
-            .wait_timeout(store, std::time::Duration::from_millis(100))
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        store = wait(
+            &inner.store_changed,
+            store,
+            Some(std::time::Duration::from_millis(100)),
+        );
     }
     drop(store);
     w.write_all(b"0\r\n\r\n")?;
