@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::Timing;
 use super::machine::Election;
-use super::protocol::{Action, ElectionConfig, Outcome, Reply, Request};
+use super::protocol::{Action, ElectionConfig, Outcome, Reply, Request, Slot};
 use crate::error::{Error, Result};
 use crate::events::StopReason;
 use crate::lock::{Lock, Locks};
@@ -194,7 +194,11 @@ impl<L: Lock, C: Clock> Elector<L, C> {
             let (reply, slot) = self.execute(request);
             // Only coordinated election writes renew times on the server's clock.
             if self.election.is_coordinated() {
-                if let Some(date) = self.locks.get(slot).and_then(|l| l.server_date()) {
+                let lock = match slot {
+                    Slot::Primary => Some(self.locks.primary()),
+                    Slot::Secondary => self.locks.secondary(),
+                };
+                if let Some(date) = lock.and_then(|l| l.server_date()) {
                     self.election.note_server_time(date, sent);
                 }
             }
@@ -204,9 +208,13 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         }
     }
 
-    fn execute(&mut self, request: Request) -> (Reply, crate::election::Slot) {
+    fn execute(&mut self, request: Request) -> (Reply, Slot) {
         let slot = request.slot();
-        let Some(lock) = self.locks.get_mut(slot) else {
+        let lock = match (slot, self.locks.both_mut()) {
+            (Slot::Primary, (primary, _)) => Some(primary),
+            (Slot::Secondary, (_, secondary)) => secondary,
+        };
+        let Some(lock) = lock else {
             return (
                 Reply::Failed(Error::InvalidElectionConfig(
                     "a migration pair needs two locks".into(),

@@ -6,11 +6,29 @@ use std::time::{Duration, Instant};
 use super::Timing;
 use crate::error::{Error, Result};
 use crate::events::{LeaderEvent, StopReason};
-pub use crate::lock::Slot;
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
 /// The holder a migration lock pair reports when its two records name different holders.
 pub const UNKNOWN_LEADER: &str = "leaderelection.k8s.io/unknown";
+
+/// Which of an election's lock objects: the only one, or during a migration the first (the old kind) or
+/// the second (the Lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The lock object (during a migration: the old kind, written first).
+    Primary,
+    /// During a migration: the Lease, written second.
+    Secondary,
+}
+
+impl Slot {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Slot::Primary => 0,
+            Slot::Secondary => 1,
+        }
+    }
+}
 
 /// What the election asks the driver to do with a lock object. Every request carries the timeout it must
 /// finish within: while we lead, never past our leadership deadline.
@@ -65,13 +83,19 @@ impl Request {
     }
 }
 
-/// The answer to a [`Request`].
+/// The answer to a [`Request`], in the terms the election judges it by. The errors it carries are for
+/// reports: the election decides by the variant alone, so whoever turns an answer into a reply (see
+/// [`from_read`](Reply::from_read) and [`from_write`](Reply::from_write)) is the one place that reads
+/// an error's status.
 #[derive(Debug)]
 pub enum Reply {
     /// The object as the API server holds it now: read, created or updated.
     Object(VersionedRecord),
     /// 404: the object does not exist.
     NotFound,
+    /// 409: a write lost a race. An update found the object at another version (`Conflict`), or a
+    /// create found it there already (`AlreadyExists`).
+    Conflict(Error),
     /// Anything else: an error status, a timeout, a transport failure, a malformed body.
     Failed(Error),
 }
@@ -82,8 +106,7 @@ impl Reply {
         match result {
             Ok(Some(v)) => Reply::Object(v),
             Ok(None) => Reply::NotFound,
-            Err(e) if e.is_not_found() => Reply::NotFound,
-            Err(e) => Reply::Failed(e),
+            Err(e) => Reply::from_error(e),
         }
     }
 
@@ -91,7 +114,18 @@ impl Reply {
     pub fn from_write(result: Result<VersionedRecord>) -> Self {
         match result {
             Ok(v) => Reply::Object(v),
-            Err(e) => Reply::Failed(e),
+            Err(e) => Reply::from_error(e),
+        }
+    }
+
+    /// The reply a failed request makes, by its status.
+    pub fn from_error(e: Error) -> Self {
+        if e.is_not_found() {
+            Reply::NotFound
+        } else if e.is_conflict() || e.is_already_exists() {
+            Reply::Conflict(e)
+        } else {
+            Reply::Failed(e)
         }
     }
 }

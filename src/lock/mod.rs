@@ -190,25 +190,6 @@ pub trait Lock: Send {
     }
 }
 
-/// Which of a [`Locks`]' objects: the only one, or during a migration the first (the old kind) or the
-/// second (the Lease).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// The lock object (during a migration: the old kind, written first).
-    Primary,
-    /// During a migration: the Lease, written second.
-    Secondary,
-}
-
-impl Slot {
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Slot::Primary => 0,
-            Slot::Secondary => 1,
-        }
-    }
-}
-
 /// The lock objects of one election: one [`Lock`], or during a migration a primary (the old kind,
 /// written first) and a secondary (the Lease).
 pub struct Locks<L = Box<dyn Lock>> {
@@ -263,18 +244,14 @@ impl<L: Lock> Locks<L> {
         &self.primary
     }
 
-    pub(crate) fn get(&self, slot: Slot) -> Option<&L> {
-        match slot {
-            Slot::Primary => Some(&self.primary),
-            Slot::Secondary => self.secondary.as_ref(),
-        }
+    /// The secondary lock of a migration pair.
+    pub fn secondary(&self) -> Option<&L> {
+        self.secondary.as_ref()
     }
 
-    pub(crate) fn get_mut(&mut self, slot: Slot) -> Option<&mut L> {
-        match slot {
-            Slot::Primary => Some(&mut self.primary),
-            Slot::Secondary => self.secondary.as_mut(),
-        }
+    /// Both locks, to be written to (the secondary only in a pair).
+    pub(crate) fn both_mut(&mut self) -> (&mut L, Option<&mut L>) {
+        (&mut self.primary, self.secondary.as_mut())
     }
 
     /// The object Events are attached to: the Lease of a pair, else the lock.

@@ -427,10 +427,6 @@ impl Election {
 
     /// Feed the reply to the last request.
     pub fn feed(&mut self, reply: Reply, now: Instant, wall: DateTime<Utc>) -> Action {
-        let reply = match reply {
-            Reply::Failed(e) if e.is_not_found() => Reply::NotFound,
-            other => other,
-        };
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             // A reply without a request: nothing to continue.
             Phase::Idle => self.finish(now),

@@ -129,7 +129,7 @@ impl Election {
                 }
             }
             // A racing write (our own late renew, or a new holder): look again.
-            Reply::Failed(e) if e.is_conflict() => self.release_read(Slot::Primary, now),
+            Reply::Conflict(_) => self.release_read(Slot::Primary, now),
             Reply::NotFound => self.released(Ok(false)),
             Reply::Failed(e) => self.released(Err(e)),
         }

@@ -29,7 +29,7 @@ impl Election {
                 }
             }
             Reply::NotFound => self.fall_back(Error::lock_gone(&self.config.lock), now),
-            Reply::Failed(e) => self.fall_back(e, now),
+            Reply::Conflict(e) | Reply::Failed(e) => self.fall_back(e, now),
         }
     }
 
@@ -71,7 +71,7 @@ impl Election {
                 }
             }
             Reply::NotFound => self.lost_race(Error::lock_gone(&self.config.lock), now),
-            Reply::Failed(e) if e.is_conflict() || e.is_already_exists() => self.lost_race(e, now),
+            Reply::Conflict(e) => self.lost_race(e, now),
             Reply::Failed(e) => {
                 self.step.error = Some(Box::new(e));
                 self.finish(now)
@@ -85,7 +85,7 @@ impl Election {
         match reply {
             Reply::Object(v) => self.take_in_object(slot, v),
             Reply::NotFound => self.gone(slot),
-            Reply::Failed(e) => return Err(e),
+            Reply::Conflict(e) | Reply::Failed(e) => return Err(e),
         }
         Ok(())
     }

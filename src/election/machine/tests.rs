@@ -6,7 +6,7 @@ use crate::error::{ApiError, StatusReason};
 use proptest::prelude::*;
 
 fn failed(code: u16, retry_after: Option<Duration>) -> Reply {
-    Reply::Failed(Error::from(ApiError {
+    Reply::from_error(Error::from(ApiError {
         context: "test".into(),
         code,
         reason: StatusReason::from_code(code),

@@ -22,7 +22,7 @@ impl What {
     fn failed(&self, e: Error) -> Answer {
         match self {
             What::List => Answer::List(Err(e)),
-            What::Lock { .. } => Answer::Lock(Reply::Failed(e)),
+            What::Lock { .. } => Answer::Lock(Reply::from_error(e)),
         }
     }
 }
@@ -184,9 +184,11 @@ impl World {
                 } else {
                     StatusReason::InternalError
                 };
-                Answer::Lock(Reply::Failed(api(code, reason, retry_after)))
+                Answer::Lock(Reply::from_error(api(code, reason, retry_after)))
             }
-            Fate::Conflict => Answer::Lock(Reply::Failed(api(409, StatusReason::Conflict, None))),
+            Fate::Conflict => {
+                Answer::Lock(Reply::from_error(api(409, StatusReason::Conflict, None)))
+            }
             _ => self.apply(id),
         };
         let answer = match (fate, answer) {
@@ -198,7 +200,7 @@ impl World {
         let list = matches!(self.requests.get(&id).map(|r| &r.what), Some(What::List));
         let answer = answer.map(|a| match (list, a) {
             // A listing's failure is a listing's.
-            (true, Answer::Lock(Reply::Failed(e))) => Answer::List(Err(e)),
+            (true, Answer::Lock(Reply::Failed(e) | Reply::Conflict(e))) => Answer::List(Err(e)),
             (_, a) => a,
         });
         let Some(answer) = answer else {
@@ -251,8 +253,7 @@ impl World {
                 }
                 Answer::Lock(Reply::Object(v))
             }
-            Err(e) if e.is_not_found() => Answer::Lock(Reply::NotFound),
-            Err(e) => Answer::Lock(Reply::Failed(e)),
+            Err(e) => Answer::Lock(Reply::from_error(e)),
         }
     }
 

@@ -138,13 +138,13 @@ impl World {
             Fate::Status(code, after) => {
                 let reason = StatusReason::from_code(code);
                 if let Some(r) = self.requests.get_mut(&id) {
-                    r.answer = Some(Reply::Failed(api(code, reason, after)));
+                    r.answer = Some(Reply::from_error(api(code, reason, after)));
                 }
                 self.schedule(self.now + go + back, Ev::Answer { id });
             }
             Fate::Conflict => {
                 if let Some(r) = self.requests.get_mut(&id) {
-                    r.answer = Some(Reply::Failed(api(409, StatusReason::Conflict, None)));
+                    r.answer = Some(Reply::from_error(api(409, StatusReason::Conflict, None)));
                 }
                 self.schedule(self.now + go + back, Ev::Answer { id });
             }
@@ -177,8 +177,7 @@ impl World {
                 }
                 Reply::Object(v)
             }
-            Err(err) if err.is_not_found() => Reply::NotFound,
-            Err(err) => Reply::Failed(err),
+            Err(err) => Reply::from_error(err),
         };
         let answer = match fate {
             Fate::DropAnswer => Reply::Failed(transport()),
