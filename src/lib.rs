@@ -52,12 +52,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod candidate;
 mod client;
 pub mod config;
 pub mod election;
 pub mod error;
-mod event_recorder;
 mod events;
 mod identity;
 pub mod lock;
@@ -67,7 +65,6 @@ pub mod record;
 pub mod runner;
 pub mod set;
 mod sync;
-mod watch;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -77,7 +74,6 @@ pub mod testing;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use candidate::CandidateInfo;
 #[doc(inline)]
 pub use config::Config;
 /// The receiving end of [`LeaderStatus::events`] (crossbeam-channel's), re-exported so you can name it
@@ -92,5 +88,6 @@ pub use events::{LeaderEvent, StopReason};
 pub use lock::LockKind;
 #[doc(inline)]
 pub use runner::{
-    ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus, Term, WorkGuard,
+    CandidateInfo, ElectorStats, LeaderElector, LeaderElectorBuilder, LeaderHandle, LeaderStatus,
+    Term, WorkGuard,
 };

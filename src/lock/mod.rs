@@ -190,6 +190,20 @@ pub trait Lock: Send {
     }
 }
 
+/// Whether `name` may name a Kubernetes object (a lock, a `LeaseCandidate`): a DNS subdomain, as the
+/// API server requires: at most 253 characters, dot-separated labels of lowercase letters, digits and
+/// `-`, each beginning and ending with a letter or digit.
+pub(crate) fn valid_object_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            label.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && label.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
 /// The lock objects of one election: one [`Lock`], or during a migration a primary (the old kind,
 /// written first) and a secondary (the Lease).
 pub struct Locks<L = Box<dyn Lock>> {
@@ -320,5 +334,29 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     }
     fn server_date(&self) -> Option<DateTime<Utc>> {
         (**self).server_date()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn object_names() {
+        for ok in ["a", "kcm-1", "node-1.example", "a.b-c.d0", &"a".repeat(253)] {
+            assert!(super::valid_object_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "host_abc",
+            "-a",
+            "a-",
+            "a b",
+            "a..b",
+            "a.-b",
+            ".a",
+            &"a".repeat(254),
+        ] {
+            assert!(!super::valid_object_name(bad), "{bad}");
+        }
     }
 }

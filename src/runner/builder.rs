@@ -8,21 +8,21 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, unbounded};
 
+use super::candidate::{CandidateInfo, CandidateKeeper};
+use super::event_recorder::EventRecorder;
 use super::handle::LeaderHandle;
 use super::pacing::watch_silence;
 use super::state::{Owner, State};
 use super::validate;
+use super::watch::Watcher;
 use super::worker::Worker;
-use crate::candidate::{CandidateInfo, CandidateKeeper};
 use crate::client::Interrupter;
 use crate::config::Config;
 use crate::election::{Defaulted, Elector, Status, Timing};
 use crate::error::{Error, Result};
-use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent};
 use crate::lock::{Lock, LockKind, Locks};
 use crate::random::Rng;
-use crate::watch::Watcher;
 
 /// Entry point of the threaded API: `LeaderElector::builder(config, "my-lock")…start()`.
 #[derive(Debug)]

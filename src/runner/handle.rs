@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::candidate::CandidateKeeper;
 use super::state::{ElectorStats, State};
 use super::term::Term;
 use super::worker::{Command, Finish, StopMode};
-use crate::candidate::CandidateKeeper;
 use crate::client::Interrupter;
 use crate::election::later;
 use crate::error::{DrainTimeout, Error, Result};

@@ -7,9 +7,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::drain::Drain;
+use super::event_recorder::EventRecorder;
 use crate::election::{Outcome, Timing};
 use crate::error::{Error, Result};
-use crate::event_recorder::EventRecorder;
 use crate::events::{EventHub, LeaderEvent, StopReason};
 use crate::lock::ObjectReference;
 use crate::sync::{lock, wait};

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::candidate::valid_object_name;
 use crate::election::{Defaulted, Timing};
 use crate::error::{Error, Result};
 use crate::lock::LockKind;
+use crate::lock::valid_object_name;
 
 /// The names an elector will use.
 #[derive(Debug, Clone, Copy)]

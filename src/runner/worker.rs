@@ -10,13 +10,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::failures::{Failures, server_answered};
 use super::pacing::{Situation, next_attempt};
 use super::state::State;
+use super::watch::Watcher;
 use crate::client::Interrupter;
 use crate::election::{Elector, Outcome, Status, Timing, Watched, later};
 use crate::error::{Error, Result};
 use crate::events::LeaderEvent;
 use crate::events::StopReason;
 use crate::random::Rng;
-use crate::watch::Watcher;
 
 /// How the handle asks the thread to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

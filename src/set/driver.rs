@@ -13,7 +13,7 @@ use super::pool::{Done, Job, Pool};
 use crate::client::{Interrupter, RestClient};
 use crate::election::{Watched, later};
 use crate::lock::Lock;
-use crate::watch::Watcher;
+use crate::runner::watch::Watcher;
 
 /// What the handle tells the driver.
 pub(crate) enum SetCommand {

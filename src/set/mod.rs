@@ -74,8 +74,8 @@ use crate::election::{Defaulted, Timing, later};
 use crate::error::{Error, Result};
 use crate::events::{LeaderEvent, StopReason};
 use crate::lock::{LeaseLock, LockKind};
+use crate::runner::watch::Watcher;
 use crate::runner::{LeaderStatus, State};
-use crate::watch::Watcher;
 
 /// The most request threads a set gives itself by default (see
 /// [`ElectorSetBuilder::io_threads`]).
@@ -251,7 +251,7 @@ impl ElectorSetBuilder {
             .chain(std::iter::once(&member))
             .enumerate()
         {
-            if !crate::candidate::valid_object_name(name) {
+            if !crate::lock::valid_object_name(name) {
                 return bad(format!(
                     "lock name {name:?} is not a valid object name (at most 253 lowercase letters, digits, '-' and '.')"
                 ));

@@ -21,7 +21,7 @@ use crate::LockKind;
 use crate::election::{Election, Reply, Request, Status, Timing};
 use crate::error::{ApiError, Error, StatusReason};
 use crate::random::Rng;
-use crate::watch::Mailbox;
+use crate::runner::watch::Mailbox;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;

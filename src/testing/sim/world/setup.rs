@@ -9,7 +9,7 @@ use super::{Busy, Ev, MS, SEC, SimElector, World, objects_of};
 use crate::election::{Election, ElectionConfig, Status, Timing};
 use crate::lock::LockKind;
 use crate::random::Rng;
-use crate::watch::Mailbox;
+use crate::runner::watch::Mailbox;
 
 impl World {
     /// Draw `n` electors for `scenario`; a line describing each.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::client::RestClient;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::lock::valid_object_name;
 use crate::record::{format_micro_time, parse_time_lenient};
 
 /// What a candidate tells the API server about itself.
@@ -118,17 +119,6 @@ pub(crate) struct LeaseCandidate {
     collection_path: String,
 }
 
-/// A Kubernetes object name must be a DNS subdomain: lowercase alphanumerics, `-` and `.`.
-pub(crate) fn valid_object_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
 impl LeaseCandidate {
     /// The candidate is named after our identity, which must therefore be a valid object name.
     pub(crate) fn new(
@@ -209,18 +199,5 @@ impl LeaseCandidate {
                 .put(&self.item_path, &body, timeout, &self.context("update"))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn object_names() {
-        for ok in ["a", "kcm-1", "node-1.example"] {
-            assert!(super::valid_object_name(ok), "{ok}");
-        }
-        for bad in ["", "A", "host_abc", "-a", "a-", "a b"] {
-            assert!(!super::valid_object_name(bad), "{bad}");
-        }
     }
 }
