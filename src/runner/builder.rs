@@ -407,7 +407,6 @@ fn spawn(p: Parts) -> Result<LeaderHandle> {
     let worker = Worker {
         context,
         failures: Default::default(),
-        timing: elector.timing(),
         standing: Status::Following {
             holder: None,
             expiry: None,

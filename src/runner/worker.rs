@@ -12,7 +12,7 @@ use super::pacing::{Situation, next_attempt};
 use super::state::State;
 use super::watch::Watcher;
 use crate::client::Interrupter;
-use crate::election::{Elector, Outcome, Status, Timing, Watched, later};
+use crate::election::{Elector, Outcome, Status, Watched, later};
 use crate::error::{Error, Result};
 use crate::events::LeaderEvent;
 use crate::events::StopReason;
@@ -66,7 +66,6 @@ pub(crate) struct Worker {
     pub(crate) context: String,
     /// The streak of failed steps we are in, for the log.
     pub(crate) failures: Failures,
-    pub(crate) timing: Timing,
     /// Where the last step, or a change seen on the watch since, left us: what the pacing goes by.
     pub(crate) standing: Status,
     pub(crate) state: Arc<State>,
@@ -132,7 +131,7 @@ impl Worker {
                 self.failures.note(
                     || context.clone(),
                     outcome.error.as_ref(),
-                    self.timing.retry_period,
+                    self.elector.timing().retry_period,
                     Instant::now(),
                 );
                 let answered = server_answered(outcome.error.as_ref());
@@ -284,7 +283,8 @@ impl Worker {
                 .map(|t| later(t, self.watch_silence));
             let situation =
                 Situation::of(&self.standing, since, retry_after, stale_at, Instant::now());
-            let mut until = next_attempt(&self.timing, since, situation, jitter, spread);
+            let timing = self.elector.timing();
+            let mut until = next_attempt(&timing, since, situation, jitter, spread);
             let cooling = self.hold_off.filter(|h| *h > Instant::now());
             if let Some(h) = cooling {
                 until = until.max(h);
