@@ -1,12 +1,13 @@
-//! Judging what the reads found: whose lock it is, whether it has expired by our clock, and the
-//! record to write (a renewal of our term, or a new term).
+//! Reading and judging: a step reads every object, remembers what each said (or that it is gone), then
+//! judges what the reads found: whose lock it is, whether it has expired by our clock, and the record
+//! to write (a renewal of our term, or a new term).
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{Election, Ghost, Known, Observation, Seen, Slots, View};
-use crate::election::protocol::{Action, ElectionConfig, Slot, UNKNOWN_LEADER};
+use super::{Election, Ghost, Known, Observation, Phase, Seen, Slots, View};
+use crate::election::protocol::{Action, ElectionConfig, Reply, Request, Slot, UNKNOWN_LEADER};
 use crate::error::Error;
 use crate::events::{LeaderEvent, StopReason};
 use crate::record::{LeaderElectionRecord, VersionedRecord};
@@ -33,6 +34,53 @@ impl Judge<'_> {
 }
 
 impl Election {
+    /// The answer to a step's read of `slot`: read the next object, or judge what the reads found.
+    pub(super) fn on_read(
+        &mut self,
+        slot: Slot,
+        reply: Reply,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Action {
+        if let Err(e) = self.take_in_read(slot, reply) {
+            self.step.error = Some(Box::new(e));
+            return self.finish(now);
+        }
+        match self.next_slot(slot) {
+            Some(next) => self.read(next, now),
+            None => self.judge(now, wall),
+        }
+    }
+
+    pub(super) fn read(&mut self, slot: Slot, now: Instant) -> Action {
+        self.send(Phase::Read { slot }, now, |timeout| Request::Get {
+            slot,
+            timeout,
+        })
+    }
+
+    /// Remember what a read of `slot` found (the object, or that it is gone); a failed read is returned
+    /// for the caller to judge, as a step and a release judge it differently.
+    pub(super) fn take_in_read(&mut self, slot: Slot, reply: Reply) -> Result<(), Error> {
+        match reply {
+            Reply::Object(v) => self.take_in_object(slot, v),
+            Reply::NotFound => self.gone(slot),
+            Reply::Conflict(e) | Reply::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The object was found missing: remember that it existed, and what it said.
+    pub(super) fn gone(&mut self, slot: Slot) {
+        let ghost = match &self.slots[slot.index()] {
+            Known::Present(v) => Some(Box::new(v.record.clone())),
+            Known::Cleared { ghost, .. } => Some(ghost.clone()),
+            Known::Missing { ghost } => ghost.clone(),
+            Known::Unread => None,
+        };
+        self.slots[slot.index()] = Known::Missing { ghost };
+    }
+
     fn judge_ctx(&self) -> Judge<'_> {
         Judge {
             config: &self.config,

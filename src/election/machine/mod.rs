@@ -4,6 +4,12 @@
 //! and feeds the answer to [`Election::feed`], until the election answers [`Action::Stepped`] with the
 //! step's [`Outcome`]: what we are now (leading until a deadline, or following a holder until its lease
 //! expires) and what changed (leadership events, in order).
+//!
+//! A step goes through phases, a file each: a leader's fast path (`renew.rs`: one write per object of
+//! what it cached, no read), else reading every object and judging what they say (`judge.rs`), then
+//! writing the judged record (`write.rs`), and ending the step (`term.rs`); a release has its own read
+//! and write (`release.rs`). `steps.rs` holds what the phases share. This file holds the state, and
+//! [`Election::begin`] and [`Election::feed`], which hand each reply to the phase that asked.
 
 use std::time::{Duration, Instant};
 
@@ -17,10 +23,12 @@ use crate::record::{LeaderElectionRecord, VersionedRecord};
 
 mod judge;
 mod release;
+mod renew;
 mod steps;
 mod term;
 #[cfg(test)]
 mod tests;
+mod write;
 
 /// How many times one step re-reads after a write lost a race (409) before it gives up.
 const REREADS_PER_STEP: u8 = 1;
