@@ -1,4 +1,11 @@
-//! Unit tests of the state machine.
+//! Unit tests of the state machine: a property test of hostile answers, and scenarios fed by hand, a
+//! file per phase of a step (beside the scenarios over HTTP in `tests/election.rs`).
+
+mod judge;
+mod release;
+mod renew;
+mod scenario;
+mod write;
 
 use super::*;
 use crate::election::protocol::{Request, Status};
