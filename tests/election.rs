@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::ManualClock;
 use kube_elector::election::{Elector, Status};
-use kube_elector::lock::LeaseLock;
+use kube_elector::lock::{ConfigMapLock, LeaseLock};
 use kube_elector::testing::ApiServer;
 use kube_elector::{Config, Error, LeaderEvent, StopReason, Timing};
 use serde_json::json;
@@ -510,6 +510,58 @@ fn validation_errors_say_what_to_fix() {
     .unwrap_err();
     assert!(err.to_string().contains("plain http"), "{err}");
     assert!(Timing::default().validate().is_ok());
+}
+
+/// An annotation record's times are whole seconds, so a follower sees a renew at most once a second:
+/// every way of building an elector refuses a renew deadline without room for that and a retry.
+#[test]
+fn annotation_records_need_a_renew_deadline_past_a_second_and_a_retry_on_every_path() {
+    let server = ApiServer::start().unwrap();
+    let tight = Timing {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_millis(1500),
+        retry_period: Duration::from_millis(500),
+    };
+    let says_why = |e: Error| {
+        let m = e.to_string();
+        assert!(matches!(e, Error::InvalidElectionConfig(_)), "{m}");
+        assert!(
+            m.contains("configmaps default/annotated")
+                && m.contains("keeps its record's times to 1s"),
+            "{m}"
+        );
+        assert!(
+            m.contains("renew_deadline (1.5s) must be longer than 1s + retry_period (500ms)"),
+            "{m}"
+        );
+    };
+    let configmap = || ConfigMapLock::new(&server.config(), NS, "annotated", "a").unwrap();
+    // Bare.
+    says_why(Elector::new(configmap(), tight).unwrap_err());
+    // A custom lock through the builder.
+    says_why(
+        kube_elector::LeaderElector::with_lock(configmap())
+            .timing(tight)
+            .start()
+            .unwrap_err(),
+    );
+    // The managed builder.
+    says_why(
+        kube_elector::LeaderElector::builder(server.config(), "annotated")
+            .identity("a")
+            .lock_kind(kube_elector::LockKind::ConfigMaps)
+            .timing(tight)
+            .start()
+            .unwrap_err(),
+    );
+    // A Lease writes microseconds: the same timing is fine there.
+    let lease = LeaseLock::new(&server.config(), NS, "annotated", "a").unwrap();
+    assert!(Elector::new(lease, tight).is_ok());
+    let roomy = Timing {
+        renew_deadline: Duration::from_millis(1600),
+        ..tight
+    };
+    assert!(Elector::new(configmap(), roomy).is_ok());
 }
 
 #[test]

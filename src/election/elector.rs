@@ -71,6 +71,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     /// An elector reading time from `clock`.
     pub fn with_clock(locks: impl Into<Locks<L>>, timing: Timing, clock: C) -> Result<Self> {
         let locks = locks.into();
+        timing.validate_resolution(locks.record_time_resolution(), &locks.describe())?;
         let mut config = ElectionConfig::new(locks.identity(), locks.describe(), timing);
         config.pair = locks.is_pair();
         let election = Election::new(config)?;

@@ -102,6 +102,25 @@ impl Timing {
         Ok(())
     }
 
+    /// Check that a follower can see each renew of a record whose times are written to `resolution`
+    /// (see [`Lock::record_time_resolution`](crate::lock::Lock::record_time_resolution)): two renews
+    /// within one tick read the same, so a renew shows at most once a tick, and the renew deadline must
+    /// leave room for one tick and a retry. `lock` names the lock for the message.
+    pub fn validate_resolution(&self, resolution: Duration, lock: &str) -> Result<()> {
+        if self.renew_deadline <= self.retry_period + resolution {
+            let once = if resolution == Duration::from_secs(1) {
+                "a second".to_string()
+            } else {
+                format!("every {resolution:?}")
+            };
+            return Err(Error::InvalidElectionConfig(format!(
+                "{lock} keeps its record's times to {resolution:?}, so a renew shows at most once {once}: renew_deadline ({:?}) must be longer than {resolution:?} + retry_period ({:?})",
+                self.renew_deadline, self.retry_period
+            )));
+        }
+        Ok(())
+    }
+
     /// The longest any single request may take: client-go's `max(1 s, renew_deadline / 2)`.
     pub fn request_timeout_cap(&self) -> Duration {
         (self.renew_deadline / 2).max(Duration::from_secs(1))

@@ -3,6 +3,8 @@
 //! writes them. Older clusters and other clients (client-go before 1.24, the Python client) still use
 //! them. Every other annotation, label and data key of the object is left untouched.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -90,6 +92,8 @@ fn write_annotation(object: &mut Value, record: &LeaderElectionRecord) {
 
 impl LockObject for ConfigMap {
     const KIND: &'static str = "ConfigMap";
+    /// The annotation's record carries RFC 3339 times in whole seconds.
+    const TIME_RESOLUTION: Duration = Duration::from_secs(1);
     const API_VERSION: &'static str = "v1";
     const PLURAL: &'static str = "configmaps";
     fn read(object: &Value) -> Result<LeaderElectionRecord, String> {
@@ -102,6 +106,8 @@ impl LockObject for ConfigMap {
 
 impl LockObject for Endpoints {
     const KIND: &'static str = "Endpoints";
+    /// The annotation's record carries RFC 3339 times in whole seconds.
+    const TIME_RESOLUTION: Duration = Duration::from_secs(1);
     const API_VERSION: &'static str = "v1";
     const PLURAL: &'static str = "endpoints";
     fn read(object: &Value) -> Result<LeaderElectionRecord, String> {

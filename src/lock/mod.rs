@@ -188,6 +188,13 @@ pub trait Lock: Send {
     fn server_date(&self) -> Option<DateTime<Utc>> {
         None
     }
+    /// How finely the record's times are written: two renews within one tick read the same to a
+    /// follower, who then cannot tell that the holder renewed. A Lease writes microseconds (the
+    /// default); a record in an annotation, whole seconds. An election checks that its timing leaves a
+    /// follower room to see each renew.
+    fn record_time_resolution(&self) -> Duration {
+        Duration::from_micros(1)
+    }
 }
 
 /// Whether `name` may name a Kubernetes object (a lock, a `LeaseCandidate`): a DNS subdomain, as the
@@ -251,6 +258,15 @@ impl<L: Lock> Locks<L> {
             None => self.primary.describe(),
             Some(s) => format!("{} + {}", self.primary.describe(), s.describe()),
         }
+    }
+
+    /// The coarsest resolution either lock writes its record's times with (see
+    /// [`Lock::record_time_resolution`]).
+    pub fn record_time_resolution(&self) -> Duration {
+        let primary = self.primary.record_time_resolution();
+        self.secondary
+            .as_ref()
+            .map_or(primary, |s| primary.max(s.record_time_resolution()))
     }
 
     /// The primary lock.
@@ -334,6 +350,9 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     }
     fn server_date(&self) -> Option<DateTime<Utc>> {
         (**self).server_date()
+    }
+    fn record_time_resolution(&self) -> Duration {
+        (**self).record_time_resolution()
     }
 }
 

@@ -28,6 +28,8 @@ pub trait LockObject: Send + 'static {
     fn read(object: &Value) -> std::result::Result<LeaderElectionRecord, String>;
     /// Write the record into the object, leaving everything else in it untouched.
     fn write(object: &mut Value, record: &LeaderElectionRecord);
+    /// How finely the kind writes the record's times (see [`Lock::record_time_resolution`]).
+    const TIME_RESOLUTION: Duration = Duration::from_micros(1);
 }
 
 /// A lock held in one named object of kind `K`.
@@ -390,6 +392,10 @@ impl<K: LockObject> Lock for ObjectLock<K> {
 
     fn server_date(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.client.last_server_date()
+    }
+
+    fn record_time_resolution(&self) -> Duration {
+        K::TIME_RESOLUTION
     }
 
     fn object_ref(&self) -> Option<ObjectReference> {

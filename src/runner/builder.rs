@@ -289,6 +289,9 @@ impl LeaderElectorBuilder<Managed> {
         let (locks, interrupters) = t
             .kind
             .build(&t.config, &namespace, &t.name, &identity, &t.labels)?;
+        // Before any thread starts (the elector checks it again as it is built).
+        self.timing
+            .validate_resolution(locks.record_time_resolution(), &locks.describe())?;
         let recorder = if t.record_events {
             Some(EventRecorder::start(&t.config, identity.clone())?)
         } else {

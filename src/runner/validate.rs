@@ -1,7 +1,7 @@
-//! The rules a managed elector's settings must follow, all in one place, checked before anything is
-//! built. (The election core checks timing and identity again for every elector, managed or not.)
-
-use std::time::Duration;
+//! The rules a managed elector's settings must follow, checked before anything is built: its names,
+//! and coordinated election's needs. The rules of timing and of the lock's record live where every
+//! elector meets them, managed, on a custom lock or bare: the timing's in [`Timing`], the record's time
+//! resolution in the blocking elector's constructor, identity in the election core.
 
 use crate::election::{Defaulted, Timing};
 use crate::error::{Error, Result};
@@ -45,14 +45,6 @@ pub(super) fn managed(
     if identity.is_empty() {
         return bad("identity must not be empty".into());
     }
-    if kind != LockKind::Leases
-        && timing.renew_deadline <= timing.retry_period + Duration::from_secs(1)
-    {
-        return bad(format!(
-            "lock kind {} keeps its record in an annotation with times in whole seconds, so a renew shows at most once a second: renew_deadline ({:?}) must be longer than 1 s + retry_period ({:?})",
-            kind, timing.renew_deadline, timing.retry_period
-        ));
-    }
     if coordinated {
         if kind != LockKind::Leases {
             return bad("coordinated leader election works on Leases only".into());
@@ -73,6 +65,8 @@ fn valid_namespace(ns: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn check(
@@ -141,24 +135,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn annotation_locks_need_room_for_whole_second_times() {
-        let timing = Timing {
-            lease_duration: Duration::from_secs(3),
-            renew_deadline: Duration::from_millis(1500),
-            retry_period: Duration::from_millis(500),
-        };
-        let err = managed(
-            &timing,
-            Defaulted::default(),
-            &OK,
-            LockKind::Endpoints,
-            false,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("whole seconds"), "{err}");
-        assert!(managed(&timing, Defaulted::default(), &OK, LockKind::Leases, false).is_ok());
     }
 }
