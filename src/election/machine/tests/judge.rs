@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::scenario::{ME, Scenario, held_by, send, stepped, written};
+use super::scenario::{ME, Scenario, held_by, released, send, stepped, written};
 use crate::election::protocol::{Request, Status};
 use crate::events::LeaderEvent;
 
@@ -10,10 +10,7 @@ use crate::events::LeaderEvent;
 fn a_released_lock_is_taken_at_once_with_the_next_term() {
     let mut s = Scenario::new();
     send(s.begin());
-    let mut released = held_by("", 3);
-    released.lease_duration_seconds = 1;
-    released.renew_time = released.acquire_time;
-    let reply = s.object(released);
+    let reply = s.object(released(3));
     let update = send(s.feed(reply));
     assert_eq!(written(&update).holder_identity, ME);
     assert_eq!(

@@ -93,6 +93,14 @@ pub(super) fn held_by(holder: &str, transitions: i32) -> LeaderElectionRecord {
     }
 }
 
+/// A record its holder released (holder `""`, duration 1 s), at term `transitions`.
+pub(super) fn released(transitions: i32) -> LeaderElectionRecord {
+    let mut record = held_by("", transitions);
+    record.lease_duration_seconds = 1;
+    record.renew_time = record.acquire_time;
+    record
+}
+
 /// The request an action asks to send.
 pub(super) fn send(action: Action) -> Request {
     match action {

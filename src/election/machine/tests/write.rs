@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::scenario::{ME, Scenario, held_by, send, stepped, written};
+use super::scenario::{ME, Scenario, held_by, released, send, stepped, written};
 use crate::election::protocol::{Reply, Request, Status};
 use crate::error::Error;
 use crate::events::LeaderEvent;
@@ -63,10 +63,7 @@ fn a_create_that_lost_the_race_reads_again_and_follows_the_winner() {
 fn a_takeover_that_lost_the_race_leads_nothing() {
     let mut s = Scenario::new();
     send(s.begin());
-    let mut released = held_by("", 3);
-    released.lease_duration_seconds = 1;
-    released.renew_time = released.acquire_time;
-    let reply = s.object(released);
+    let reply = s.object(released(3));
     let update = send(s.feed(reply));
     assert_eq!(written(&update).leader_transitions, 4);
     send(s.feed(Reply::Conflict(raced())));
