@@ -12,7 +12,7 @@ use common::b64;
 use kube_elector::election::Elector;
 use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, LeaderElector, LeaderEvent, Timing};
+use kube_elector::{Config, LeaderElector, LeaderEvent};
 use serde_json::{Value, json};
 
 struct Plugin {
@@ -77,11 +77,7 @@ impl Plugin {
 }
 
 fn elector(config: &Config, name: &str) -> Elector<LeaseLock> {
-    let timing = Timing {
-        lease_duration: Duration::from_secs(10),
-        renew_deadline: Duration::from_secs(5),
-        retry_period: Duration::from_secs(1),
-    };
+    let timing = common::timing(10, 5000, 1000);
     Elector::new(
         LeaseLock::new(config, "default", name, "a").unwrap(),
         timing,

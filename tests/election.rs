@@ -15,12 +15,9 @@ use serde_json::json;
 const NS: &str = "default";
 const NAME: &str = "my-lock";
 
+/// Lease 10 s, renew deadline 5 s, retry 1 s: room for a step-by-step test.
 fn timing() -> Timing {
-    Timing {
-        lease_duration: Duration::from_secs(10),
-        renew_deadline: Duration::from_secs(5),
-        retry_period: Duration::from_secs(1),
-    }
+    common::timing(10, 5000, 1000)
 }
 
 fn elector(server: &ApiServer, id: &str, clock: &ManualClock) -> Elector<LeaseLock, ManualClock> {

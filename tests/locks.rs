@@ -24,12 +24,9 @@ fn fixture_body(name: &str) -> Value {
     serde_json::from_str(body.trim()).unwrap()
 }
 
+/// Lease 10 s, renew deadline 5 s, retry 1 s: room for a step-by-step test.
 fn timing() -> Timing {
-    Timing {
-        lease_duration: Duration::from_secs(10),
-        renew_deadline: Duration::from_secs(5),
-        retry_period: Duration::from_secs(1),
-    }
+    common::timing(10, 5000, 1000)
 }
 
 #[test]

@@ -35,11 +35,7 @@ macro_rules! need_cp {
 }
 
 fn fast() -> Timing {
-    Timing {
-        lease_duration: Duration::from_secs(2),
-        renew_deadline: Duration::from_millis(1500),
-        retry_period: Duration::from_millis(200),
-    }
+    common::timing(2, 1500, 200)
 }
 
 fn elector(
