@@ -198,7 +198,9 @@ impl ElectorSetBuilder {
     /// thread when they were busy all the time (over 95%) for three windows in a row (a window is a
     /// retry period, or a second if shorter), and gives one back when they were under 45% busy as
     /// long, up to [`MAX_IO_THREADS`]. The load is renews per second times the server's time per
-    /// write: 1,000 locks on a 2 s retry period need two threads at 3 ms a write and five at 10 ms.
+    /// write: 1,000 locks on a 2 s retry period need two threads at 3 ms a write and five at 10 ms. A
+    /// server that hangs keeps the threads waiting too, so they grow towards the bound while it hangs
+    /// (each request still ends at its timeout) and come back down once it answers again.
     pub fn io_threads(mut self, n: usize) -> Self {
         self.io_threads = Some(n.max(1));
         self
