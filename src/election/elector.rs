@@ -192,16 +192,9 @@ impl<L: Lock, C: Clock> Elector<L, C> {
                 return None;
             }
             let sent = self.clock.now();
-            let (reply, slot) = self.execute(request);
-            // Only coordinated election writes renew times on the server's clock.
-            if self.election.is_coordinated() {
-                let lock = match slot {
-                    Slot::Primary => Some(self.locks.primary()),
-                    Slot::Secondary => self.locks.secondary(),
-                };
-                if let Some(date) = lock.and_then(|l| l.server_date()) {
-                    self.election.note_server_time(date, sent);
-                }
+            let (reply, server_date) = self.execute(request);
+            if let Some(date) = server_date {
+                self.election.note_server_time(date, sent);
             }
             action = self
                 .election
@@ -209,18 +202,21 @@ impl<L: Lock, C: Clock> Elector<L, C> {
         }
     }
 
-    fn execute(&mut self, request: Request) -> (Reply, Slot) {
-        let slot = request.slot();
-        let lock = match (slot, self.locks.both_mut()) {
-            (Slot::Primary, (primary, _)) => Some(primary),
-            (Slot::Secondary, (_, secondary)) => secondary,
+    /// Send `request` to its lock object; the reply, and with coordinated election (which writes renew
+    /// times on the server's clock) the server's clock in the answer.
+    fn execute(&mut self, request: Request) -> (Reply, Option<DateTime<Utc>>) {
+        let coordinated = self.election.is_coordinated();
+        let (primary, secondary) = self.locks.both_mut();
+        let lock = match request.slot() {
+            Slot::Primary => Some(primary),
+            Slot::Secondary => secondary,
         };
         let Some(lock) = lock else {
             return (
                 Reply::Failed(Error::InvalidElectionConfig(
                     "a migration pair needs two locks".into(),
                 )),
-                slot,
+                None,
             );
         };
         let reply = match request {
@@ -235,7 +231,12 @@ impl<L: Lock, C: Clock> Elector<L, C> {
                 ..
             } => Reply::from_write(lock.update(&record, &resource_version, timeout)),
         };
-        (reply, slot)
+        let server_date = if coordinated {
+            lock.server_date()
+        } else {
+            None
+        };
+        (reply, server_date)
     }
 }
 

@@ -274,11 +274,6 @@ impl<L: Lock> Locks<L> {
         &self.primary
     }
 
-    /// The secondary lock of a migration pair.
-    pub fn secondary(&self) -> Option<&L> {
-        self.secondary.as_ref()
-    }
-
     /// Both locks, to be written to (the secondary only in a pair).
     pub(crate) fn both_mut(&mut self) -> (&mut L, Option<&mut L>) {
         (&mut self.primary, self.secondary.as_mut())

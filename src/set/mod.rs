@@ -339,18 +339,8 @@ impl ElectorSetBuilder {
         // Renews are spread over the retry period, so a window of it (or of a second, when that is
         // longer) sees the load as it is.
         let window = self.timing.retry_period.min(Duration::from_secs(1));
-        let sizing = match self.io_threads {
-            Some(n) => pool::Sizing {
-                min: n,
-                max: n,
-                window,
-            },
-            None => pool::Sizing {
-                min: 2,
-                max: MAX_IO_THREADS,
-                window,
-            },
-        };
+        let (min, max) = self.io_threads.map_or((2, MAX_IO_THREADS), |n| (n, n));
+        let sizing = pool::Sizing { min, max, window };
         let pool = Pool::start(sizing, done_tx, Instant::now())?;
         let (commands, commands_rx) = unbounded();
         let members_path = format!(
