@@ -5,12 +5,14 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use super::ElectionError;
 use super::Timing;
 use super::machine::Election;
 use super::protocol::{Action, ElectionConfig, Outcome, Reply, Request, Slot};
 use crate::error::{Error, Result};
 use crate::events::StopReason;
 use crate::lock::{Lock, Locks};
+use crate::record::VersionedRecord;
 
 /// Where the election reads time. Expiry is judged only on the monotonic clock; the wall clock is only
 /// written into records. Tests substitute a clock they drive.
@@ -54,7 +56,7 @@ impl Clock for SystemClock {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Elector<L: Lock = Box<dyn Lock>, C: Clock = SystemClock> {
-    election: Election,
+    election: Election<Error>,
     locks: Locks<L>,
     clock: C,
 }
@@ -104,7 +106,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     }
 
     /// The state machine, for inspection.
-    pub fn election(&self) -> &Election {
+    pub fn election(&self) -> &Election<Error> {
         &self.election
     }
 
@@ -115,7 +117,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
 
     /// One step: renew if we lead (one write per lock object), else read the lock and take it if it is
     /// free or its holder's lease has expired. The outcome says where we stand and what changed.
-    pub fn step(&mut self) -> Outcome {
+    pub fn step(&mut self) -> Outcome<Error> {
         let action = self.election.begin(self.clock.now(), self.clock.wall());
         match self.drive(action, &|| false) {
             Some(Action::Stepped(outcome)) => outcome,
@@ -124,7 +126,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     }
 
     /// A step that gives up between requests once `stop()` says so (`None` then).
-    pub(crate) fn step_until(&mut self, stop: &dyn Fn() -> bool) -> Option<Outcome> {
+    pub(crate) fn step_until(&mut self, stop: &dyn Fn() -> bool) -> Option<Outcome<Error>> {
         let action = self.election.begin(self.clock.now(), self.clock.wall());
         match self.drive(action, stop)? {
             Action::Stepped(outcome) => Some(outcome),
@@ -183,7 +185,11 @@ impl<L: Lock, C: Clock> Elector<L, C> {
     }
 
     /// Run requests until the election is done, or `stop()` says to give up.
-    fn drive(&mut self, mut action: Action, stop: &dyn Fn() -> bool) -> Option<Action> {
+    fn drive(
+        &mut self,
+        mut action: Action<Error>,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<Action<Error>> {
         loop {
             let Action::Send(request) = action else {
                 return Some(action);
@@ -204,7 +210,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
 
     /// Send `request` to its lock object; the reply, and with coordinated election (which writes renew
     /// times on the server's clock) the server's clock in the answer.
-    fn execute(&mut self, request: Request) -> (Reply, Option<DateTime<Utc>>) {
+    fn execute(&mut self, request: Request) -> (Reply<Error>, Option<DateTime<Utc>>) {
         let coordinated = self.election.is_coordinated();
         let (primary, secondary) = self.locks.both_mut();
         let lock = match request.slot() {
@@ -241,7 +247,7 @@ impl<L: Lock, C: Clock> Elector<L, C> {
 }
 
 /// `begin` always ends in `Stepped` when driven without a stop: this is never reached.
-fn unreachable_outcome() -> Outcome {
+fn unreachable_outcome() -> Outcome<Error> {
     Outcome {
         status: crate::election::Status::Following {
             holder: None,
@@ -252,6 +258,51 @@ fn unreachable_outcome() -> Outcome {
         renewed: false,
         slow_path: false,
         error: None,
+    }
+}
+
+/// The crate's locks answer with [`Result`]s; these make them replies, and are the one place that reads
+/// an error's status for the election.
+impl Reply<Error> {
+    /// The reply to a `Get`, from a lock's result.
+    pub fn from_read(result: Result<Option<VersionedRecord>>) -> Self {
+        match result {
+            Ok(Some(v)) => Reply::Object(v),
+            Ok(None) => Reply::NotFound,
+            Err(e) => Reply::from_error(e),
+        }
+    }
+
+    /// The reply to a `Create` or `Update`, from a lock's result.
+    pub fn from_write(result: Result<VersionedRecord>) -> Self {
+        match result {
+            Ok(v) => Reply::Object(v),
+            Err(e) => Reply::from_error(e),
+        }
+    }
+
+    /// The reply a failed request makes, by its status.
+    pub fn from_error(e: Error) -> Self {
+        if e.is_not_found() {
+            Reply::NotFound
+        } else if e.is_conflict() || e.is_already_exists() {
+            Reply::Conflict(e)
+        } else {
+            Reply::Failed(e)
+        }
+    }
+}
+
+/// The election's own failures as the crate's errors.
+impl From<ElectionError> for Error {
+    fn from(e: ElectionError) -> Self {
+        match e {
+            ElectionError::InvalidSettings(m) => Error::InvalidElectionConfig(m),
+            ElectionError::LockGone { lock } => Error::lock_gone(&lock),
+            ElectionError::DeadlineExceeded { lock } => Error::DeadlineExceeded { lock },
+            ElectionError::TermLimit { lock } => Error::TermLimit { lock },
+            ElectionError::Coordinated(m) => Error::Coordinated(m),
+        }
     }
 }
 

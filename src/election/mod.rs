@@ -65,12 +65,14 @@
 //! ([`LeaderElector`](crate::runner::LeaderElector)) drives it on a background thread.
 
 mod elector;
+mod failure;
 mod machine;
 mod protocol;
 mod timing;
 
 pub use crate::identity::default_identity;
 pub use elector::{Clock, Elector, SystemClock};
+pub use failure::{ElectionError, StepError};
 pub use machine::Election;
 pub(crate) use machine::later;
 pub use protocol::{

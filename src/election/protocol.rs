@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use super::Timing;
-use crate::error::{Error, Result};
 use crate::events::{LeaderEvent, StopReason};
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
@@ -83,62 +82,32 @@ impl Request {
     }
 }
 
-/// The answer to a [`Request`], in the terms the election judges it by. The errors it carries are for
-/// reports: the election decides by the variant alone, so whoever turns an answer into a reply (see
-/// [`from_read`](Reply::from_read) and [`from_write`](Reply::from_write)) is the one place that reads
-/// an error's status.
+/// The answer to a [`Request`], in the terms the election judges it by. `E` is the driver's error type:
+/// the election decides by the variant alone and passes the error on in the step's [`Outcome`], so
+/// whoever turns an answer into a reply (for the crate's locks, [`from_read`](Reply::from_read) and
+/// [`from_write`](Reply::from_write)) is the one place that reads an error's status.
 #[derive(Debug)]
-pub enum Reply {
+pub enum Reply<E> {
     /// The object as the API server holds it now: read, created or updated.
     Object(VersionedRecord),
     /// 404: the object does not exist.
     NotFound,
     /// 409: a write lost a race. An update found the object at another version (`Conflict`), or a
     /// create found it there already (`AlreadyExists`).
-    Conflict(Error),
+    Conflict(E),
     /// Anything else: an error status, a timeout, a transport failure, a malformed body.
-    Failed(Error),
-}
-
-impl Reply {
-    /// The reply to a `Get`, from a lock's result.
-    pub fn from_read(result: Result<Option<VersionedRecord>>) -> Self {
-        match result {
-            Ok(Some(v)) => Reply::Object(v),
-            Ok(None) => Reply::NotFound,
-            Err(e) => Reply::from_error(e),
-        }
-    }
-
-    /// The reply to a `Create` or `Update`, from a lock's result.
-    pub fn from_write(result: Result<VersionedRecord>) -> Self {
-        match result {
-            Ok(v) => Reply::Object(v),
-            Err(e) => Reply::from_error(e),
-        }
-    }
-
-    /// The reply a failed request makes, by its status.
-    pub fn from_error(e: Error) -> Self {
-        if e.is_not_found() {
-            Reply::NotFound
-        } else if e.is_conflict() || e.is_already_exists() {
-            Reply::Conflict(e)
-        } else {
-            Reply::Failed(e)
-        }
-    }
+    Failed(E),
 }
 
 /// What the driver does next.
 #[derive(Debug)]
-pub enum Action {
+pub enum Action<E> {
     /// Send this request and feed its reply.
     Send(Request),
     /// The step is over.
-    Stepped(Outcome),
+    Stepped(Outcome<E>),
     /// The release is over: `Ok(true)` when we cleared our record, `Ok(false)` when none was ours.
-    Released(Result<bool>),
+    Released(Result<bool, E>),
 }
 
 /// Where a step left us.
@@ -208,7 +177,7 @@ impl Status {
 /// What one step did.
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Outcome {
+pub struct Outcome<E> {
     /// Where the step left us.
     pub status: Status,
     /// The holder we observe (ourselves while we lead; `None`: released, missing or unknown).
@@ -220,11 +189,12 @@ pub struct Outcome {
     pub renewed: bool,
     /// The fast path (one write of the cached object) failed and the step read the lock again.
     pub slow_path: bool,
-    /// Why the step did not succeed, if it did not.
-    pub error: Option<Error>,
+    /// Why the step did not succeed, if it did not: a request's error as the driver gave it, or one of
+    /// the election's own ([`ElectionError`](super::ElectionError), wrapped in the driver's type).
+    pub error: Option<E>,
 }
 
-impl Outcome {
+impl<E> Outcome<E> {
     /// Whether we lead after the step.
     pub fn is_leading(&self) -> bool {
         matches!(self.status, Status::Leading { .. })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use super::ElectionError;
 
 /// The jitter factor of client-go: candidates retry every `retry_period * (1 + rand[0, 1.2))`.
 pub const JITTER_FACTOR: f64 = 1.2;
@@ -59,14 +59,14 @@ impl Timing {
     /// let t = Timing { renew_deadline: Duration::from_secs(20), ..Timing::default() };
     /// assert!(t.validate().unwrap_err().to_string().contains("must be greater than renew_deadline"));
     /// ```
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), ElectionError> {
         self.validate_with(Defaulted::default())
     }
 
     /// [`validate`](Self::validate), with messages that say which values were left at their defaults
     /// (`renew_deadline (10s, the default)`), for settings a builder collected.
-    pub(crate) fn validate_with(&self, defaulted: Defaulted) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidElectionConfig(m));
+    pub(crate) fn validate_with(&self, defaulted: Defaulted) -> Result<(), ElectionError> {
+        let bad = |m: String| Err(ElectionError::InvalidSettings(m));
         let lease = named("lease_duration", self.lease_duration, defaulted.lease);
         let renew = named("renew_deadline", self.renew_deadline, defaulted.renew);
         let retry = named("retry_period", self.retry_period, defaulted.retry);
@@ -106,14 +106,18 @@ impl Timing {
     /// (see [`Lock::record_time_resolution`](crate::lock::Lock::record_time_resolution)): two renews
     /// within one tick read the same, so a renew shows at most once a tick, and the renew deadline must
     /// leave room for one tick and a retry. `lock` names the lock for the message.
-    pub fn validate_resolution(&self, resolution: Duration, lock: &str) -> Result<()> {
+    pub fn validate_resolution(
+        &self,
+        resolution: Duration,
+        lock: &str,
+    ) -> Result<(), ElectionError> {
         if self.renew_deadline <= self.retry_period + resolution {
             let once = if resolution == Duration::from_secs(1) {
                 "a second".to_string()
             } else {
                 format!("every {resolution:?}")
             };
-            return Err(Error::InvalidElectionConfig(format!(
+            return Err(ElectionError::InvalidSettings(format!(
                 "{lock} keeps its record's times to {resolution:?}, so a renew shows at most once {once}: renew_deadline ({:?}) must be longer than {resolution:?} + retry_period ({:?})",
                 self.renew_deadline, self.retry_period
             )));

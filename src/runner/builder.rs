@@ -348,7 +348,7 @@ impl LeaderElectorBuilder<CustomLock> {
         let events = self.events.clone();
         if let Err(e) = self.timing.validate_with(self.defaulted) {
             events.close();
-            return Err(e);
+            return Err(e.into());
         }
         let locks = self.target.locks;
         // A lock describes itself as `<resource> <namespace>/<name>`: the name is the metrics label.

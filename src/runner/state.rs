@@ -396,7 +396,7 @@ impl State {
     /// that term instead (`Applied::lapsed`): the election must be told.
     pub(crate) fn apply(
         &self,
-        outcome: &Outcome,
+        outcome: &Outcome<Error>,
         was_leading: bool,
         latency: Duration,
         lock_ref: Option<ObjectReference>,

@@ -214,7 +214,7 @@ impl Worker {
     fn restart_a_watch_that_missed_a_change(
         &self,
         before: Option<Instant>,
-        outcome: &Outcome,
+        outcome: &Outcome<Error>,
         step: Instant,
     ) {
         let Some(watcher) = self.watcher.as_ref() else {

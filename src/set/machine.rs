@@ -81,7 +81,7 @@ fn is_free(status: &Status, now: Instant) -> bool {
 /// One lock of the set.
 pub(crate) struct Shard {
     pub(crate) name: Arc<str>,
-    election: Election,
+    election: Election<Error>,
     pub(crate) state: Arc<State>,
     /// A request of it is out.
     in_flight: bool,
@@ -639,7 +639,7 @@ impl SetMachine {
     }
 
     /// Act on what an election asks: a request, or the end of a step or a release.
-    fn act(&mut self, i: usize, action: Action, now: Instant) {
+    fn act(&mut self, i: usize, action: Action<Error>, now: Instant) {
         match action {
             Action::Send(request) => {
                 let until = later(now, request.timeout());
@@ -670,7 +670,7 @@ impl SetMachine {
     pub(crate) fn answered(
         &mut self,
         shard: usize,
-        reply: Reply,
+        reply: Reply<Error>,
         now: Instant,
         wall: DateTime<Utc>,
     ) {
@@ -680,7 +680,7 @@ impl SetMachine {
         self.act(shard, action, now);
     }
 
-    fn stepped(&mut self, i: usize, outcome: Outcome, now: Instant) {
+    fn stepped(&mut self, i: usize, outcome: Outcome<Error>, now: Instant) {
         self.steps += 1;
         let s = &mut self.shards[i];
         let (started, was_leading) = match s.phase {

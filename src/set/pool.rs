@@ -46,7 +46,7 @@ pub(crate) enum Done {
     Lock {
         shard: usize,
         lock: Box<dyn Lock>,
-        reply: Reply,
+        reply: Reply<Error>,
     },
     Listed(Result<Vec<(String, VersionedRecord)>>),
 }
@@ -223,7 +223,7 @@ fn run(job: Job) -> Done {
     }
 }
 
-fn execute(lock: &mut dyn Lock, request: Request, timeout: Duration) -> Reply {
+fn execute(lock: &mut dyn Lock, request: Request, timeout: Duration) -> Reply<Error> {
     match request {
         Request::Get { .. } => Reply::from_read(lock.get(timeout)),
         Request::Create { record, .. } => Reply::from_write(lock.create(&record, timeout)),

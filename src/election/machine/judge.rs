@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Election, Ghost, Known, Observation, Phase, Seen, Slots, View};
 use crate::election::protocol::{Action, ElectionConfig, Reply, Request, Slot, UNKNOWN_LEADER};
-use crate::error::Error;
+use crate::election::{ElectionError, StepError};
 use crate::events::{LeaderEvent, StopReason};
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
@@ -33,15 +33,15 @@ impl Judge<'_> {
     }
 }
 
-impl Election {
+impl<E: StepError> Election<E> {
     /// The answer to a step's read of `slot`: read the next object, or judge what the reads found.
     pub(super) fn on_read(
         &mut self,
         slot: Slot,
-        reply: Reply,
+        reply: Reply<E>,
         now: Instant,
         wall: DateTime<Utc>,
-    ) -> Action {
+    ) -> Action<E> {
         if let Err(e) = self.take_in_read(slot, reply) {
             self.step.error = Some(Box::new(e));
             return self.finish(now);
@@ -52,7 +52,7 @@ impl Election {
         }
     }
 
-    pub(super) fn read(&mut self, slot: Slot, now: Instant) -> Action {
+    pub(super) fn read(&mut self, slot: Slot, now: Instant) -> Action<E> {
         self.send(Phase::Read { slot }, now, |timeout| Request::Get {
             slot,
             timeout,
@@ -61,7 +61,7 @@ impl Election {
 
     /// Remember what a read of `slot` found (the object, or that it is gone); a failed read is returned
     /// for the caller to judge, as a step and a release judge it differently.
-    pub(super) fn take_in_read(&mut self, slot: Slot, reply: Reply) -> Result<(), Error> {
+    pub(super) fn take_in_read(&mut self, slot: Slot, reply: Reply<E>) -> Result<(), E> {
         match reply {
             Reply::Object(v) => self.take_in_object(slot, v),
             Reply::NotFound => self.gone(slot),
@@ -151,7 +151,7 @@ impl Election {
     }
 
     /// Judge what the reads found and decide: hold, take, renew, or wait.
-    pub(super) fn judge(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
+    pub(super) fn judge(&mut self, now: Instant, wall: DateTime<Utc>) -> Action<E> {
         // The reads succeeded: whatever failed before (the fast path) is settled by what they found.
         self.step.error = None;
         let us = self.config.identity.clone();
@@ -219,10 +219,10 @@ impl Election {
 
     /// The lock's transition counter is at `i32::MAX`: a new term's fencing token could not be larger
     /// than the last one, so we do not take the lock.
-    fn refuse_term(&mut self, now: Instant) -> Action {
-        self.step.error = Some(Box::new(Error::TermLimit {
+    fn refuse_term(&mut self, now: Instant) -> Action<E> {
+        self.step.error = Some(Box::new(self.own(ElectionError::TermLimit {
             lock: self.config.lock.clone(),
-        }));
+        })));
         if !std::mem::replace(&mut self.term_limit_reported, true) {
             self.step.events.push(LeaderEvent::TermLimitReached {
                 transitions: i32::MAX,
@@ -233,12 +233,12 @@ impl Election {
 
     /// No lock object exists and none named a holder when we last saw it: create it, with the term
     /// after the last one we saw (a deleted lock keeps fencing tokens growing for those who saw it).
-    pub(super) fn judge_missing(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
+    pub(super) fn judge_missing(&mut self, now: Instant, wall: DateTime<Utc>) -> Action<E> {
         if self.config.coordinated {
-            self.step.error = Some(Box::new(Error::Coordinated(format!(
+            self.step.error = Some(Box::new(self.own(ElectionError::Coordinated(format!(
                 "{} does not exist: the API server's coordinated election creates it (is the CoordinatedLeaderElection feature on?)",
                 self.config.lock
-            ))));
+            )))));
             return self.finish(now);
         }
         if !self.campaigning {
@@ -265,7 +265,7 @@ impl Election {
         o: Observation,
         now: Instant,
         wall: DateTime<Utc>,
-    ) -> Action {
+    ) -> Action<E> {
         if o.holder != self.config.identity {
             self.end_of_term = None;
             self.lose((!o.holder.is_empty()).then(|| o.holder.clone()));

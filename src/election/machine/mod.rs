@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::Timing;
 use super::protocol::{Action, ElectionConfig, Reply, Slot, WatchReaction, Watched};
-use crate::error::{Error, Result};
+use super::{ElectionError, StepError};
 use crate::events::{LeaderEvent, StopReason};
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
@@ -226,9 +226,9 @@ enum Phase {
     },
 }
 
-/// The bookkeeping of one step.
-#[derive(Debug, Default)]
-struct StepState {
+/// The bookkeeping of one step. `E`: the driver's error type.
+#[derive(Debug)]
+struct StepState<E> {
     /// When the step began (`None` before the first step).
     start: Option<Instant>,
     events: Vec<LeaderEvent>,
@@ -238,7 +238,9 @@ struct StepState {
     renewed: bool,
     rereads: u8,
     /// (Boxed: set only when a step fails, and every lock carries its `StepState`.)
-    error: Option<Box<Error>>,
+    error: Option<Box<E>>,
+    /// `error` says only that the renew deadline passed (no reason for a lapse).
+    out_of_time: bool,
     /// A release gives up at this instant.
     give_up: Option<Instant>,
     /// The writes re-create an object we have seen before (deleted since): the term they begin waits
@@ -255,7 +257,9 @@ struct StepState {
 /// use kube_elector::election::{Action, Election, ElectionConfig, Reply, Request};
 /// use kube_elector::Timing;
 ///
-/// let mut e = Election::new(ElectionConfig::new("me", "leases default/demo", Timing::default())).unwrap();
+/// // The type parameter is the driver's error type: here the crate's own, as `Elector` uses.
+/// let config = ElectionConfig::new("me", "leases default/demo", Timing::default());
+/// let mut e = Election::<kube_elector::Error>::new(config).unwrap();
 /// let now = Instant::now();
 /// let wall = chrono::Utc::now();
 /// // A step starts by reading the lock...
@@ -271,7 +275,7 @@ struct StepState {
 /// assert!(!e.is_leader(now + Duration::from_secs(10)), "renew_deadline is 10 s");
 /// ```
 #[derive(Debug)]
-pub struct Election {
+pub struct Election<E> {
     config: ElectionConfig,
     slots: Slots,
     observed: Option<Observation>,
@@ -297,10 +301,28 @@ pub struct Election {
     /// share only observes. Our own term is renewed either way.
     campaigning: bool,
     phase: Phase,
-    step: StepState,
+    step: StepState<E>,
 }
 
-impl StepState {
+impl<E> Default for StepState<E> {
+    fn default() -> Self {
+        StepState {
+            start: None,
+            events: Vec::new(),
+            slow_path: false,
+            observable: false,
+            renewed: false,
+            rereads: 0,
+            error: None,
+            out_of_time: false,
+            give_up: None,
+            quarantine: None,
+            wrote: [false; 2],
+        }
+    }
+}
+
+impl<E> StepState<E> {
     fn new(start: Instant, rereads: u8, give_up: Option<Instant>) -> Self {
         StepState {
             start: Some(start),
@@ -319,12 +341,12 @@ pub(crate) fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
-impl Election {
+impl<E: StepError> Election<E> {
     /// A new election. Fails if the timing or the identity is invalid.
-    pub fn new(config: ElectionConfig) -> Result<Self> {
+    pub fn new(config: ElectionConfig) -> Result<Self, ElectionError> {
         config.timing.validate()?;
         if config.identity.is_empty() {
-            return Err(Error::InvalidElectionConfig(
+            return Err(ElectionError::InvalidSettings(
                 "identity must not be empty".into(),
             ));
         }
@@ -416,7 +438,7 @@ impl Election {
 
     /// Start a step at `now`: renew if we lead (one write of the cached object), else read the lock and
     /// judge it. A step still in progress is abandoned.
-    pub fn begin(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
+    pub fn begin(&mut self, now: Instant, wall: DateTime<Utc>) -> Action<E> {
         self.phase = Phase::Idle;
         self.step = StepState::new(now, REREADS_PER_STEP, None);
         self.expire(now);
@@ -434,7 +456,7 @@ impl Election {
     }
 
     /// Feed the reply to the last request.
-    pub fn feed(&mut self, reply: Reply, now: Instant, wall: DateTime<Utc>) -> Action {
+    pub fn feed(&mut self, reply: Reply<E>, now: Instant, wall: DateTime<Utc>) -> Action<E> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             // A reply without a request: nothing to continue.
             Phase::Idle => self.finish(now),

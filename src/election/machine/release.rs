@@ -6,17 +6,18 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{Election, Known, Phase, StepState, later};
+use crate::election::StepError;
 use crate::election::protocol::{Action, Reply, Request, Slot};
 use crate::record::LeaderElectionRecord;
 
-impl Election {
+impl<E: StepError> Election<E> {
     /// Start giving the lock up: clear the record of each object that still names us (holder `""`,
     /// duration 1 s), so a follower takes over at once. The write is conditional on the version we last
     /// wrote, so it can only clear our own record: if anyone wrote since, it fails, and the lock is read
     /// and only a record that still names us is cleared (a late release never clears a successor's
     /// lease). A racing write is retried until `timing.request_timeout_cap()` has passed. Call
     /// [`resign`](Self::resign) first.
-    pub fn begin_release(&mut self, now: Instant, wall: DateTime<Utc>) -> Action {
+    pub fn begin_release(&mut self, now: Instant, wall: DateTime<Utc>) -> Action<E> {
         self.phase = Phase::Idle;
         self.leading = None;
         let give_up = later(now, self.config.timing.request_timeout_cap());
@@ -44,7 +45,7 @@ impl Election {
         self.release_read(Slot::Primary, now)
     }
 
-    pub(super) fn release_read(&mut self, slot: Slot, now: Instant) -> Action {
+    pub(super) fn release_read(&mut self, slot: Slot, now: Instant) -> Action<E> {
         self.send(Phase::ReleaseRead { slot }, now, |timeout| Request::Get {
             slot,
             timeout,
@@ -57,7 +58,7 @@ impl Election {
         index: usize,
         now: Instant,
         wall: DateTime<Utc>,
-    ) -> Action {
+    ) -> Action<E> {
         let slot = slots[index];
         let Known::Present(v) = &self.slots[slot.index()] else {
             return self.released(Ok(false));
@@ -90,10 +91,10 @@ impl Election {
     pub(super) fn on_release_read(
         &mut self,
         slot: Slot,
-        reply: Reply,
+        reply: Reply<E>,
         now: Instant,
         wall: DateTime<Utc>,
-    ) -> Action {
+    ) -> Action<E> {
         if let Err(e) = self.take_in_read(slot, reply) {
             return self.released(Err(e));
         }
@@ -115,10 +116,10 @@ impl Election {
         slots: Vec<Slot>,
         index: usize,
         sent: &str,
-        reply: Reply,
+        reply: Reply<E>,
         now: Instant,
         wall: DateTime<Utc>,
-    ) -> Action {
+    ) -> Action<E> {
         match reply {
             Reply::Object(v) => {
                 self.wrote(slots[index], v, Some(sent));
@@ -135,7 +136,7 @@ impl Election {
         }
     }
 
-    pub(super) fn released(&mut self, result: crate::error::Result<bool>) -> Action {
+    pub(super) fn released(&mut self, result: Result<bool, E>) -> Action<E> {
         self.phase = Phase::Idle;
         self.step = StepState::default();
         Action::Released(result)

@@ -8,19 +8,19 @@ use chrono::{DateTime, Utc};
 
 use super::{Election, Known, Phase};
 use crate::election::protocol::{Action, Reply, Request, Slot};
-use crate::error::Error;
+use crate::election::{ElectionError, StepError};
 use crate::record::LeaderElectionRecord;
 
-impl Election {
+impl<E: StepError> Election<E> {
     /// The answer to a fast-path renew of `slot`.
     pub(super) fn on_renewed(
         &mut self,
         slot: Slot,
         record: LeaderElectionRecord,
         sent: &str,
-        reply: Reply,
+        reply: Reply<E>,
         now: Instant,
-    ) -> Action {
+    ) -> Action<E> {
         match reply {
             Reply::Object(v) => {
                 self.wrote(slot, v, Some(sent));
@@ -29,7 +29,12 @@ impl Election {
                     None => self.wrote_all(record, now),
                 }
             }
-            Reply::NotFound => self.fall_back(Error::lock_gone(&self.config.lock), now),
+            Reply::NotFound => self.fall_back(
+                self.own(ElectionError::LockGone {
+                    lock: self.config.lock.clone(),
+                }),
+                now,
+            ),
             Reply::Conflict(e) | Reply::Failed(e) => self.fall_back(e, now),
         }
     }
@@ -50,7 +55,7 @@ impl Election {
         slot: Slot,
         record: LeaderElectionRecord,
         now: Instant,
-    ) -> Action {
+    ) -> Action<E> {
         let Known::Present(v) = &self.slots[slot.index()] else {
             return self.read(Slot::Primary, now);
         };
@@ -68,7 +73,7 @@ impl Election {
     }
 
     /// The fast path failed: read the lock and judge it (the slow path).
-    pub(super) fn fall_back(&mut self, e: Error, now: Instant) -> Action {
+    pub(super) fn fall_back(&mut self, e: E, now: Instant) -> Action<E> {
         log::debug!(
             "{} as {}: fast-path renew failed, reading the lock: {e}",
             self.config.lock,

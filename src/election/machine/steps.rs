@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::{Election, Known, Phase};
 use crate::election::protocol::{Action, Request, Slot};
-use crate::error::Error;
+use crate::election::{ElectionError, StepError};
 
-impl Election {
-    pub(super) fn all_slots(&self) -> impl Iterator<Item = Slot> + use<> {
+impl<E: StepError> Election<E> {
+    pub(super) fn all_slots(&self) -> impl Iterator<Item = Slot> + use<E> {
         let pair = self.config.pair;
         [Slot::Primary, Slot::Secondary]
             .into_iter()
@@ -60,10 +60,15 @@ impl Election {
         }
     }
 
-    pub(super) fn deadline_error(&self) -> Error {
-        Error::DeadlineExceeded {
+    /// One of the election's own failures, in the driver's error type.
+    pub(super) fn own(&self, failure: ElectionError) -> E {
+        E::from(failure)
+    }
+
+    pub(super) fn deadline_error(&self) -> E {
+        self.own(ElectionError::DeadlineExceeded {
             lock: self.config.lock.clone(),
-        }
+        })
     }
 
     /// Send a request, or end the step when its time is up.
@@ -72,7 +77,7 @@ impl Election {
         phase: Phase,
         now: Instant,
         make: impl FnOnce(Duration) -> Request,
-    ) -> Action {
+    ) -> Action<E> {
         let releasing = matches!(
             phase,
             Phase::ReleaseRead { .. } | Phase::ReleaseWrite { .. }
@@ -87,6 +92,7 @@ impl Election {
                 let e = self.deadline_error();
                 if self.step.error.is_none() {
                     self.step.error = Some(Box::new(e));
+                    self.step.out_of_time = true;
                 }
                 self.finish(now)
             }

@@ -4,11 +4,11 @@
 use std::time::Instant;
 
 use super::{Election, Phase};
+use crate::election::StepError;
 use crate::election::protocol::{Action, Outcome, Status};
-use crate::error::Error;
 use crate::events::{LeaderEvent, StopReason};
 
-impl Election {
+impl<E: StepError> Election<E> {
     /// End leadership once its deadline has passed.
     pub(super) fn expire(&mut self, now: Instant) {
         if self.leading.as_ref().is_some_and(|t| now >= t.deadline) {
@@ -65,14 +65,14 @@ impl Election {
     }
 
     /// End the step: where it left us and what changed.
-    pub(super) fn finish(&mut self, now: Instant) -> Action {
+    pub(super) fn finish(&mut self, now: Instant) -> Action<E> {
         // Why renews fail, for the reason of a lapse (this one's, if the deadline passes now).
         if self.leading.is_some() {
             if let Some(e) = self
                 .step
                 .error
                 .as_deref()
-                .filter(|e| !matches!(e, Error::DeadlineExceeded { .. }))
+                .filter(|_| !self.step.out_of_time)
             {
                 self.last_error = Some(e.to_string());
             }

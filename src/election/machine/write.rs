@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use super::{Election, Known, Phase, Term, later};
 use crate::election::protocol::{Action, Reply, Request, Slot};
-use crate::error::Error;
+use crate::election::{ElectionError, StepError};
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
-impl Election {
+impl<E: StepError> Election<E> {
     /// The answer to the write of `slots[index]`: write the next object, or take in the term.
     pub(super) fn on_written(
         &mut self,
@@ -17,9 +17,9 @@ impl Election {
         index: usize,
         record: LeaderElectionRecord,
         sent: Option<String>,
-        reply: Reply,
+        reply: Reply<E>,
         now: Instant,
-    ) -> Action {
+    ) -> Action<E> {
         match reply {
             Reply::Object(v) => {
                 self.wrote(slots[index], v, sent.as_deref());
@@ -29,7 +29,12 @@ impl Election {
                     self.wrote_all(record, now)
                 }
             }
-            Reply::NotFound => self.lost_race(Error::lock_gone(&self.config.lock), now),
+            Reply::NotFound => self.lost_race(
+                self.own(ElectionError::LockGone {
+                    lock: self.config.lock.clone(),
+                }),
+                now,
+            ),
             Reply::Conflict(e) => self.lost_race(e, now),
             Reply::Failed(e) => {
                 self.step.error = Some(Box::new(e));
@@ -44,7 +49,7 @@ impl Election {
         index: usize,
         record: LeaderElectionRecord,
         now: Instant,
-    ) -> Action {
+    ) -> Action<E> {
         let slot = slots[index];
         let sent = self.slots[slot.index()]
             .object()
@@ -80,7 +85,7 @@ impl Election {
 
     /// A write lost a race (409, or the object vanished): read again and judge again, once per step. A race
     /// never means "still leader": if we cannot judge again, we stop leading.
-    pub(super) fn lost_race(&mut self, e: Error, now: Instant) -> Action {
+    pub(super) fn lost_race(&mut self, e: E, now: Instant) -> Action<E> {
         self.step.error = Some(Box::new(e));
         if self.step.rereads > 0 {
             self.step.rereads -= 1;
@@ -119,7 +124,7 @@ impl Election {
 
     /// Every object holds our record: we lead until `start + renew_deadline` if followers can see the
     /// write; a write they cannot see moves nothing.
-    pub(super) fn wrote_all(&mut self, record: LeaderElectionRecord, now: Instant) -> Action {
+    pub(super) fn wrote_all(&mut self, record: LeaderElectionRecord, now: Instant) -> Action<E> {
         // A term whose deadline passed while the write was on its way is over: the write may begin a
         // new term, never extend that one (its workers saw it end).
         self.expire(now);

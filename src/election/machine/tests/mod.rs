@@ -9,28 +9,18 @@ mod write;
 
 use super::*;
 use crate::election::protocol::{Request, Status};
-use crate::error::{ApiError, StatusReason};
 use proptest::prelude::*;
-
-fn failed(code: u16, retry_after: Option<Duration>) -> Reply {
-    Reply::from_error(Error::from(ApiError {
-        context: "test".into(),
-        code,
-        reason: StatusReason::from_code(code),
-        message: String::new(),
-        retry_after,
-    }))
-}
+use scenario::Failure;
 
 proptest! {
-    /// Whatever the server answers (hostile durations, terms, holders, errors, Retry-After) and however
+    /// Whatever the server answers (hostile durations, terms, holders, errors) and however
     /// time jumps, the core neither panics nor leads without a write the server confirmed, and never past
     /// that write's step start plus the renew deadline.
     #[test]
     fn hostile_answers_never_panic_or_make_a_leader(
         answers in proptest::collection::vec(
             (0u8..7, any::<i32>(), any::<i32>(), prop_oneof![Just("me".to_string()), Just(String::new()), ".{0,6}"],
-             any::<u64>(), 0u64..4_000),
+             0u64..4_000),
             1..80),
         pair in any::<bool>(),
         coordinated in any::<bool>(),
@@ -40,7 +30,7 @@ proptest! {
             renew_deadline: Duration::from_millis(1500),
             retry_period: Duration::from_millis(200),
         };
-        let mut e = Election::new(ElectionConfig {
+        let mut e = Election::<Failure>::new(ElectionConfig {
             identity: "me".into(),
             lock: "test".into(),
             timing,
@@ -57,7 +47,7 @@ proptest! {
         let mut action = e.begin(now, wall);
         // When the current action was produced.
         let mut acted = now;
-        for (kind, duration, transitions, holder, retry, advance) in answers {
+        for (kind, duration, transitions, holder, advance) in answers {
             now += Duration::from_millis(advance);
             action = match action {
                 Action::Send(request) => {
@@ -80,10 +70,10 @@ proptest! {
                             resource_version: rv.to_string(),
                         }),
                         2 => Reply::NotFound,
-                        3 => failed(409, None),
-                        4 => failed(429, Some(Duration::from_secs(retry))),
-                        5 => Reply::Failed(Error::Timeout { context: "t".into(), after: Duration::from_secs(1) }),
-                        _ => failed(500, Some(Duration::new(retry, 999_999_999))),
+                        3 => Reply::Conflict(Failure::Request("409")),
+                        4 => Reply::Failed(Failure::Request("429")),
+                        5 => Reply::Failed(Failure::Request("timeout")),
+                        _ => Reply::Failed(Failure::Request("500")),
                     };
                     if echo.is_some() && matches!(reply, Reply::Object(_)) {
                         wrote_ok = true;

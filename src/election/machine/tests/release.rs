@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use super::scenario::{Scenario, held_by, send, written};
+use super::scenario::{Failure, Scenario, held_by, send, written};
 use crate::election::protocol::{Action, Reply, Request};
-use crate::error::Error;
 use crate::events::StopReason;
 
-fn released(action: Action) -> bool {
+fn released(action: Action<Failure>) -> bool {
     match action {
         Action::Released(result) => result.expect("no error"),
         other => panic!("expected the release to end, got {other:?}"),
@@ -48,10 +47,7 @@ fn a_release_that_met_another_write_reads_and_clears_nothing_of_a_successors() {
     s.e.resign(StopReason::Stopped);
     let write = send(s.e.begin_release(s.now, s.wall));
     assert!(written(&write).holder_identity.is_empty());
-    let conflict = Error::Timeout {
-        context: "lost".into(),
-        after: Duration::ZERO,
-    };
+    let conflict = Failure::Request("lost");
     let get = send(s.feed(Reply::Conflict(conflict)));
     assert!(matches!(get, Request::Get { .. }), "look again: {get:?}");
     let reply = s.object(held_by("successor", 1));

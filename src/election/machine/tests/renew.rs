@@ -2,15 +2,11 @@
 
 use std::time::Duration;
 
-use super::scenario::{ME, Scenario, send, stepped, written};
+use super::scenario::{Failure, ME, Scenario, send, stepped, written};
 use crate::election::protocol::{Reply, Request, Status};
-use crate::error::Error;
 
-fn timeout() -> Error {
-    Error::Timeout {
-        context: "test".into(),
-        after: Duration::from_secs(1),
-    }
+fn timeout() -> Failure {
+    Failure::Request("timeout")
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::election::protocol::{Action, ElectionConfig, Outcome, Reply, Request};
-use crate::election::{Election, Timing};
+use crate::election::{Election, ElectionError, Timing};
 use crate::record::{LeaderElectionRecord, VersionedRecord};
 
 pub(super) const ME: &str = "me";
@@ -19,9 +19,34 @@ pub(super) fn timing() -> Timing {
     }
 }
 
+/// The driver's error in these tests: the core takes any type that can carry its own failures, so
+/// these tests use none of the crate's transport errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// A request failed; the core only reports it.
+    Request(&'static str),
+    /// One of the election's own failures.
+    Election(ElectionError),
+}
+
+impl From<ElectionError> for Failure {
+    fn from(e: ElectionError) -> Self {
+        Failure::Election(e)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Request(what) => write!(f, "request failed: {what}"),
+            Failure::Election(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// An election of ours and the clocks it is fed.
 pub(super) struct Scenario {
-    pub(super) e: Election,
+    pub(super) e: Election<Failure>,
     pub(super) now: Instant,
     pub(super) wall: DateTime<Utc>,
     /// The object's version, as the "server" numbers it.
@@ -45,16 +70,16 @@ impl Scenario {
         self.wall += chrono::Duration::from_std(d).unwrap();
     }
 
-    pub(super) fn begin(&mut self) -> Action {
+    pub(super) fn begin(&mut self) -> Action<Failure> {
         self.e.begin(self.now, self.wall)
     }
 
-    pub(super) fn feed(&mut self, reply: Reply) -> Action {
+    pub(super) fn feed(&mut self, reply: Reply<Failure>) -> Action<Failure> {
         self.e.feed(reply, self.now, self.wall)
     }
 
     /// The object at a new version, holding `record`.
-    pub(super) fn object(&mut self, record: LeaderElectionRecord) -> Reply {
+    pub(super) fn object(&mut self, record: LeaderElectionRecord) -> Reply<Failure> {
         self.rv += 1;
         Reply::Object(VersionedRecord {
             record,
@@ -63,12 +88,12 @@ impl Scenario {
     }
 
     /// The server confirms the write `request` asked for (a new version holding its record).
-    pub(super) fn confirm(&mut self, request: &Request) -> Reply {
+    pub(super) fn confirm(&mut self, request: &Request) -> Reply<Failure> {
         self.object(written(request).clone())
     }
 
     /// Lead: take a missing lock (a read, then a create the server confirms).
-    pub(super) fn lead(&mut self) -> Outcome {
+    pub(super) fn lead(&mut self) -> Outcome<Failure> {
         let get = send(self.begin());
         assert!(matches!(get, Request::Get { .. }), "{get:?}");
         let create = send(self.feed(Reply::NotFound));
@@ -102,7 +127,7 @@ pub(super) fn released(transitions: i32) -> LeaderElectionRecord {
 }
 
 /// The request an action asks to send.
-pub(super) fn send(action: Action) -> Request {
+pub(super) fn send(action: Action<Failure>) -> Request {
     match action {
         Action::Send(request) => request,
         other => panic!("expected a request, got {other:?}"),
@@ -110,7 +135,7 @@ pub(super) fn send(action: Action) -> Request {
 }
 
 /// The outcome an action ends a step with.
-pub(super) fn stepped(action: Action) -> Outcome {
+pub(super) fn stepped(action: Action<Failure>) -> Outcome<Failure> {
     match action {
         Action::Stepped(outcome) => outcome,
         other => panic!("expected the end of the step, got {other:?}"),

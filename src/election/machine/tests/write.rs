@@ -3,16 +3,12 @@
 
 use std::time::Duration;
 
-use super::scenario::{ME, Scenario, held_by, released, send, stepped, written};
+use super::scenario::{Failure, ME, Scenario, held_by, released, send, stepped, written};
 use crate::election::protocol::{Reply, Request, Status};
-use crate::error::Error;
 use crate::events::LeaderEvent;
 
-fn raced() -> Error {
-    Error::Timeout {
-        context: "the reply's error is only reported".into(),
-        after: Duration::ZERO,
-    }
+fn raced() -> Failure {
+    Failure::Request("the reply's error is only reported")
 }
 
 #[test]

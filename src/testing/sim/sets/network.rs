@@ -43,7 +43,7 @@ enum Fate {
 
 /// The answer a client gets.
 pub(super) enum Answer {
-    Lock(Reply),
+    Lock(Reply<Error>),
     List(crate::error::Result<Vec<(String, VersionedRecord)>>),
 }
 

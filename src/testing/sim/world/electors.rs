@@ -39,7 +39,7 @@ impl World {
         self.act(e, action);
     }
 
-    pub(super) fn act(&mut self, e: usize, action: Action) {
+    pub(super) fn act(&mut self, e: usize, action: Action<Error>) {
         match action {
             Action::Send(request) => self.send(e, request),
             Action::Stepped(outcome) => {
@@ -65,7 +65,7 @@ impl World {
 
     /// What the runner's state does with an outcome: events in order, each after the leadership it
     /// reports; a renew moves the deadline.
-    pub(super) fn stepped(&mut self, e: usize, outcome: Outcome) {
+    pub(super) fn stepped(&mut self, e: usize, outcome: Outcome<Error>) {
         self.electors[e].standing = outcome.status.clone();
         let deadline = outcome.status.leader_deadline();
         if self.cfg.trace {

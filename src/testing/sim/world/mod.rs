@@ -109,7 +109,7 @@ struct InFlight {
     back: u64,
     /// The client has its answer (or gave up).
     done: bool,
-    answer: Option<Reply>,
+    answer: Option<Reply<Error>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +156,7 @@ struct SimElector {
     kind: LockKind,
     objects: Vec<ObjectKind>,
     timing: Timing,
-    election: Election,
+    election: Election<Error>,
     /// What the runner paces by: the last step's status, or a watched change's since.
     standing: Status,
     clock: SimClock,
@@ -206,7 +206,7 @@ pub(crate) struct World {
     /// know who held it.
     cleared: BTreeMap<ObjectKind, (ObjMeta, BTreeSet<(usize, u32)>)>,
     /// Answers received but not processed yet (the client thread was descheduled).
-    received: HashMap<u64, (usize, u32, Reply)>,
+    received: HashMap<u64, (usize, u32, Reply<Error>)>,
     /// Until when another writer touches the lock objects.
     touching_until: u64,
     /// Successors started under a running elector's identity.

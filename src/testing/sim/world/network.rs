@@ -374,7 +374,7 @@ impl World {
         );
     }
 
-    pub(super) fn deliver(&mut self, e: usize, inc: u32, id: u64, reply: Reply) {
+    pub(super) fn deliver(&mut self, e: usize, inc: u32, id: u64, reply: Reply<Error>) {
         let el = &mut self.electors[e];
         if el.inc != inc
             || !el.alive
