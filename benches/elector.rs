@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use kube_elector::election::Elector;
 use kube_elector::lock::LeaseLock;
+use kube_elector::lock::{decode_annotation, encode_annotation};
 use kube_elector::record::LeaderElectionRecord;
 use kube_elector::testing::ApiServer;
-use kube_elector::testing::codec::{decode_annotation, encode_annotation};
 use kube_elector::{LeaderElector, Timing};
 use serde_json::{Value, json};
 

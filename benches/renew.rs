@@ -90,7 +90,7 @@ impl RawPut {
 
     fn put(&mut self) {
         self.object["spec"]["renewTime"] = Value::String(
-            kube_elector::testing::codec::format_micro_time(&chrono::Utc::now()),
+            kube_elector::record::time::format_micro_time(&chrono::Utc::now()),
         );
         let mut req = self
             .agent

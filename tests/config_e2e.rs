@@ -167,9 +167,7 @@ fn a_rotated_token_file_is_picked_up_while_leading() {
         .unwrap();
     let h = LeaderElector::builder(config, "rotating")
         .identity("a")
-        .lease_duration(Duration::from_secs(3))
-        .renew_deadline(Duration::from_secs(2))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(3, 2000, 200))
         .start()
         .unwrap();
     let events = h.events();
@@ -220,9 +218,7 @@ fn in_cluster_files_and_a_kubeconfig_both_reach_the_server() {
     assert_eq!(config.namespace(), "kube-system");
     let h = LeaderElector::builder(config, "in-cluster")
         .identity("pod-a")
-        .lease_duration(Duration::from_secs(3))
-        .renew_deadline(Duration::from_secs(2))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(3, 2000, 200))
         .start()
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.is_leader()));

@@ -13,9 +13,7 @@ use kube_elector::{CandidateInfo, LeaderElector, LeaderEvent, LeaderHandle, Stop
 fn candidate(server: &ApiServer, id: &str, emulation: &str) -> LeaderHandle {
     LeaderElector::builder(server.config(), "cle")
         .identity(id)
-        .lease_duration(Duration::from_secs(3))
-        .renew_deadline(Duration::from_secs(2))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(3, 2000, 200))
         .coordinated(CandidateInfo::new("1.34.0", emulation))
         .start()
         .unwrap()

@@ -14,11 +14,7 @@ use kube_elector::testing::ApiServer;
 use kube_elector::{Error, LeaderElector, LeaderEvent, LeaderHandle, StopReason};
 
 fn start(server: &ApiServer, lock: &str, id: &str) -> LeaderHandle {
-    LeaderElector::builder(server.config(), lock)
-        .identity(id)
-        .timing(timing(2, 1500, 200))
-        .start()
-        .unwrap()
+    common::start(server.config(), lock, id, timing(2, 1500, 200))
 }
 
 /// When the last item of the leader work ended, set by the work itself.

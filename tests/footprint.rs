@@ -37,9 +37,7 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
     let server = ApiServer::start().unwrap();
     let before = threads_named("kube-elector");
     let h = LeaderElector::builder(server.config(), "footprint")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(100))
+        .timing(common::timing(2, 1000, 100))
         .watch(false)
         .start()
         .unwrap();
@@ -69,9 +67,7 @@ fn is_leader_allocates_nothing_and_an_elector_is_one_thread() {
     h.stop().unwrap();
 
     let w = LeaderElector::builder(server.config(), "footprint-watch")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(100))
+        .timing(common::timing(2, 1000, 100))
         .start()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));

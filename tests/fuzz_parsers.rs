@@ -5,11 +5,9 @@ use std::path::Path;
 
 use kube_elector::Config;
 use kube_elector::error::ApiError;
-use kube_elector::lock::LEADER_ANNOTATION;
+use kube_elector::lock::{LEADER_ANNOTATION, decode_annotation, encode_annotation};
 use kube_elector::record::LeaderElectionRecord;
-use kube_elector::testing::codec::{
-    decode_annotation, encode_annotation, parse_micro_time_strict, parse_time_lenient,
-};
+use kube_elector::record::time::{parse_micro_time_strict, parse_time_lenient};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -73,14 +71,14 @@ proptest! {
             prop_assert_eq!(strict, lenient, "strict implies lenient, to the same instant");
         }
         if let Some(t) = strict {
-            prop_assert_eq!(parse_micro_time_strict(&kube_elector::testing::codec::format_micro_time(&t)), Some(t));
+            prop_assert_eq!(parse_micro_time_strict(&kube_elector::record::time::format_micro_time(&t)), Some(t));
         }
     }
 
     #[test]
     fn micro_times_round_trip(secs in 0i64..4_000_000_000, micros in 0u32..1_000_000) {
         let t = chrono::DateTime::from_timestamp(secs, micros * 1000).unwrap();
-        let s = kube_elector::testing::codec::format_micro_time(&t);
+        let s = kube_elector::record::time::format_micro_time(&t);
         prop_assert_eq!(s.len(), 27);
         prop_assert_eq!(parse_micro_time_strict(&s), Some(t));
     }

@@ -73,9 +73,7 @@ fn sabotaged(server: &ApiServer, name: &str) -> (Sabotaged, Arc<AtomicBool>, Arc
 
 fn start(lock: Sabotaged) -> kube_elector::LeaderHandle {
     LeaderElector::with_lock(lock)
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(100))
+        .timing(common::timing(2, 1000, 100))
         .start()
         .unwrap()
 }
@@ -133,9 +131,7 @@ fn stats_count_renews_failures_and_slow_paths() {
     let server = ApiServer::start().unwrap();
     let h = LeaderElector::builder(server.config(), "stats")
         .identity("a")
-        .lease_duration(Duration::from_secs(3))
-        .renew_deadline(Duration::from_secs(2))
-        .retry_period(Duration::from_millis(100))
+        .timing(common::timing(3, 2000, 100))
         .start()
         .unwrap();
     let rx = h.events();

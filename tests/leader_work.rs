@@ -10,18 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::{assert_well_formed, wait_until};
 use kube_elector::testing::{ApiServer, Fault};
-use kube_elector::{Config, LeaderElector, LeaderEvent, LeaderHandle, StopReason};
+use kube_elector::{Config, LeaderEvent, LeaderHandle, StopReason};
 
 fn elector(
     config: Config,
     name: &str,
     id: &str,
 ) -> kube_elector::LeaderElectorBuilder<kube_elector::runner::Managed> {
-    LeaderElector::builder(config, name)
-        .identity(id)
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(100))
+    common::candidate(config, name, id, common::timing(2, 1000, 100))
 }
 
 fn start(config: Config, name: &str, id: &str) -> LeaderHandle {

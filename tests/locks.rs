@@ -162,10 +162,8 @@ fn candidate(server: &ApiServer, kind: LockKind, id: &str, release: bool) -> Lea
     LeaderElector::builder(server.config(), "kinds")
         .lock_kind(kind)
         .identity(id)
-        .lease_duration(Duration::from_secs(2))
         // Annotation records show a renew at most once a second: over 1 s + the retry period.
-        .renew_deadline(Duration::from_millis(1500))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(2, 1500, 200))
         .release_on_stop(release)
         .start()
         .unwrap()
@@ -313,9 +311,7 @@ fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
     let server = ApiServer::start().unwrap();
     let h = LeaderElector::builder(server.config(), "evented")
         .identity("alice")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(2, 1000, 200))
         .record_events(true)
         .label("app.kubernetes.io/name", "my-app")
         .start()
@@ -375,9 +371,7 @@ fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
     server.inject(kube_elector::testing::Fault::status(500).for_path("/events"));
     let h = LeaderElector::builder(server.config(), "evented-broken")
         .identity("bob")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(2, 1000, 200))
         .record_events(true)
         .start()
         .unwrap();

@@ -35,9 +35,7 @@ fn a_failing_server_gives_one_warn_per_streak_and_one_info_when_it_ends() {
     let server = ApiServer::start().unwrap();
     let h = LeaderElector::builder(server.config(), "streak")
         .identity("a")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(100))
+        .timing(common::timing(2, 1000, 100))
         .watch(false)
         .start()
         .unwrap();
@@ -89,9 +87,7 @@ fn a_lost_create_race_is_not_a_warning() {
     let start = |id: &str| {
         LeaderElector::builder(server.config(), "race")
             .identity(id)
-            .lease_duration(Duration::from_secs(2))
-            .renew_deadline(Duration::from_secs(1))
-            .retry_period(Duration::from_millis(100))
+            .timing(common::timing(2, 1000, 100))
             .start()
             .unwrap()
     };

@@ -12,11 +12,7 @@ use kube_elector::testing::{ApiServer, Fault};
 use kube_elector::{Config, LeaderElector, LeaderHandle};
 
 fn start(config: Config, lock: &str) -> LeaderHandle {
-    LeaderElector::builder(config, lock)
-        .identity("r")
-        .timing(timing(2, 1500, 200))
-        .start()
-        .unwrap()
+    common::start(config, lock, "r", timing(2, 1500, 200))
 }
 
 /// A loopback port nothing listens on.

@@ -43,9 +43,7 @@ fn elector(
     name: &str,
     id: &str,
 ) -> kube_elector::LeaderElectorBuilder<kube_elector::runner::Managed> {
-    LeaderElector::builder(config, name)
-        .identity(id)
-        .timing(fast())
+    common::candidate(config, name, id, fast())
 }
 
 fn leads(h: &LeaderHandle) -> bool {

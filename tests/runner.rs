@@ -14,13 +14,7 @@ use serde_json::json;
 const NS: &str = "default";
 
 fn start(config: Config, name: &str, id: &str, lease_secs: u64) -> LeaderHandle {
-    LeaderElector::builder(config, name)
-        .identity(id)
-        .lease_duration(Duration::from_secs(lease_secs))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(200))
-        .start()
-        .unwrap()
+    common::start(config, name, id, common::timing(lease_secs, 1000, 200))
 }
 
 fn drain(rx: &Receiver<LeaderEvent>) -> Vec<LeaderEvent> {
@@ -32,9 +26,7 @@ fn a_single_elector_leads_reports_events_and_releases_on_stop() {
     let server = ApiServer::start().unwrap();
     let a = LeaderElector::builder(server.config(), "solo")
         .identity("a")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(2, 1000, 200))
         .start()
         .unwrap();
     let events = a.events();
@@ -140,9 +132,7 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
         let id = format!("cand-{next_id}");
         let crashable = LeaderElector::builder(server.config(), "chaos")
             .identity(id)
-            .lease_duration(Duration::from_secs(lease))
-            .renew_deadline(Duration::from_secs(1))
-            .retry_period(Duration::from_millis(200))
+            .timing(common::timing(lease, 1000, 200))
             // Every other candidate "crashes": stopping it does not release (its thread just ends).
             .release_on_stop(next_id % 2 == 0)
             .start()
@@ -338,9 +328,7 @@ fn without_keep_campaigning_the_thread_ends_after_a_loss() {
     let server = ApiServer::start().unwrap();
     let handle = LeaderElector::builder(server.config(), "once")
         .identity("a")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(100))
+        .timing(common::timing(2, 1000, 100))
         .keep_campaigning(false)
         .start()
         .unwrap();
@@ -377,9 +365,7 @@ fn dropping_the_handle_stops_and_releases() {
 fn the_default_identity_and_namespace_come_from_the_host_and_config() {
     let server = ApiServer::start().unwrap();
     let h = LeaderElector::builder(server.config().with_namespace("team-a"), "defaults")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(200))
+        .timing(common::timing(2, 1000, 200))
         .start()
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.is_leader()));

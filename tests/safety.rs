@@ -310,8 +310,8 @@ fn hole6a_a_coordinated_holder_writes_renew_times_on_the_servers_clock() {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": "cle", "namespace": "default"},
             "spec": {"holderIdentity": "me", "leaseDurationSeconds": 3, "strategy": "OldestEmulationVersion",
-                     "acquireTime": kube_elector::testing::codec::format_micro_time(&t),
-                     "renewTime": kube_elector::testing::codec::format_micro_time(&t), "leaseTransitions": 1}
+                     "acquireTime": kube_elector::record::time::format_micro_time(&t),
+                     "renewTime": kube_elector::record::time::format_micro_time(&t), "leaseTransitions": 1}
         }),
     );
     let lock = LeaseLock::new(&server.config(), "default", "cle", "me").unwrap();
@@ -322,9 +322,8 @@ fn hole6a_a_coordinated_holder_writes_renew_times_on_the_servers_clock() {
     let before = chrono::Utc::now();
     assert!(e.step().is_leading(), "the server gave us the lease");
     let spec = server.lease("default", "cle").unwrap()["spec"].clone();
-    let renew =
-        kube_elector::testing::codec::parse_time_lenient(spec["renewTime"].as_str().unwrap())
-            .unwrap();
+    let renew = kube_elector::record::time::parse_time_lenient(spec["renewTime"].as_str().unwrap())
+        .unwrap();
     assert!(
         renew >= before - chrono::Duration::milliseconds(100),
         "renewTime {renew} is on the server's clock (now {before}), not our slow wall clock"

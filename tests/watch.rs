@@ -86,14 +86,15 @@ fn the_test_server_streams_watch_events_and_answers_410_after_compaction() {
 }
 
 fn candidate(server: &ApiServer, id: &str, watch: bool, lease_secs: u64) -> LeaderHandle {
-    LeaderElector::builder(server.config_for(id), "watched")
-        .identity(id)
-        .lease_duration(Duration::from_secs(lease_secs))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(200))
-        .watch(watch)
-        .start()
-        .unwrap()
+    common::candidate(
+        server.config_for(id),
+        "watched",
+        id,
+        common::timing(lease_secs, 1000, 200),
+    )
+    .watch(watch)
+    .start()
+    .unwrap()
 }
 
 fn tls_server() -> ApiServer {
@@ -212,9 +213,7 @@ fn a_watch_that_stalls_without_an_error_is_opened_again() {
         "watched",
     )
     .identity("b")
-    .lease_duration(Duration::from_secs(2))
-    .renew_deadline(Duration::from_secs(1))
-    .retry_period(Duration::from_millis(200))
+    .timing(common::timing(2, 1000, 200))
     .start()
     .unwrap();
     assert!(wait_until(Duration::from_secs(5), || b.leader().as_deref()

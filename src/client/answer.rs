@@ -10,27 +10,38 @@ use crate::error::{ApiError, Error, Result};
 /// The largest response body we read: lock objects are a few kilobytes.
 const MAX_BODY: u64 = 4 * 1024 * 1024;
 
-/// The `Date` header of an answer as it came (an HTTP date, `Fri, 27 Nov 2026 00:46:32 GMT`: 29
-/// bytes). Kept raw, without allocating: only coordinated election reads it, through [`parse_date`].
-pub(super) fn raw_date(response: &ureq::http::Response<ureq::Body>) -> Option<RawDate> {
-    let bytes = response.headers().get("date")?.as_bytes();
-    let mut raw = RawDate([0; 32], 0);
-    let n = bytes.len().min(raw.0.len());
-    raw.0[..n].copy_from_slice(&bytes[..n]);
-    raw.1 = n as u8;
-    Some(raw)
+/// A 2xx answer: its body, and the server's clock when it answered.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The body.
+    pub(crate) body: Vec<u8>,
+    /// The `Date` header.
+    pub(crate) date: Option<ServerDate>,
 }
 
-/// An HTTP date header's bytes, inline.
+/// The `Date` header of an answer as it came (an HTTP date, `Fri, 27 Nov 2026 00:46:32 GMT`: 29
+/// bytes). Kept raw, without allocating: only coordinated election reads it, through
+/// [`parse`](ServerDate::parse).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RawDate([u8; 32], u8);
+pub(crate) struct ServerDate([u8; 32], u8);
 
-/// The time a raw `Date` header names, if it is one.
-pub(super) fn parse_date(raw: &RawDate) -> Option<DateTime<Utc>> {
-    let text = std::str::from_utf8(&raw.0[..usize::from(raw.1)]).ok()?;
-    DateTime::parse_from_rfc2822(text)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+impl ServerDate {
+    fn of(response: &ureq::http::Response<ureq::Body>) -> Option<ServerDate> {
+        let bytes = response.headers().get("date")?.as_bytes();
+        let mut raw = ServerDate([0; 32], 0);
+        let n = bytes.len().min(raw.0.len());
+        raw.0[..n].copy_from_slice(&bytes[..n]);
+        raw.1 = n as u8;
+        Some(raw)
+    }
+
+    /// The time it names, if it is an HTTP date (whole seconds).
+    pub(crate) fn parse(&self) -> Option<DateTime<Utc>> {
+        let text = std::str::from_utf8(&self.0[..usize::from(self.1)]).ok()?;
+        DateTime::parse_from_rfc2822(text)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
 }
 
 /// A failed request: a timeout, or a transport error.
@@ -107,17 +118,18 @@ pub(super) fn refuse_redirect(
     )))
 }
 
-/// The body of a 2xx answer; any other answer is an API error decoded from its Status body.
+/// A 2xx answer, with the server's clock; any other answer is an API error decoded from its Status body.
 pub(super) fn finish(
     result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     timeout: Duration,
     context: &dyn std::fmt::Display,
-) -> Result<Vec<u8>> {
+) -> Result<Answer> {
     let response = result.map_err(|e| transport_error(e, timeout, context))?;
     refuse_redirect(&response, context)?;
+    let date = ServerDate::of(&response);
     let (status, retry_after, body) = read_answer(response, timeout, context)?;
     if (200..300).contains(&status) {
-        Ok(body)
+        Ok(Answer { body, date })
     } else {
         Err(Error::from(ApiError::from_response(
             context.to_string(),

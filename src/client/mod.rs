@@ -15,18 +15,14 @@ mod tls_connector;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
 use self::agent::AgentSlot;
 pub(crate) use self::agent::Interrupter;
-use self::answer::{
-    RawDate, finish, parse_date, raw_date, read_answer, refuse_redirect, transport_error,
-};
+pub(crate) use self::answer::{Answer, ServerDate};
+use self::answer::{finish, read_answer, refuse_redirect, transport_error};
 use self::credentials::Credentials;
 use self::exec::Bound;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
-use crate::sync::lock;
 
 /// A blocking client for one API server, with one pooled connection.
 pub(crate) struct RestClient {
@@ -36,8 +32,6 @@ pub(crate) struct RestClient {
     credentials: Credentials,
     /// `Impersonate-*` headers, computed once.
     extra_headers: Vec<(String, String)>,
-    /// The `Date` header of the last answer: the API server's clock.
-    last_date: Mutex<Option<RawDate>>,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -62,13 +56,7 @@ impl RestClient {
                 .impersonation()
                 .map(|i| i.headers())
                 .unwrap_or_default(),
-            last_date: Mutex::new(None),
         })
-    }
-
-    /// The API server's clock in its last answer (its `Date` header, whole seconds).
-    pub(crate) fn last_server_date(&self) -> Option<DateTime<Utc>> {
-        lock(&self.last_date).as_ref().and_then(parse_date)
     }
 
     /// A handle that interrupts this client's requests from another thread.
@@ -145,13 +133,13 @@ impl RestClient {
         self.interrupter().interrupt();
     }
 
-    /// GET `path`; `Ok(body)` for 2xx.
+    /// GET `path`; the answer's body (and the server's clock) for 2xx.
     pub(crate) fn get(
         &self,
         path: &dyn std::fmt::Display,
         timeout: Duration,
         context: &dyn std::fmt::Display,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Answer> {
         self.request("GET", path, None, timeout, context)
     }
 
@@ -162,7 +150,7 @@ impl RestClient {
         body: &[u8],
         timeout: Duration,
         context: &dyn std::fmt::Display,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Answer> {
         self.request("POST", path, Some(body), timeout, context)
     }
 
@@ -173,7 +161,7 @@ impl RestClient {
         body: &[u8],
         timeout: Duration,
         context: &dyn std::fmt::Display,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Answer> {
         self.request("PUT", path, Some(body), timeout, context)
     }
 
@@ -186,7 +174,7 @@ impl RestClient {
         body: Option<&[u8]>,
         timeout: Duration,
         context: &dyn std::fmt::Display,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Answer> {
         let start = Instant::now();
         let first = self.attempt(verb, path, body, timeout, context);
         let result = match first {
@@ -212,7 +200,7 @@ impl RestClient {
         body: Option<&[u8]>,
         timeout: Duration,
         context: &dyn std::fmt::Display,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Answer> {
         let url = format!("{}{}", self.base, path);
         // An exec plugin that has to run takes its time from the request's, never more.
         let deadline = Instant::now() + timeout;
@@ -253,11 +241,6 @@ impl RestClient {
                 .send(body.unwrap_or_default())
             }
         };
-        if let Ok(response) = &result {
-            if let Some(date) = raw_date(response) {
-                *lock(&self.last_date) = Some(date);
-            }
-        }
         finish(result, timeout, context)
     }
 }

@@ -4,7 +4,10 @@ pub(crate) mod annotation;
 mod lease;
 pub(crate) mod object;
 
-pub use annotation::{ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION};
+pub use annotation::{
+    ConfigMap, ConfigMapLock, Endpoints, EndpointsLock, LEADER_ANNOTATION, decode_annotation,
+    encode_annotation,
+};
 pub use lease::{Lease, LeaseLock};
 pub use object::{LockObject, ObjectLock};
 
@@ -184,7 +187,8 @@ pub trait Lock: Send {
     fn object_ref(&self) -> Option<ObjectReference> {
         None
     }
-    /// The API server's clock in its last answer (the `Date` header), if known.
+    /// The API server's clock in its answer to this lock's last successful request (the `Date`
+    /// header), if known: coordinated election writes renew times on that clock.
     fn server_date(&self) -> Option<DateTime<Utc>> {
         None
     }

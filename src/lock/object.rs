@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Lock, ObjectReference};
-use crate::client::RestClient;
+use crate::client::{Answer, RestClient, ServerDate};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::record::{INCARNATION_ANNOTATION, LeaderElectionRecord, VersionedRecord};
@@ -49,6 +49,8 @@ pub struct ObjectLock<K> {
     /// answer is the same size as the last, so the buffer stays where it is, with no new allocation
     /// among each renew's short-lived ones.
     cached: Vec<u8>,
+    /// The server's clock in the last answer through this lock (its `Date` header, as it came).
+    server_date: Option<ServerDate>,
     /// Labels the holder puts on the object when it writes (shared by the locks of an elector set).
     labels: Arc<BTreeMap<String, String>>,
     kind: PhantomData<fn() -> K>,
@@ -140,6 +142,7 @@ impl<K: LockObject> ObjectLock<K> {
             name,
             identity: identity.into(),
             cached: Vec::new(),
+            server_date: None,
             labels: Arc::default(),
             kind: PhantomData,
         }
@@ -203,7 +206,9 @@ impl<K: LockObject> ObjectLock<K> {
     /// The cache leaves out `metadata.managedFields`: the API server keeps an object's managed fields
     /// when an update omits them (so clients unaware of them never strip them), and they are often half
     /// of a Lease's bytes, sent on every renew and held for every lock.
-    fn accept(&mut self, body: &[u8]) -> Result<VersionedRecord> {
+    fn accept(&mut self, answer: Answer) -> Result<VersionedRecord> {
+        self.server_date = answer.date;
+        let body = &answer.body[..];
         let mut object: Value = serde_json::from_slice(body)
             .map_err(|e| self.decode_error(format!("not JSON: {e}")))?;
         let versioned = decode::<K>(&object).map_err(|m| self.decode_error(m))?;
@@ -325,7 +330,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             .client
             .get(&self.item_path(), timeout, &self.context("get"));
         match answer {
-            Ok(body) => self.accept(&body).map(Some),
+            Ok(answer) => self.accept(answer).map(Some),
             Err(e) if e.is_not_found() => {
                 self.cached = Vec::new();
                 Ok(None)
@@ -351,7 +356,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             timeout,
             &self.context("create"),
         )?;
-        self.accept(&answer)
+        self.accept(answer)
     }
 
     fn update(
@@ -379,7 +384,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
             timeout,
             &self.context("update"),
         )?;
-        self.accept(&answer)
+        self.accept(answer)
     }
 
     fn identity(&self) -> &str {
@@ -391,7 +396,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
     }
 
     fn server_date(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.client.last_server_date()
+        self.server_date.as_ref().and_then(ServerDate::parse)
     }
 
     fn record_time_resolution(&self) -> Duration {

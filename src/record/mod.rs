@@ -4,13 +4,11 @@
 //! string (the Python client writes `"15"`), an unparsable time reads as absent. Expiry never depends on
 //! these remote times anyway.
 
-pub(crate) mod time;
+pub mod time;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-#[cfg(test)]
-use time::parse_micro_time_strict;
 pub(crate) use time::{format_micro_time, format_seconds_time, parse_time_lenient};
 
 /// What a lock object says about its leader: the five core fields client-go writes, and which process
@@ -177,6 +175,7 @@ impl LeaderElectionRecord {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use time::parse_micro_time_strict;
 
     #[test]
     fn micro_time_has_exactly_six_digits() {

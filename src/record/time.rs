@@ -1,5 +1,13 @@
 //! The record's two time formats: MicroTime on a Lease (exactly six fractional digits, which the API
 //! server requires) and RFC 3339 seconds in the annotation record, and the lenient reading of both.
+//! Public for tools and custom locks that read or write records themselves.
+//!
+//! ```
+//! use kube_elector::record::time::{format_micro_time, parse_micro_time_strict};
+//! let t = parse_micro_time_strict("2026-11-27T09:33:18.123456Z").unwrap();
+//! assert_eq!(format_micro_time(&t), "2026-11-27T09:33:18.123456Z");
+//! assert!(parse_micro_time_strict("2026-11-27T09:33:18Z").is_none(), "six digits, as the server wants");
+//! ```
 
 use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
 
@@ -62,9 +70,8 @@ pub fn parse_time_lenient(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parse a MicroTime strictly, as the API server does: RFC 3339 in UTC or with an offset, exactly six
-/// fractional digits. The embedded API server's validation (and the tests) use it; the elector itself
-/// reads leniently.
-#[cfg(any(test, feature = "testing"))]
+/// fractional digits: what a custom lock's writes must pass. The elector itself reads leniently
+/// ([`parse_time_lenient`]), since other clients write other shapes.
 pub fn parse_micro_time_strict(s: &str) -> Option<DateTime<Utc>> {
     let frac = s.split_once('.')?.1;
     let digits = frac.chars().take_while(|c| c.is_ascii_digit()).count();

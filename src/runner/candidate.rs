@@ -158,7 +158,7 @@ impl LeaseCandidate {
                 .client
                 .get(&self.item_path, timeout, &self.context("get"))
             {
-                Ok(body) => serde_json::from_slice(&body).map_err(|e| Error::Decode {
+                Ok(answer) => serde_json::from_slice(&answer.body).map_err(|e| Error::Decode {
                     context: self.context("get"),
                     message: e.to_string(),
                 })?,

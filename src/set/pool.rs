@@ -241,7 +241,7 @@ fn list(
     path: &str,
     timeout: Duration,
 ) -> Result<Vec<(String, VersionedRecord)>> {
-    let body = client.get(&path, timeout, &"list leases")?;
+    let body = client.get(&path, timeout, &"list leases")?.body;
     let list: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Decode {
         context: "list leases".into(),
         message: format!("not JSON: {e}"),

@@ -35,12 +35,3 @@ pub use faults::{Fault, FaultAction, FaultId};
 use listener::accept_loop;
 pub use server::ApiServer;
 pub(crate) use shared::Inner;
-
-/// The record codecs, for tests and benches that check what goes over the wire. Not part of the stable
-/// API: the election uses them internally.
-pub mod codec {
-    pub use crate::lock::annotation::{decode_annotation, encode_annotation};
-    pub use crate::record::time::{
-        format_micro_time, format_seconds_time, parse_micro_time_strict, parse_time_lenient,
-    };
-}

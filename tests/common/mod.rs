@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: a driven clock and event checks.
+//! Helpers shared by the integration tests: the usual candidate and its timing, a driven clock, and
+//! event checks.
 #![allow(dead_code)]
 
 pub mod items;
@@ -169,6 +170,31 @@ pub fn timing(lease: u64, renew_ms: u64, retry_ms: u64) -> kube_elector::Timing 
         renew_deadline: Duration::from_millis(renew_ms),
         retry_period: Duration::from_millis(retry_ms),
     }
+}
+
+/// The usual test candidate: identity `id` on lock `name` with `timing`. A test adds its own options
+/// (watching, the lock kind, a drain timeout) before `start()`.
+pub fn candidate(
+    config: kube_elector::Config,
+    name: &str,
+    id: &str,
+    timing: kube_elector::Timing,
+) -> kube_elector::LeaderElectorBuilder<kube_elector::runner::Managed> {
+    kube_elector::LeaderElector::builder(config, name)
+        .identity(id)
+        .timing(timing)
+}
+
+/// [`candidate`], started (valid settings are a test's premise).
+pub fn start(
+    config: kube_elector::Config,
+    name: &str,
+    id: &str,
+    timing: kube_elector::Timing,
+) -> kube_elector::LeaderHandle {
+    candidate(config, name, id, timing)
+        .start()
+        .expect("the test's settings are valid")
 }
 
 /// Sample every handle each millisecond for `d`; panic if two lead at once.

@@ -261,7 +261,7 @@ impl ControlPlane {
         let body = client
             .get(&"/metrics", Duration::from_secs(10), &"metrics")
             .map_err(err)?;
-        String::from_utf8(body).map_err(|e| err(format!("metrics: {e}")))
+        String::from_utf8(body.body).map_err(|e| err(format!("metrics: {e}")))
     }
 
     /// How many API requests for leases the API server has answered since it started, by verb

@@ -62,7 +62,7 @@ impl Pki {
 fn post(client: &RestClient, path: &str, body: &Value) -> Result<Value, LaunchError> {
     let bytes = serde_json::to_vec(body).map_err(err)?;
     match client.post(&path, &bytes, Duration::from_secs(10), &path) {
-        Ok(answer) => serde_json::from_slice(&answer).map_err(err),
+        Ok(answer) => serde_json::from_slice(&answer.body).map_err(err),
         Err(e) if e.is_already_exists() => Ok(Value::Null),
         Err(e) => Err(err(format!("setting up {path}: {e}"))),
     }
