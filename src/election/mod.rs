@@ -60,9 +60,14 @@
 //! # Shape
 //!
 //! [`Election`] is the algorithm as a state machine with no I/O and no clock: it asks for requests and
-//! is fed their replies, and each step ends with an [`Outcome`]. [`Elector`] drives it over
-//! [`Lock`](crate::lock::Lock)s one blocking step at a time; the threaded runner
-//! ([`LeaderElector`](crate::runner::LeaderElector)) drives it on a background thread.
+//! is fed their replies, and each step ends with an [`Outcome`]. It speaks its own language: a
+//! [`Reply`] says only what the election judges by (the object, not found, a lost race, a failure),
+//! the failures it finds itself are [`ElectionError`]s, and the driver's error type is a parameter
+//! (`Election<E>`), passed through to the outcome untouched, so the core knows nothing of HTTP, of
+//! locks or of the crate's [`Error`](crate::Error). [`Elector`] drives it over
+//! [`Lock`](crate::lock::Lock)s one blocking step at a time, with the crate's `Error` as `E` (and is
+//! the one place that turns a lock's result into a reply); the threaded runner
+//! ([`LeaderElector`](crate::runner::LeaderElector)) drives an `Elector` on a background thread.
 
 mod elector;
 mod failure;
