@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{temp_dir, wait_until};
+use kube_elector::Config;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, LeaderElector};
 
 /// A kubeconfig for `server` whose user reads its token from `token_file`.
 fn kubeconfig_with_token_file(
@@ -109,11 +109,12 @@ fn a_kubeconfig_whose_aliases_expand_without_end_is_refused() {
 #[test]
 fn the_health_check_takes_any_tolerance() {
     let server = ApiServer::start().unwrap();
-    let handle = LeaderElector::builder(server.config(), "check-max")
-        .identity("a")
-        .timing(common::timing(2, 1500, 200))
-        .start()
-        .unwrap();
+    let handle = common::start(
+        server.config(),
+        "check-max",
+        "a",
+        common::timing(2, 1500, 200),
+    );
     assert!(wait_until(Duration::from_secs(5), || handle.is_leader()));
     assert!(handle.check(Duration::MAX).is_ok());
     assert!(handle.check(Duration::ZERO).is_ok());

@@ -11,7 +11,7 @@ use kube_elector::config::InClusterOptions;
 use kube_elector::election::Elector;
 use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, Error, LeaderElector, Timing};
+use kube_elector::{Config, Error, Timing};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kube-elector-e2e-{}-{tag}", std::process::id()));
@@ -165,11 +165,7 @@ fn a_rotated_token_file_is_picked_up_while_leading() {
         .with_ca_pem(server.ca_pem().unwrap())
         .with_token_file(&token)
         .unwrap();
-    let h = LeaderElector::builder(config, "rotating")
-        .identity("a")
-        .timing(common::timing(3, 2000, 200))
-        .start()
-        .unwrap();
+    let h = common::start(config, "rotating", "a", common::timing(3, 2000, 200));
     let events = h.events();
     assert!(wait_until(Duration::from_secs(5), || h.is_leader()));
     // The kubelet rotates the token; the API server stops accepting the old one.
@@ -216,11 +212,7 @@ fn in_cluster_files_and_a_kubeconfig_both_reach_the_server() {
     })
     .unwrap();
     assert_eq!(config.namespace(), "kube-system");
-    let h = LeaderElector::builder(config, "in-cluster")
-        .identity("pod-a")
-        .timing(common::timing(3, 2000, 200))
-        .start()
-        .unwrap();
+    let h = common::start(config, "in-cluster", "pod-a", common::timing(3, 2000, 200));
     assert!(wait_until(Duration::from_secs(5), || h.is_leader()));
     assert_eq!(
         server.lease_holder("kube-system", "in-cluster").as_deref(),

@@ -12,7 +12,7 @@ use common::b64;
 use kube_elector::election::Elector;
 use kube_elector::lock::LeaseLock;
 use kube_elector::testing::ApiServer;
-use kube_elector::{Config, LeaderElector, LeaderEvent};
+use kube_elector::{Config, LeaderEvent};
 use serde_json::{Value, json};
 
 struct Plugin {
@@ -301,9 +301,7 @@ fn a_hanging_plugin_never_holds_back_the_end_of_leadership_nor_stop() {
     );
     let config = plugin.kubeconfig(&server, "");
     let start = |config: Config, id: &str| {
-        let builder = LeaderElector::builder(config, "exec-hanging")
-            .identity(id)
-            .timing(common::timing(2, 1500, 200))
+        let builder = common::candidate(config, "exec-hanging", id, common::timing(2, 1500, 200))
             .watch(false);
         let events = builder.events();
         (builder.start().unwrap(), events)
@@ -352,11 +350,7 @@ fn a_plugin_that_leaves_a_child_holding_its_output_does_not_block_leading_or_sto
     std::fs::write(plugin.dir.join("daemon"), "").unwrap();
     let config = plugin.kubeconfig(&server, "");
     let started = Instant::now();
-    let a = LeaderElector::builder(config, "exec-daemon")
-        .identity("a")
-        .timing(common::timing(2, 1500, 200))
-        .start()
-        .unwrap();
+    let a = common::start(config, "exec-daemon", "a", common::timing(2, 1500, 200));
     assert!(
         common::wait_until(Duration::from_secs(5), || a.is_leader()),
         "leads although a child of the plugin keeps its stdout open"

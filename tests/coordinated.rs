@@ -11,9 +11,7 @@ use kube_elector::testing::ApiServer;
 use kube_elector::{CandidateInfo, LeaderElector, LeaderEvent, LeaderHandle, StopReason};
 
 fn candidate(server: &ApiServer, id: &str, emulation: &str) -> LeaderHandle {
-    LeaderElector::builder(server.config(), "cle")
-        .identity(id)
-        .timing(common::timing(3, 2000, 200))
+    common::candidate(server.config(), "cle", id, common::timing(3, 2000, 200))
         .coordinated(CandidateInfo::new("1.34.0", emulation))
         .start()
         .unwrap()

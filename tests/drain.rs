@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{no_overlap, timing, wait_event, wait_until};
 use kube_elector::testing::ApiServer;
-use kube_elector::{Error, LeaderElector, LeaderEvent, LeaderHandle, StopReason};
+use kube_elector::{Error, LeaderEvent, LeaderHandle, StopReason};
 
 fn start(server: &ApiServer, lock: &str, id: &str) -> LeaderHandle {
     common::start(server.config(), lock, id, timing(2, 1500, 200))
@@ -62,9 +62,7 @@ fn stop_lets_the_item_in_flight_finish_before_it_releases() {
 #[test]
 fn a_worker_stuck_past_the_drain_keeps_the_lock_until_the_lease_expires() {
     let server = ApiServer::start().unwrap();
-    let a = LeaderElector::builder(server.config(), "drain-stuck")
-        .identity("a")
-        .timing(timing(2, 1500, 200))
+    let a = common::candidate(server.config(), "drain-stuck", "a", timing(2, 1500, 200))
         .drain_timeout(Duration::from_millis(400))
         .start()
         .unwrap();
@@ -272,13 +270,16 @@ fn waiting_for_leadership_ends_with_our_own_shutdown() {
 #[test]
 fn after_a_loss_the_elector_leads_again_only_once_the_old_terms_work_has_ended() {
     let server = ApiServer::builder().tls(true).token("a").start().unwrap();
-    let a = LeaderElector::builder(server.config_for("a"), "drain-loss")
-        .identity("a")
-        .timing(timing(2, 1500, 200))
-        .drain_timeout(Duration::from_secs(5))
-        .watch(false)
-        .start()
-        .unwrap();
+    let a = common::candidate(
+        server.config_for("a"),
+        "drain-loss",
+        "a",
+        timing(2, 1500, 200),
+    )
+    .drain_timeout(Duration::from_secs(5))
+    .watch(false)
+    .start()
+    .unwrap();
     let events = a.events();
     let ended: Ended = Arc::default();
     let e = ended.clone();

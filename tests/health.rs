@@ -129,11 +129,7 @@ fn a_stuck_renew_thread_fails_the_health_check_but_never_claims_leadership() {
 #[test]
 fn stats_count_renews_failures_and_slow_paths() {
     let server = ApiServer::start().unwrap();
-    let h = LeaderElector::builder(server.config(), "stats")
-        .identity("a")
-        .timing(common::timing(3, 2000, 100))
-        .start()
-        .unwrap();
+    let h = common::start(server.config(), "stats", "a", common::timing(3, 2000, 100));
     let rx = h.events();
     assert!(wait_until(Duration::from_secs(5), || h.stats().renews_ok >= 3));
     let st = h.stats();

@@ -309,13 +309,16 @@ fn a_multi_lock_whose_records_disagree_reports_an_unknown_leader() {
 #[test]
 fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
     let server = ApiServer::start().unwrap();
-    let h = LeaderElector::builder(server.config(), "evented")
-        .identity("alice")
-        .timing(common::timing(2, 1000, 200))
-        .record_events(true)
-        .label("app.kubernetes.io/name", "my-app")
-        .start()
-        .unwrap();
+    let h = common::candidate(
+        server.config(),
+        "evented",
+        "alice",
+        common::timing(2, 1000, 200),
+    )
+    .record_events(true)
+    .label("app.kubernetes.io/name", "my-app")
+    .start()
+    .unwrap();
     assert!(common::wait_until(Duration::from_secs(5), || h.is_leader()));
     assert!(common::wait_until(Duration::from_secs(5), || server
         .objects("events", "default")
@@ -369,12 +372,15 @@ fn kubernetes_events_are_posted_and_their_failures_never_touch_the_election() {
 
     // With the events endpoint failing, the election goes on as if nothing happened.
     server.inject(kube_elector::testing::Fault::status(500).for_path("/events"));
-    let h = LeaderElector::builder(server.config(), "evented-broken")
-        .identity("bob")
-        .timing(common::timing(2, 1000, 200))
-        .record_events(true)
-        .start()
-        .unwrap();
+    let h = common::candidate(
+        server.config(),
+        "evented-broken",
+        "bob",
+        common::timing(2, 1000, 200),
+    )
+    .record_events(true)
+    .start()
+    .unwrap();
     assert!(common::wait_until(Duration::from_secs(5), || h.is_leader()));
     std::thread::sleep(Duration::from_millis(1200));
     assert!(h.is_leader());

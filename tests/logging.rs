@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::logs::{capture, lines_with};
 use common::wait_until;
-use kube_elector::LeaderElector;
 use kube_elector::testing::{ApiServer, Fault};
 
 /// The lines about one lock (the tests run side by side), each checked to name lock and identity.
@@ -33,9 +32,7 @@ const LONG: Duration = Duration::from_secs(20);
 fn a_failing_server_gives_one_warn_per_streak_and_one_info_when_it_ends() {
     capture();
     let server = ApiServer::start().unwrap();
-    let h = LeaderElector::builder(server.config(), "streak")
-        .identity("a")
-        .timing(common::timing(2, 1000, 100))
+    let h = common::candidate(server.config(), "streak", "a", common::timing(2, 1000, 100))
         .watch(false)
         .start()
         .unwrap();
@@ -84,13 +81,7 @@ fn a_lost_create_race_is_not_a_warning() {
             .for_verb("POST")
             .times(2),
     );
-    let start = |id: &str| {
-        LeaderElector::builder(server.config(), "race")
-            .identity(id)
-            .timing(common::timing(2, 1000, 100))
-            .start()
-            .unwrap()
-    };
+    let start = |id: &str| common::start(server.config(), "race", id, common::timing(2, 1000, 100));
     let (a, b) = (start("a"), start("b"));
     assert!(wait_until(LONG, || a.is_leader() || b.is_leader()));
     // Both POSTed: the race happened, and the loser read the lock and follows.

@@ -24,11 +24,7 @@ fn drain(rx: &Receiver<LeaderEvent>) -> Vec<LeaderEvent> {
 #[test]
 fn a_single_elector_leads_reports_events_and_releases_on_stop() {
     let server = ApiServer::start().unwrap();
-    let a = LeaderElector::builder(server.config(), "solo")
-        .identity("a")
-        .timing(common::timing(2, 1000, 200))
-        .start()
-        .unwrap();
+    let a = common::start(server.config(), "solo", "a", common::timing(2, 1000, 200));
     let events = a.events();
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     assert_eq!(a.leader().as_deref(), Some("a"));
@@ -130,13 +126,16 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
     let mut spawn = |server: &ApiServer| {
         next_id += 1;
         let id = format!("cand-{next_id}");
-        let crashable = LeaderElector::builder(server.config(), "chaos")
-            .identity(id)
-            .timing(common::timing(lease, 1000, 200))
-            // Every other candidate "crashes": stopping it does not release (its thread just ends).
-            .release_on_stop(next_id % 2 == 0)
-            .start()
-            .unwrap();
+        let crashable = common::candidate(
+            server.config(),
+            "chaos",
+            &id,
+            common::timing(lease, 1000, 200),
+        )
+        // Every other candidate "crashes": stopping it does not release (its thread just ends).
+        .release_on_stop(next_id % 2 == 0)
+        .start()
+        .unwrap();
         let rx = crashable.events();
         (crashable, rx)
     };
@@ -326,9 +325,7 @@ fn a_partitioned_leader_steps_down_and_its_late_writes_never_touch_the_new_leade
 #[test]
 fn without_keep_campaigning_the_thread_ends_after_a_loss() {
     let server = ApiServer::start().unwrap();
-    let handle = LeaderElector::builder(server.config(), "once")
-        .identity("a")
-        .timing(common::timing(2, 1000, 100))
+    let handle = common::candidate(server.config(), "once", "a", common::timing(2, 1000, 100))
         .keep_campaigning(false)
         .start()
         .unwrap();

@@ -230,9 +230,7 @@ fn hole3_a_migrating_runner_never_overlaps_a_lease_runner_after_a_release() {
 fn hole4_deleting_a_held_lease_never_makes_a_second_leader() {
     let server = ApiServer::start().unwrap();
     let start = |id: &str, watch: bool| {
-        LeaderElector::builder(server.config(), "deleted")
-            .identity(id)
-            .timing(timing(2, 1500, 200))
+        common::candidate(server.config(), "deleted", id, timing(2, 1500, 200))
             .watch(watch)
             .start()
             .unwrap()
@@ -265,13 +263,8 @@ fn hole5_a_hostile_retry_after_neither_panics_nor_parks_a_follower() {
             .token("b")
             .start()
             .unwrap();
-        let start = |id: &str| {
-            LeaderElector::builder(server.config_for(id), "hostile")
-                .identity(id)
-                .timing(timing(2, 1500, 200))
-                .start()
-                .unwrap()
-        };
+        let start =
+            |id: &str| common::start(server.config_for(id), "hostile", id, timing(2, 1500, 200));
         let a = start("a");
         assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
         let b = start("b");
@@ -340,9 +333,7 @@ fn coordinated_leader() -> (
         .coordinated_election(3)
         .start()
         .unwrap();
-    let h = LeaderElector::builder(server.config(), "cle")
-        .identity("cand-a")
-        .timing(timing(3, 2000, 200))
+    let h = common::candidate(server.config(), "cle", "cand-a", timing(3, 2000, 200))
         .coordinated(kube_elector::CandidateInfo::new("1.34.0", "1.33.0"))
         .start()
         .unwrap();
@@ -473,9 +464,7 @@ fn a_stop_at_any_moment_reports_stopped_and_releases() {
     let server = ApiServer::start().unwrap();
     for i in 0..15u64 {
         let name = format!("race-{i}");
-        let h = LeaderElector::builder(server.config(), &name)
-            .identity("me")
-            .timing(timing(2, 1000, 50))
+        let h = common::candidate(server.config(), &name, "me", timing(2, 1000, 50))
             .keep_campaigning(i % 2 == 0)
             .start()
             .unwrap();

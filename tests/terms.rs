@@ -310,10 +310,13 @@ fn a_successor_under_the_same_identity_is_never_taken_for_ourselves() {
         .start()
         .unwrap();
     let start = |token: &str, identity: &str| {
-        let builder = LeaderElector::builder(server.config_for(token), "web")
-            .identity(identity)
-            .timing(timing(2, 1500, 200))
-            .watch(false);
+        let builder = common::candidate(
+            server.config_for(token),
+            "web",
+            identity,
+            timing(2, 1500, 200),
+        )
+        .watch(false);
         let events = builder.events();
         (builder.start().unwrap(), events)
     };
