@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::scenario::{Failure, Scenario, held_by, send, written};
+use crate::election::ElectionError;
 use crate::election::protocol::{Action, Reply, Request};
 use crate::events::StopReason;
 
@@ -61,4 +62,24 @@ fn an_elector_that_never_led_has_nothing_to_release() {
     let reply = s.object(held_by("other", 1));
     let _ = s.feed(reply);
     assert!(!released(s.e.begin_release(s.now, s.wall)));
+}
+
+#[test]
+fn a_release_out_of_time_reports_the_elections_own_failure() {
+    let mut s = Scenario::new();
+    s.lead();
+    s.e.resign(StopReason::Stopped);
+    let write = send(s.e.begin_release(s.now, s.wall));
+    assert!(matches!(write, Request::Update { .. }));
+    // The write met another (409) after the release's time (the request cap, 2.5 s here) ran out.
+    s.advance(Duration::from_secs(3));
+    let Action::Released(result) = s.feed(Reply::Conflict(Failure::Request("lost"))) else {
+        panic!("no time left to read again")
+    };
+    assert_eq!(
+        result,
+        Err(Failure::Election(ElectionError::DeadlineExceeded {
+            lock: "leases default/test".into()
+        }))
+    );
 }

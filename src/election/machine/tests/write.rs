@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::scenario::{Failure, ME, Scenario, held_by, released, send, stepped, written};
+use crate::election::ElectionError;
 use crate::election::protocol::{Reply, Request, Status};
 use crate::events::LeaderEvent;
 
@@ -70,4 +71,25 @@ fn a_takeover_that_lost_the_race_leads_nothing() {
         "{outcome:?}"
     );
     assert!(!s.e.is_leader(s.now));
+}
+
+#[test]
+fn a_lock_deleted_under_each_write_ends_the_step_with_the_elections_own_failure() {
+    let mut s = Scenario::new();
+    send(s.begin());
+    let reply = s.object(released(3));
+    assert!(matches!(send(s.feed(reply)), Request::Update { .. }));
+    let get = send(s.feed(Reply::NotFound));
+    assert!(matches!(get, Request::Get { .. }), "read again: {get:?}");
+    let reply = s.object(released(3));
+    assert!(matches!(send(s.feed(reply)), Request::Update { .. }));
+    let outcome = stepped(s.feed(Reply::NotFound));
+    assert!(!outcome.is_leading());
+    assert!(
+        matches!(
+            &outcome.error,
+            Some(Failure::Election(ElectionError::LockGone { lock })) if lock == "leases default/test"
+        ),
+        "{outcome:?}"
+    );
 }
