@@ -15,14 +15,12 @@
 
 mod agenda;
 mod clock;
-pub mod model;
+mod model;
 pub mod sets;
 mod world;
 
 use std::fmt;
 use std::time::Duration;
-
-pub use model::{Change, LockModel, ObjectKind};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
