@@ -21,20 +21,13 @@ const STEPS_PER_SEED: u64 = 50_000;
 
 /// A failing seed's report, with the history that led to its first violation.
 fn explain(r: &SimReport) -> String {
-    let mut traced = simulate_set(&SetSimConfig {
+    let traced = simulate_set(&SetSimConfig {
         seed: r.seed,
         steps: STEPS_PER_SEED,
         trace: true,
         ..SetSimConfig::default()
-    });
-    let first = traced
-        .history
-        .iter()
-        .position(|l| l.contains("VIOLATION"))
-        .unwrap_or(traced.history.len());
-    traced.history = traced.history
-        [first.saturating_sub(80)..first.saturating_add(1).min(traced.history.len())]
-        .to_vec();
+    })
+    .up_to_first_violation(80);
     format!(
         "{traced}\nreplay: KUBE_ELECTOR_SET_SIM_SEED={} cargo test --test set_simulation -- --nocapture replay",
         r.seed

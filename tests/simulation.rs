@@ -17,19 +17,12 @@ fn env(name: &str) -> Option<u64> {
 
 /// A failing seed's report, with the history that led to its first violation.
 fn explain(r: &SimReport) -> String {
-    let mut traced = simulate(&SimConfig {
+    let traced = simulate(&SimConfig {
         seed: r.seed,
         trace: true,
         ..SimConfig::default()
-    });
-    let first = traced
-        .history
-        .iter()
-        .position(|l| l.contains("VIOLATION"))
-        .unwrap_or(traced.history.len());
-    traced.history = traced.history
-        [first.saturating_sub(60)..first.saturating_add(1).min(traced.history.len())]
-        .to_vec();
+    })
+    .up_to_first_violation(60);
     format!(
         "{traced}\nreplay: KUBE_ELECTOR_SIM_SEED={} cargo test --test simulation -- --nocapture replay",
         r.seed

@@ -201,7 +201,48 @@ impl fmt::Display for SimReport {
     }
 }
 
+impl SimReport {
+    /// Keep only the history that led to the first violation: the `before` lines up to it, and it (the
+    /// whole history when nothing broke). A failing seed's replay is read from there.
+    pub fn up_to_first_violation(mut self, before: usize) -> Self {
+        if let Some(first) = self.history.iter().position(|l| l.contains("VIOLATION")) {
+            self.history.truncate(first + 1);
+            self.history.drain(..first.saturating_sub(before));
+        }
+        self
+    }
+}
+
 /// Run one simulation.
 pub fn simulate(config: &SimConfig) -> SimReport {
     world::World::new(config.clone()).run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SimReport;
+
+    fn report(history: &[&str]) -> SimReport {
+        SimReport {
+            history: history.iter().map(|l| l.to_string()).collect(),
+            ..SimReport::default()
+        }
+    }
+
+    #[test]
+    fn a_replay_keeps_the_lines_before_the_first_violation_and_it() {
+        let r = report(&["a", "b", "c", "VIOLATION one", "d", "VIOLATION two"]);
+        assert_eq!(
+            r.up_to_first_violation(2).history,
+            ["b", "c", "VIOLATION one"]
+        );
+        let r = report(&["VIOLATION first", "x"]);
+        assert_eq!(r.up_to_first_violation(5).history, ["VIOLATION first"]);
+        let r = report(&["a", "b"]);
+        assert_eq!(
+            r.up_to_first_violation(1).history,
+            ["a", "b"],
+            "nothing broke"
+        );
+    }
 }
