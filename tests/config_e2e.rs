@@ -42,7 +42,7 @@ fn key(name: &str) -> String {
 
 #[test]
 fn the_server_is_verified_against_the_given_ca_only() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     assert!(step(&server.config_for("t"), "a").unwrap());
     let other = ApiServer::builder().tls(true).start().unwrap();
     let wrong_ca = Config::new(server.url())
@@ -65,11 +65,7 @@ fn the_server_is_verified_against_the_given_ca_only() {
 
 #[test]
 fn client_certificates_authenticate_with_every_key_format() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("only-for-others")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["only-for-others"]);
     let ca = server.ca_pem().unwrap().to_string();
     let (cert, fresh_key) = server.issue_client_cert("alice", None).unwrap();
     let cases = [
@@ -153,11 +149,7 @@ fn keys_the_provider_cannot_use_are_errors_not_panics() {
 
 #[test]
 fn a_rotated_token_file_is_picked_up_while_leading() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("old-token")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["old-token"]);
     let dir = temp_dir("rotate");
     let token = dir.join("token");
     std::fs::write(&token, "old-token\n").unwrap();
@@ -194,11 +186,7 @@ fn a_rotated_token_file_is_picked_up_while_leading() {
 
 #[test]
 fn in_cluster_files_and_a_kubeconfig_both_reach_the_server() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("sa-token")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["sa-token"]);
     let dir = temp_dir("incluster");
     std::fs::write(dir.join("token"), "sa-token").unwrap();
     std::fs::write(dir.join("ca.crt"), server.ca_pem().unwrap()).unwrap();
@@ -274,7 +262,7 @@ fn connect_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 
 #[test]
 fn a_kubeconfig_proxy_url_tunnels_requests_through_the_proxy() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     let (proxy, tunnels) = connect_proxy();
     let dir = temp_dir("proxy");
     let kc = dir.join("kubeconfig");
@@ -310,7 +298,7 @@ fn a_kubeconfig_proxy_url_tunnels_requests_through_the_proxy() {
 
 #[test]
 fn tls_server_name_is_the_name_verified() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     // The certificate names kube-apiserver.test; the URL uses the IP.
     let named = server
         .config_for("t")
@@ -409,7 +397,7 @@ fn a_dns_only_certificate_needs_tls_server_name() {
 
 #[test]
 fn insecure_skip_tls_verify_connects_without_a_ca() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     let config = Config::new(server.url())
         .with_token("t")
         .with_insecure_skip_tls_verify(true);

@@ -91,11 +91,7 @@ fn rfc3339_in(d: Duration) -> String {
 
 #[test]
 fn a_token_is_cached_until_it_expires_and_refreshed_after_a_401() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("tok-1")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["tok-1"]);
     let plugin = Plugin::new("token");
     plugin.output(
         json!({"token": "tok-1", "expirationTimestamp": rfc3339_in(Duration::from_secs(3600))}),
@@ -133,7 +129,7 @@ fn a_token_is_cached_until_it_expires_and_refreshed_after_a_401() {
 
 #[test]
 fn an_expired_credential_runs_the_plugin_again() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     let plugin = Plugin::new("expiry");
     plugin.output(
         json!({"token": "t", "expirationTimestamp": rfc3339_in(Duration::from_millis(1500))}),
@@ -152,11 +148,7 @@ fn an_expired_credential_runs_the_plugin_again() {
 
 #[test]
 fn a_client_certificate_from_the_plugin_authenticates() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("unused")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["unused"]);
     let (cert, key) = server.issue_client_cert("plugin-user", None).unwrap();
     let plugin = Plugin::new("cert");
     plugin.output(json!({"clientCertificateData": cert, "clientKeyData": key}));
@@ -170,7 +162,7 @@ fn a_client_certificate_from_the_plugin_authenticates() {
 
 #[test]
 fn plugin_failures_are_clear_errors_with_the_install_hint() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     let plugin = Plugin::new("failures");
     let config = plugin.kubeconfig(&server, "");
     let mut e = elector(&config, "exec-fail");
@@ -234,11 +226,7 @@ fn plugin_failures_are_clear_errors_with_the_install_hint() {
 
 #[test]
 fn a_static_token_wins_over_the_plugin() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("static")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["static"]);
     let plugin = Plugin::new("precedence");
     plugin.output(json!({"token": "from-plugin"}));
     let path = plugin.dir.join("kubeconfig");
@@ -264,7 +252,7 @@ fn a_static_token_wins_over_the_plugin() {
 fn clients_of_one_config_share_the_plugin_and_its_credential() {
     // As in client-go, the cache belongs to the plugin's configuration, not to one client: an elector's
     // renew, watch and event clients, and several electors on one kubeconfig, run the plugin once.
-    let server = ApiServer::builder().tls(true).token("tok").start().unwrap();
+    let server = common::tls_server(&["tok"]);
     let plugin = Plugin::new("shared");
     plugin.output(
         json!({"token": "tok", "expirationTimestamp": rfc3339_in(Duration::from_secs(3600))}),
@@ -289,12 +277,7 @@ fn clients_of_one_config_share_the_plugin_and_its_credential() {
 
 #[test]
 fn a_hanging_plugin_never_holds_back_the_end_of_leadership_nor_stop() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("t")
-        .token("f")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["t", "f"]);
     let plugin = Plugin::new("hanging");
     plugin.output(
         json!({"token": "t", "expirationTimestamp": rfc3339_in(Duration::from_millis(1500))}),
@@ -344,7 +327,7 @@ fn a_hanging_plugin_never_holds_back_the_end_of_leadership_nor_stop() {
 
 #[test]
 fn a_plugin_that_leaves_a_child_holding_its_output_does_not_block_leading_or_stop() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     let plugin = Plugin::new("daemon");
     plugin.output(json!({"token": "t"}));
     std::fs::write(plugin.dir.join("daemon"), "").unwrap();
@@ -363,7 +346,7 @@ fn a_plugin_that_leaves_a_child_holding_its_output_does_not_block_leading_or_sto
 
 #[test]
 fn a_plugin_that_prints_without_end_is_stopped_at_a_megabyte() {
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
     let plugin = Plugin::new("flood");
     plugin.output(json!({"token": "t"}));
     std::fs::write(plugin.dir.join("flood"), "").unwrap();

@@ -269,7 +269,7 @@ fn waiting_for_leadership_ends_with_our_own_shutdown() {
 
 #[test]
 fn after_a_loss_the_elector_leads_again_only_once_the_old_terms_work_has_ended() {
-    let server = ApiServer::builder().tls(true).token("a").start().unwrap();
+    let server = common::tls_server(&["a"]);
     let a = common::candidate(
         server.config_for("a"),
         "drain-loss",

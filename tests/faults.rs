@@ -27,12 +27,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(name: &str) -> Self {
-        let server = ApiServer::builder()
-            .tls(true)
-            .token("a")
-            .token("b")
-            .start()
-            .unwrap();
+        let server = common::tls_server(&["a", "b"]);
         Cluster {
             server,
             name: name.to_string(),

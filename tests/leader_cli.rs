@@ -40,11 +40,7 @@ fn spawn(kubeconfig: &std::path::Path, id: &str, extra: &[&str]) -> Child {
 
 #[test]
 fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("cli-token")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["cli-token"]);
     let kubeconfig = temp_kubeconfig(&server, "sigterm");
     // Releasing on SIGTERM is the default.
     let mut child = spawn(&kubeconfig, "p1", &[]);
@@ -109,11 +105,7 @@ fn the_cli_leads_prints_json_events_and_releases_on_sigterm() {
 
 #[test]
 fn the_cli_exits_0_after_run_for_and_2_on_bad_input() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("cli-token")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["cli-token"]);
     let kubeconfig = temp_kubeconfig(&server, "runfor");
     let out = spawn(&kubeconfig, "p2", &["--run-for", "500ms"])
         .wait_with_output()
@@ -176,11 +168,7 @@ fn the_cli_exits_0_after_run_for_and_2_on_bad_input() {
 
 #[test]
 fn without_flags_the_cli_infers_its_config_from_the_environment() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("cli-token")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["cli-token"]);
     let kubeconfig = temp_kubeconfig(&server, "infer");
     let empty_home = kubeconfig.parent().unwrap().join("home");
     std::fs::create_dir_all(&empty_home).unwrap();
@@ -224,11 +212,7 @@ fn without_flags_the_cli_infers_its_config_from_the_environment() {
 
 #[test]
 fn the_cli_takes_every_lock_kind() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("cli-token")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["cli-token"]);
     let kubeconfig = temp_kubeconfig(&server, "kinds");
     for kind in [
         "leases",

@@ -27,12 +27,7 @@ fn start(config: Config, name: &str, id: &str) -> LeaderHandle {
 /// A TLS server (credentials never go over plain http) knowing a token per candidate, so that faults
 /// can hit one of them.
 fn two_tokens() -> ApiServer {
-    ApiServer::builder()
-        .tls(true)
-        .token("token-a")
-        .token("token-b")
-        .start()
-        .unwrap()
+    common::tls_server(&["token-a", "token-b"])
 }
 
 const LONG: Duration = Duration::from_secs(20);

@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, unbounded};
-use kube_elector::testing::ApiServer;
 
 mod common;
 
@@ -54,7 +53,7 @@ fn next_leader(rx: &Receiver<(String, serde_json::Value)>, within: Duration) -> 
 
 #[test]
 fn sigkill_fails_over_after_the_lease_and_sigterm_hands_off_at_once() {
-    let server = ApiServer::builder().tls(true).token("mp").start().unwrap();
+    let server = common::tls_server(&["mp"]);
     let dir = std::env::temp_dir().join(format!("kube-elector-mp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("config");

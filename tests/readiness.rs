@@ -81,11 +81,7 @@ fn warns_once_then_again(h: &LeaderHandle, lock: &str, url: &str) {
 #[test]
 fn a_rejected_token_is_not_ready() {
     capture();
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("good")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["good"]);
     let h = start(server.config_for("bad"), "bad-token");
     std::thread::sleep(Duration::from_millis(500));
     let e = not_ready(&h);
@@ -114,8 +110,8 @@ fn missing_rbac_is_not_ready() {
 #[test]
 fn an_unknown_ca_is_not_ready_and_points_at_certificate_authority() {
     capture();
-    let server = ApiServer::builder().tls(true).token("t").start().unwrap();
-    let other = ApiServer::builder().tls(true).token("t").start().unwrap();
+    let server = common::tls_server(&["t"]);
+    let other = common::tls_server(&["t"]);
     let config = Config::new(server.url().to_string())
         .with_ca_pem(other.ca_pem().unwrap().as_bytes().to_vec())
         .with_token("t");

@@ -220,7 +220,7 @@ fn three_electors_never_lead_at_once_through_stops_and_crashes() {
 
 #[test]
 fn a_hung_api_server_ends_leadership_by_the_renew_deadline() {
-    let server = ApiServer::builder().tls(true).token("a").start().unwrap();
+    let server = common::tls_server(&["a"]);
     let handle = start(server.config_for("a"), "hung", "a", 3);
     let rx = handle.events();
     assert!(wait_until(Duration::from_secs(5), || handle.is_leader()));
@@ -258,13 +258,7 @@ fn a_hung_api_server_ends_leadership_by_the_renew_deadline() {
 
 #[test]
 fn a_partitioned_leader_steps_down_and_its_late_writes_never_touch_the_new_leaders_lease() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("a")
-        .token("b")
-        .token("c")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["a", "b", "c"]);
     let a = start(server.config_for("a"), "partition", "a", 2);
     let a_events = a.events();
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));

@@ -68,13 +68,7 @@ fn hole1_an_annotation_renew_that_changes_nothing_does_not_move_the_deadline() {
 fn hole1_a_follower_never_takes_an_annotation_lock_while_its_leader_leads() {
     // The attack's timing: retry 200 ms, lease 2 s, renew deadline 1.5 s; the leader cut off late in a
     // second, and a polling and a watching follower.
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("a")
-        .token("b")
-        .token("c")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["a", "b", "c"]);
     let elector = |id: &str, watch: bool| {
         LeaderElector::builder(server.config_for(id), "cut-late")
             .lock_kind(LockKind::ConfigMaps)
@@ -257,12 +251,7 @@ fn hole4_deleting_a_held_lease_never_makes_a_second_leader() {
 #[test]
 fn hole5_a_hostile_retry_after_neither_panics_nor_parks_a_follower() {
     for retry_after in [u64::MAX, 10_000_000_000_000_000_000, 3600] {
-        let server = ApiServer::builder()
-            .tls(true)
-            .token("a")
-            .token("b")
-            .start()
-            .unwrap();
+        let server = common::tls_server(&["a", "b"]);
         let start =
             |id: &str| common::start(server.config_for(id), "hostile", id, timing(2, 1500, 200));
         let a = start("a");

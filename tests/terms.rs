@@ -302,13 +302,7 @@ fn a_holder_at_the_limit_keeps_its_term_and_an_annotation_lock_refuses_too() {
 
 #[test]
 fn a_successor_under_the_same_identity_is_never_taken_for_ourselves() {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("old")
-        .token("new")
-        .token("other")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["old", "new", "other"]);
     let start = |token: &str, identity: &str| {
         let builder = common::candidate(
             server.config_for(token),

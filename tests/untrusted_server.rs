@@ -103,7 +103,7 @@ fn mallorys_lease(name: &str) -> String {
 
 #[test]
 fn a_redirect_is_never_followed_nor_taken_for_a_write_that_succeeded() {
-    let server = ApiServer::builder().tls(true).token("b").start().unwrap();
+    let server = common::tls_server(&["b"]);
     let path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/redirected";
     let trap = Trap::start(mallorys_lease("redirected"));
     // A create (POST), then the takeover of a released lease (PUT), then a read (GET): each answered
@@ -199,13 +199,7 @@ fn clear_record(server: &ApiServer, kind: LockKind, name: &str) {
 }
 
 fn a_cleared_record_is_held_for_its_lease(kind: LockKind, slow_renews: bool) {
-    let server = ApiServer::builder()
-        .tls(true)
-        .token("a")
-        .token("b")
-        .token("c")
-        .start()
-        .unwrap();
+    let server = common::tls_server(&["a", "b", "c"]);
     let name = format!("cleared-{kind}-{slow_renews}");
     let start = |id: &str, watch: bool| {
         LeaderElector::builder(server.config_for(id), name.as_str())

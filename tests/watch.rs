@@ -97,19 +97,9 @@ fn candidate(server: &ApiServer, id: &str, watch: bool, lease_secs: u64) -> Lead
     .unwrap()
 }
 
-fn tls_server() -> ApiServer {
-    ApiServer::builder()
-        .tls(true)
-        .token("a")
-        .token("b")
-        .token("c")
-        .start()
-        .unwrap()
-}
-
 #[test]
 fn a_watching_follower_takes_a_released_lease_at_once_and_makes_no_periodic_gets() {
-    let server = tls_server();
+    let server = common::tls_server(&["a", "b", "c"]);
     let a = candidate(&server, "a", false, 5);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let b = candidate(&server, "b", true, 5);
@@ -137,7 +127,7 @@ fn a_watching_follower_takes_a_released_lease_at_once_and_makes_no_periodic_gets
 
 #[test]
 fn a_watching_follower_takes_over_a_crashed_holder_at_expiry() {
-    let server = tls_server();
+    let server = common::tls_server(&["a", "b", "c"]);
     let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let b = candidate(&server, "b", true, 2);
@@ -161,7 +151,7 @@ fn a_watching_follower_takes_over_a_crashed_holder_at_expiry() {
 
 #[test]
 fn a_refused_or_compacted_watch_falls_back_to_polling() {
-    let server = tls_server();
+    let server = common::tls_server(&["a", "b", "c"]);
     server.inject(Fault::status(403).for_verb("WATCH").for_token("b"));
     let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
@@ -178,7 +168,7 @@ fn a_refused_or_compacted_watch_falls_back_to_polling() {
     );
 
     // A compaction mid-watch: the follower lists again and carries on.
-    let server = tls_server();
+    let server = common::tls_server(&["a", "b", "c"]);
     let a = candidate(&server, "a", false, 2);
     assert!(wait_until(Duration::from_secs(5), || a.is_leader()));
     let c = candidate(&server, "c", true, 2);
@@ -194,7 +184,7 @@ fn a_refused_or_compacted_watch_falls_back_to_polling() {
 fn a_watch_that_stalls_without_an_error_is_opened_again() {
     // b reaches the server through a relay that will swallow bytes: its watch connection then stays
     // open and silent for good, as a half-open connection after a network drop does.
-    let server = tls_server();
+    let server = common::tls_server(&["a", "b", "c"]);
     let config = server.config();
     let port = config
         .server()

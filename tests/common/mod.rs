@@ -172,6 +172,19 @@ pub fn timing(lease: u64, renew_ms: u64, retry_ms: u64) -> kube_elector::Timing 
     }
 }
 
+/// The embedded API server over TLS, knowing one bearer token per candidate (each candidate connects
+/// with `config_for(token)`), so that a fault can hit one of them.
+pub fn tls_server(tokens: &[&str]) -> kube_elector::testing::ApiServer {
+    tokens
+        .iter()
+        .fold(
+            kube_elector::testing::ApiServer::builder().tls(true),
+            |b, t| b.token(*t),
+        )
+        .start()
+        .expect("the embedded API server starts")
+}
+
 /// The usual test candidate: identity `id` on lock `name` with `timing`. A test adds its own options
 /// (watching, the lock kind, a drain timeout) before `start()`.
 pub fn candidate(
