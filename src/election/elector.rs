@@ -1,14 +1,13 @@
 //! [`Elector`]: an [`Election`] driven over blocking [`Lock`]s, one step per call, for callers who run
 //! the election from their own loop.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::ElectionError;
-use super::Timing;
 use super::machine::Election;
 use super::protocol::{Action, ElectionConfig, Outcome, Reply, Request, Slot};
+use super::{ElectionError, Timing};
 use crate::error::{Error, Result};
 use crate::events::StopReason;
 use crate::lock::{Lock, Locks};
@@ -290,6 +289,37 @@ impl Reply<Error> {
         } else {
             Reply::Failed(e)
         }
+    }
+}
+
+/// The timing's rules, checked for callers in the crate's error (the election core checks the same
+/// rules in its own).
+impl Timing {
+    /// Check the rules that keep an election safe and live: every duration above zero;
+    /// `lease_duration` a whole number of seconds (it is written as an integer), at least 1 s;
+    /// `lease_duration > renew_deadline` (the margin for scheduling delays and clock-rate drift) and
+    /// `renew_deadline > 1.2 × retry_period` (room for a jittered retry before the deadline).
+    /// Errors (`Error::InvalidElectionConfig`) say which rule failed and with what values.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kube_elector::Timing;
+    /// assert!(Timing::default().validate().is_ok());
+    /// let t = Timing { renew_deadline: Duration::from_secs(20), ..Timing::default() };
+    /// let err = t.validate().unwrap_err();
+    /// assert!(matches!(err, kube_elector::Error::InvalidElectionConfig(_)));
+    /// assert!(err.to_string().contains("must be greater than renew_deadline"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        Ok(self.check()?)
+    }
+
+    /// Check that a follower can see each renew of a record whose times are written to `resolution`
+    /// (see [`Lock::record_time_resolution`](crate::lock::Lock::record_time_resolution)): two renews
+    /// within one tick read the same, so a renew shows at most once a tick, and the renew deadline must
+    /// leave room for one tick and a retry. `lock` names the lock for the message.
+    pub fn validate_resolution(&self, resolution: Duration, lock: &str) -> Result<()> {
+        Ok(self.check_resolution(resolution, lock)?)
     }
 }
 

@@ -46,26 +46,15 @@ fn named(name: &str, value: Duration, defaulted: bool) -> String {
 }
 
 impl Timing {
-    /// Check the rules that keep an election safe and live: every duration above zero;
-    /// `lease_duration` a whole number of seconds (it is written as an integer), at least 1 s;
-    /// `lease_duration > renew_deadline` (the margin for scheduling delays and clock-rate drift) and
-    /// `renew_deadline > 1.2 × retry_period` (room for a jittered retry before the deadline).
-    /// Errors say which rule failed and with what values.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use kube_elector::Timing;
-    /// assert!(Timing::default().validate().is_ok());
-    /// let t = Timing { renew_deadline: Duration::from_secs(20), ..Timing::default() };
-    /// assert!(t.validate().unwrap_err().to_string().contains("must be greater than renew_deadline"));
-    /// ```
-    pub fn validate(&self) -> Result<(), ElectionError> {
-        self.validate_with(Defaulted::default())
+    /// The rules [`validate`](Self::validate) states, in the election's own error (the core's
+    /// entry points check them; `validate` is the public face, in the crate's error).
+    pub(crate) fn check(&self) -> Result<(), ElectionError> {
+        self.check_with(Defaulted::default())
     }
 
-    /// [`validate`](Self::validate), with messages that say which values were left at their defaults
+    /// [`check`](Self::check), with messages that say which values were left at their defaults
     /// (`renew_deadline (10s, the default)`), for settings a builder collected.
-    pub(crate) fn validate_with(&self, defaulted: Defaulted) -> Result<(), ElectionError> {
+    pub(crate) fn check_with(&self, defaulted: Defaulted) -> Result<(), ElectionError> {
         let bad = |m: String| Err(ElectionError::InvalidSettings(m));
         let lease = named("lease_duration", self.lease_duration, defaulted.lease);
         let renew = named("renew_deadline", self.renew_deadline, defaulted.renew);
@@ -102,11 +91,9 @@ impl Timing {
         Ok(())
     }
 
-    /// Check that a follower can see each renew of a record whose times are written to `resolution`
-    /// (see [`Lock::record_time_resolution`](crate::lock::Lock::record_time_resolution)): two renews
-    /// within one tick read the same, so a renew shows at most once a tick, and the renew deadline must
-    /// leave room for one tick and a retry. `lock` names the lock for the message.
-    pub fn validate_resolution(
+    /// The rule [`validate_resolution`](Self::validate_resolution) states, in the election's own
+    /// error.
+    pub(crate) fn check_resolution(
         &self,
         resolution: Duration,
         lock: &str,

@@ -346,7 +346,7 @@ impl LeaderElectorBuilder<CustomLock> {
     /// anything runs.
     pub fn start(self) -> Result<LeaderHandle> {
         let events = self.events.clone();
-        if let Err(e) = self.timing.validate_with(self.defaulted) {
+        if let Err(e) = self.timing.check_with(self.defaulted) {
             events.close();
             return Err(e.into());
         }

@@ -29,7 +29,7 @@ pub(super) fn managed(
         namespace,
         identity,
     } = *names;
-    timing.validate_with(defaulted)?;
+    timing.check_with(defaulted)?;
     let bad = |m: String| Err(Error::InvalidElectionConfig(m));
     if !valid_object_name(lock) {
         return bad(format!(

@@ -226,7 +226,7 @@ impl ElectorSetBuilder {
     }
 
     fn start_set(self) -> Result<ElectorSetHandle> {
-        self.timing.validate_with(self.defaulted)?;
+        self.timing.check_with(self.defaulted)?;
         let bad = |m: String| Err(Error::InvalidElectionConfig(m));
         if self.locks.is_empty() {
             return bad(

@@ -344,7 +344,7 @@ pub(crate) fn later(t: Instant, d: Duration) -> Instant {
 impl<E: StepError> Election<E> {
     /// A new election. Fails if the timing or the identity is invalid.
     pub fn new(config: ElectionConfig) -> Result<Self, ElectionError> {
-        config.timing.validate()?;
+        config.timing.check()?;
         if config.identity.is_empty() {
             return Err(ElectionError::InvalidSettings(
                 "identity must not be empty".into(),
