@@ -260,6 +260,16 @@ fn unreachable_outcome() -> Outcome<Error> {
     }
 }
 
+/// The election as [`Elector`] drives it: its requests fail with the crate's [`Error`].
+impl Election<Error> {
+    /// A new election, driven with the crate's [`Error`] (see
+    /// [`with_error_type`](Election::with_error_type) for another). Fails if the timing or the
+    /// identity is invalid.
+    pub fn new(config: ElectionConfig) -> Result<Self> {
+        Ok(Election::with_error_type(config)?)
+    }
+}
+
 /// The crate's locks answer with [`Result`]s; these make them replies, and are the one place that reads
 /// an error's status for the election.
 impl Reply<Error> {

@@ -257,9 +257,9 @@ struct StepState<E> {
 /// use kube_elector::election::{Action, Election, ElectionConfig, Reply, Request};
 /// use kube_elector::Timing;
 ///
-/// // The type parameter is the driver's error type: here the crate's own, as `Elector` uses.
 /// let config = ElectionConfig::new("me", "leases default/demo", Timing::default());
-/// let mut e = Election::<kube_elector::Error>::new(config).unwrap();
+/// // Driven with the crate's own error type, as `Elector` drives it (`with_error_type` takes yours).
+/// let mut e = Election::new(config).unwrap();
 /// let now = Instant::now();
 /// let wall = chrono::Utc::now();
 /// // A step starts by reading the lock...
@@ -342,8 +342,12 @@ pub(crate) fn later(t: Instant, d: Duration) -> Instant {
 }
 
 impl<E: StepError> Election<E> {
-    /// A new election. Fails if the timing or the identity is invalid.
-    pub fn new(config: ElectionConfig) -> Result<Self, ElectionError> {
+    /// A new election whose driver's requests fail with errors of type `E` (see [`StepError`]). Fails
+    /// if the timing or the identity is invalid. With the crate's own error, as [`Elector`] drives it,
+    /// [`Election::new`] names the type for you.
+    ///
+    /// [`Elector`]: crate::election::Elector
+    pub fn with_error_type(config: ElectionConfig) -> Result<Self, ElectionError> {
         config.timing.check()?;
         if config.identity.is_empty() {
             return Err(ElectionError::InvalidSettings(

@@ -30,7 +30,7 @@ proptest! {
             renew_deadline: Duration::from_millis(1500),
             retry_period: Duration::from_millis(200),
         };
-        let mut e = Election::<Failure>::new(ElectionConfig {
+        let mut e = Election::<Failure>::with_error_type(ElectionConfig {
             identity: "me".into(),
             lock: "test".into(),
             timing,

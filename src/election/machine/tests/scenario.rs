@@ -58,7 +58,7 @@ impl Scenario {
         let mut config = ElectionConfig::new(ME, "leases default/test", timing());
         config.incarnation = "inc-me".into();
         Scenario {
-            e: Election::new(config).unwrap(),
+            e: Election::with_error_type(config).unwrap(),
             now: Instant::now(),
             wall: Utc::now(),
             rv: 0,
