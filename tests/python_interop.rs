@@ -170,9 +170,10 @@ fn python_and_rust_candidates_take_turns_on_one_lease_without_overlap() {
         "took over {:.2} s after the Python leader crashed (lease 6 s)",
         led - crashed
     );
-    // Its last renew came at most a retry period (1 s) before the crash; our 6 s count from when we saw it.
+    // Its last renew came about a retry period (1 s) before the crash, and our 6 s count from when we
+    // saw it: 5 s here; 3 s leaves room for a Python process that a loaded machine kept from renewing.
     assert!(
-        led - crashed > 4.0,
+        led - crashed > 3.0,
         "led {:.2} s after the crash: before the lease could have run out",
         led - crashed
     );
