@@ -65,10 +65,12 @@
 //! the failures it finds itself are [`ElectionError`]s, and the driver's error type is a parameter
 //! (`Election<E>`), passed through to the outcome untouched, so the core knows nothing of HTTP, of
 //! locks or of the crate's [`Error`](crate::Error). [`Elector`] drives it over
-//! [`Lock`](crate::lock::Lock)s one blocking step at a time, with the crate's `Error` as `E` (and is
-//! the one place that turns a lock's result into a reply); the threaded runner
+//! [`Lock`](crate::lock::Lock)s one blocking step at a time, with the crate's `Error` as `E` (one
+//! file, `crate_error.rs`, turns a lock's result into a reply and the core's failures into that
+//! `Error`); the threaded runner
 //! ([`LeaderElector`](crate::runner::LeaderElector)) drives an `Elector` on a background thread.
 
+mod crate_error;
 mod elector;
 mod failure;
 mod machine;
