@@ -58,17 +58,22 @@ fn first_segment(path: &str) -> String {
         .collect()
 }
 
-/// Where `file` names one of `names` right after `crate::`, leaving out comments.
-fn uses(file: &Path, names: &[&str]) -> Vec<String> {
-    let text: String = std::fs::read_to_string(file)
-        .unwrap()
+/// Which of `names` the code in `text` names right after `crate::`, leaving out comments.
+fn named(text: &str, names: &[&str]) -> Vec<String> {
+    let code: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    crate_paths(&text)
+        .collect();
+    crate_paths(&code.join("\n"))
         .into_iter()
         .filter(|s| names.contains(&s.as_str()))
+        .collect()
+}
+
+/// Where `file` names one of `names` right after `crate::`.
+fn uses(file: &Path, names: &[&str]) -> Vec<String> {
+    named(&std::fs::read_to_string(file).unwrap(), names)
+        .into_iter()
         .map(|s| format!("{}: crate::{s}", file.display()))
         .collect()
 }
@@ -113,19 +118,9 @@ fn nothing_outside_the_test_rig_uses_it() {
 
 #[test]
 fn the_checks_find_what_they_look_for() {
-    let dir = std::env::temp_dir().join(format!("kube-elector-arch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("probe.rs");
-    std::fs::write(
-        &file,
-        "// use crate::client::X; (a comment)\nuse crate::error::Error;\nuse crate::{\n    Timing,\n    lock::{Lock, Locks},\n};\nuse crate::record::Record;\nfn f() -> crate::Result<()> { Ok(()) }\n",
-    )
-    .unwrap();
-    let found = uses(&file, &["error", "client", "lock", "Result"]);
-    std::fs::remove_dir_all(&dir).unwrap();
-    let names: Vec<&str> = found
-        .iter()
-        .map(|f| f.rsplit("crate::").next().unwrap())
-        .collect();
-    assert_eq!(names, ["error", "lock", "Result"], "{found:?}");
+    let probe = "// use crate::client::X; (a comment)\nuse crate::error::Error;\nuse crate::{\n    Timing,\n    lock::{Lock, Locks},\n};\nuse crate::record::Record;\nfn f() -> crate::Result<()> { Ok(()) }\n";
+    assert_eq!(
+        named(probe, &["error", "client", "lock", "Result"]),
+        ["error", "lock", "Result"]
+    );
 }

@@ -382,8 +382,7 @@ fn hole6b_a_slow_lease_candidate_endpoint_never_delays_a_renew() {
 
 #[test]
 fn hole7_no_credential_in_any_debug_output() {
-    let dir = std::env::temp_dir().join(format!("kube-elector-debug-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("debug");
     let kubeconfig = dir.join("config");
     std::fs::write(
         &kubeconfig,
