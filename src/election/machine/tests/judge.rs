@@ -2,16 +2,14 @@
 
 use std::time::Duration;
 
-use super::scenario::{ME, Scenario, held_by, released, send, stepped, written};
+use super::scenario::{ME, Scenario, held_by, send, stepped, written};
 use crate::election::protocol::{Request, Status};
 use crate::events::LeaderEvent;
 
 #[test]
 fn a_released_lock_is_taken_at_once_with_the_next_term() {
     let mut s = Scenario::new();
-    send(s.begin());
-    let reply = s.object(released(3));
-    let update = send(s.feed(reply));
+    let update = s.find_released(3);
     assert_eq!(written(&update).holder_identity, ME);
     assert_eq!(
         written(&update).leader_transitions,

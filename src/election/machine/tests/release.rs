@@ -5,7 +5,6 @@ use std::time::Duration;
 use super::scenario::{Failure, Scenario, held_by, send, written};
 use crate::election::ElectionError;
 use crate::election::protocol::{Action, Reply, Request};
-use crate::events::StopReason;
 
 fn released(action: Action<Failure>) -> bool {
     match action {
@@ -19,8 +18,7 @@ fn a_leader_releases_with_one_conditional_write_of_an_empty_holder() {
     let mut s = Scenario::new();
     s.lead();
     s.advance(Duration::from_secs(1));
-    s.e.resign(StopReason::Stopped);
-    let write = send(s.e.begin_release(s.now, s.wall));
+    let write = s.release();
     let Request::Update {
         record,
         resource_version,
@@ -45,8 +43,7 @@ fn a_leader_releases_with_one_conditional_write_of_an_empty_holder() {
 fn a_release_that_met_another_write_reads_and_clears_nothing_of_a_successors() {
     let mut s = Scenario::new();
     s.lead();
-    s.e.resign(StopReason::Stopped);
-    let write = send(s.e.begin_release(s.now, s.wall));
+    let write = s.release();
     assert!(written(&write).holder_identity.is_empty());
     let conflict = Failure::Request("lost");
     let get = send(s.feed(Reply::Conflict(conflict)));
@@ -68,8 +65,7 @@ fn an_elector_that_never_led_has_nothing_to_release() {
 fn a_release_out_of_time_reports_the_elections_own_failure() {
     let mut s = Scenario::new();
     s.lead();
-    s.e.resign(StopReason::Stopped);
-    let write = send(s.e.begin_release(s.now, s.wall));
+    let write = s.release();
     assert!(matches!(write, Request::Update { .. }));
     // The write met another (409) after the release's time (the request cap, 2.5 s here) ran out.
     s.advance(Duration::from_secs(3));

@@ -103,6 +103,19 @@ impl Scenario {
         assert!(outcome.is_leading(), "{outcome:?}");
         outcome
     }
+
+    /// A step that finds the lock released after term `transitions`: the write it asks for.
+    pub(super) fn find_released(&mut self, transitions: i32) -> Request {
+        send(self.begin());
+        let reply = self.object(released(transitions));
+        send(self.feed(reply))
+    }
+
+    /// Stop and give the lock up: the release's first request.
+    pub(super) fn release(&mut self) -> Request {
+        self.e.resign(crate::events::StopReason::Stopped);
+        send(self.e.begin_release(self.now, self.wall))
+    }
 }
 
 /// Another holder's record, renewed now by its clock.

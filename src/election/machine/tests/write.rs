@@ -59,9 +59,7 @@ fn a_create_that_lost_the_race_reads_again_and_follows_the_winner() {
 #[test]
 fn a_takeover_that_lost_the_race_leads_nothing() {
     let mut s = Scenario::new();
-    send(s.begin());
-    let reply = s.object(released(3));
-    let update = send(s.feed(reply));
+    let update = s.find_released(3);
     assert_eq!(written(&update).leader_transitions, 4);
     send(s.feed(Reply::Conflict(raced())));
     let reply = s.object(held_by("other", 4));
@@ -76,9 +74,7 @@ fn a_takeover_that_lost_the_race_leads_nothing() {
 #[test]
 fn a_lock_deleted_under_each_write_ends_the_step_with_the_elections_own_failure() {
     let mut s = Scenario::new();
-    send(s.begin());
-    let reply = s.object(released(3));
-    assert!(matches!(send(s.feed(reply)), Request::Update { .. }));
+    assert!(matches!(s.find_released(3), Request::Update { .. }));
     let get = send(s.feed(Reply::NotFound));
     assert!(matches!(get, Request::Get { .. }), "read again: {get:?}");
     let reply = s.object(released(3));
